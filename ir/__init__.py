@@ -1,0 +1,24 @@
+"""irshim's functional IR: ops as pure torch functions, providers, one dispatcher.
+
+Knows nothing of CustomOp. See DESIGN.md ("The IR contract").
+"""
+
+from . import ops, priority, tolerances
+from .errors import ConfigError
+from .op import IrOp, IrOpImpl, get_op, register_op, set_priority
+from .platform import device_family
+from .providers import load_providers
+
+__all__ = [
+    "ConfigError",
+    "IrOp",
+    "IrOpImpl",
+    "device_family",
+    "get_op",
+    "load_providers",
+    "ops",
+    "priority",
+    "register_op",
+    "set_priority",
+    "tolerances",
+]

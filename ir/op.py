@@ -1,0 +1,456 @@
+"""IR ops: registration, schema checks, priority resolution and dispatch.
+
+An IR op is a typed pure-torch function (provider ``native``: the semantics,
+and by default the fake implementation) registered as
+``torch.ops.irshim.<name>``. Providers register impls with the same schema;
+a per-op priority list (see `priority.py`) decides which one runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any, overload
+
+import torch
+from torch.library import Library, infer_schema
+
+from . import priority as _priority
+from .platform import device_family
+from .providers import load_providers
+from .tolerances import Tolerance, default_tolerance
+
+logger = logging.getLogger(__name__)
+
+NAMESPACE = "irshim"
+RESERVED_PROVIDERS = ("native",)
+_LIB = Library(NAMESPACE, "FRAGMENT")
+
+InputGenerator = Callable[..., tuple[Any, ...]]
+
+# Cheap checks for "someone is tracing": Dynamo (is_compiling, which Dynamo
+# folds to True while tracing) and any torch dispatch mode such as FakeTensorMode
+# or make_fx's proxy mode. Both together cost ~0.3 µs on the CI CPU.
+_is_compiling = torch.compiler.is_compiling
+_dispatch_modes = torch._C._len_torch_dispatch_stack
+
+
+def _tracing() -> bool:
+    return _is_compiling() or _dispatch_modes() > 0
+
+
+def _check_name(name: str, what: str) -> None:
+    if not _priority.NAME.match(name):
+        raise ValueError(f"{what} name {name!r} is invalid: use [a-z_][a-z0-9_]* (e.g. 'rms_norm')")
+
+
+def _schema_of(fn: Callable, mutates: tuple[str, ...] | list[str] = ()) -> str:
+    try:
+        return infer_schema(fn, mutates_args=mutates)
+    except Exception as exc:  # infer_schema raises ValueError/TypeError variants
+        raise ValueError(
+            f"cannot infer a torch schema for {getattr(fn, '__qualname__', fn)}: {exc}. "
+            "Annotate every parameter and the return type with torch types "
+            "(Tensor, Tensor | None, int, float, bool, str, tuple[Tensor, ...])."
+        ) from exc
+
+
+class IrOpImpl:
+    """One provider's implementation of an op."""
+
+    __slots__ = ("op", "provider", "impl_fn", "inplace", "_supported", "_supports_args")
+
+    def __init__(
+        self,
+        op: IrOp,
+        provider: str,
+        impl_fn: Callable,
+        supported: bool | Callable[[], bool],
+        supports_args: Callable[..., bool] | None,
+        inplace: bool,
+    ):
+        self.op = op
+        self.provider = provider
+        self.impl_fn = impl_fn
+        self.inplace = inplace
+        self._supported = supported
+        self._supports_args = supports_args
+
+    @property
+    def supported(self) -> bool:
+        """Static platform support; a callable given at registration is evaluated once."""
+        if callable(self._supported):
+            try:
+                self._supported = bool(self._supported())
+            except Exception as exc:
+                logger.warning("support check of %s/%s raised %r: treated as unsupported",
+                               self.op.name, self.provider, exc)
+                self._supported = False
+        return self._supported
+
+    @property
+    def supports_all_args(self) -> bool:
+        return self._supports_args is None
+
+    def supports(self, *args: Any, **kwargs: Any) -> bool:
+        """Whether this impl accepts these arguments (its `supports_args` predicate)."""
+        return self._supports_args is None or bool(self._supports_args(*args, **kwargs))
+
+    def __repr__(self) -> str:
+        flags = "" if self.supported else ", unsupported"
+        flags += ", inplace" if self.inplace else ""
+        return f"IrOpImpl({self.op.name}/{self.provider}{flags})"
+
+
+class IrOp:
+    """A registered IR op; call it like the native function."""
+
+    registry: dict[str, IrOp] = {}
+
+    def __init__(
+        self,
+        name: str,
+        native: Callable,
+        activations: list[str] | None = None,
+        allow_inplace: bool = False,
+    ):
+        _check_name(name, "op")
+        if name in IrOp.registry:
+            raise ValueError(f"op {name!r} is already registered (by {IrOp.registry[name].native!r})")
+        signature = inspect.signature(native)
+        params = list(signature.parameters.values())
+        if any(p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params):
+            raise ValueError(
+                f"op {name!r}: {signature} has keyword-only or variadic parameters; "
+                "IR ops take positional parameters only (FX lowering passes args positionally)"
+            )
+        param_names = [p.name for p in params]
+        if activations is None:
+            activations = [n for n in param_names if n.startswith("x")]
+        unknown = [a for a in activations if a not in param_names]
+        if unknown:
+            raise ValueError(f"op {name!r}: activations {unknown} are not parameters of {signature}")
+
+        self.name = name
+        self.native = native
+        self.signature = signature
+        self.schema = _schema_of(native)
+        self.activations = list(activations)
+        self.activation_indices = [param_names.index(a) for a in activations]
+        self.doc = (inspect.getdoc(native) or "").split("\n")[0]
+        self._impls: dict[str, IrOpImpl] = {"native": IrOpImpl(self, "native", native, True, None, False)}
+        self._fake_fn: Callable = native
+        self._overrides: list[list[str]] = []
+        self._resolved: tuple[IrOpImpl, ...] = ()
+        self._resolved_source = ""
+        self._resolved_generation = -1
+        self._input_generator: InputGenerator | None = None
+        self._tolerances: dict[torch.dtype, Tolerance] = {}
+
+        _LIB.define(name + self.schema)
+        # CompositeExplicitAutograd: one kernel for every backend, and not
+        # decomposed by AOTAutograd, so the op stays one node under compile.
+        _LIB.impl(name, self._torch_kernel, "CompositeExplicitAutograd")
+        torch.library.register_fake(f"{NAMESPACE}::{name}", self._fake_call, lib=_LIB)
+        self.torch_op: torch._ops.OpOverload = getattr(getattr(torch.ops, NAMESPACE), name).default
+        self.maybe_inplace = _InplaceOverload(self) if allow_inplace else None
+        IrOp.registry[name] = self
+        _priority.bump()
+
+    # ----------------------------------------------------------- registration
+    @property
+    def allow_inplace(self) -> bool:
+        return self.maybe_inplace is not None
+
+    @property
+    def impls(self) -> dict[str, IrOpImpl]:
+        """provider -> impl, after loading provider packages."""
+        load_providers()
+        return dict(self._impls)
+
+    def register_impl(
+        self,
+        provider: str,
+        *,
+        supported: bool | Callable[[], bool] = True,
+        supports_args: Callable[..., bool] | None = None,
+        inplace: bool = False,
+    ) -> Callable[[Callable], Callable]:
+        """Decorator registering `fn` as `provider`'s impl; returns `fn` unchanged.
+
+        `supported` is the static platform check (a bool, or a callable evaluated
+        once at first use, so that imports stay free of device initialisation);
+        `supports_args` a pure predicate with the op's parameters; `inplace` impls
+        may overwrite the op's activations (needs ``allow_inplace=True``).
+        """
+        _check_name(provider, "provider")
+        if provider in RESERVED_PROVIDERS:
+            raise ValueError(f"provider name {provider!r} is reserved for the op's own semantics")
+        if provider in self._impls:
+            raise ValueError(f"op {self.name!r} already has a provider {provider!r}")
+        if inplace and not self.allow_inplace:
+            raise ValueError(
+                f"provider {provider!r} is in place but op {self.name!r} was registered "
+                "without allow_inplace=True"
+            )
+        if supports_args is not None:
+            self._check_predicate(provider, supports_args)
+
+        def decorator(fn: Callable) -> Callable:
+            schema = _schema_of(fn)
+            if schema != self.schema:
+                raise ValueError(
+                    f"provider {provider!r} of op {self.name!r} has schema {schema} "
+                    f"but the op's (native) schema is {self.schema}"
+                )
+            self._impls[provider] = IrOpImpl(self, provider, fn, supported, supports_args, inplace)
+            _priority.bump()
+            return fn
+
+        return decorator
+
+    def _check_predicate(self, provider: str, predicate: Callable[..., bool]) -> None:
+        if not callable(predicate):
+            raise ValueError(f"supports_args of provider {provider!r} must be callable, got {predicate!r}")
+        mine = inspect.signature(predicate)
+        same = [(p.name, p.default, p.kind) for p in mine.parameters.values()] == [
+            (p.name, p.default, p.kind) for p in self.signature.parameters.values()
+        ]
+        if not same:
+            raise ValueError(
+                f"supports_args of provider {provider!r} has signature {mine} but op "
+                f"{self.name!r} has {self.signature}: names, order and defaults must match"
+            )
+
+    def register_fake(self, fn: Callable) -> Callable:
+        """Use `fn` instead of the native function as the fake (meta) impl."""
+        self._fake_fn = fn
+        return fn
+
+    def _fake_call(self, *args: Any, **kwargs: Any) -> Any:
+        return self._fake_fn(*args, **kwargs)
+
+    # ------------------------------------------------- inputs and tolerances
+    def register_input_generator(self, fn: InputGenerator) -> InputGenerator:
+        """`fn(num_tokens, hidden_size, dtype, device) -> args` for tests and tuning."""
+        self._input_generator = fn
+        return fn
+
+    def generate_inputs(self, num_tokens: int, hidden_size: int, dtype: torch.dtype,
+                        device: torch.device | str = "cpu") -> tuple[Any, ...]:
+        if self._input_generator is None:
+            raise RuntimeError(f"op {self.name!r} has no input generator (op.register_input_generator)")
+        return self._input_generator(num_tokens, hidden_size, dtype, device)
+
+    def override_tolerance(self, dtype: torch.dtype, *, atol: float, rtol: float, reason: str) -> None:
+        """Widen (or tighten) this op's tolerance for `dtype`; `reason` is printed on failures."""
+        self._tolerances[dtype] = Tolerance(atol, rtol, reason)
+
+    def tolerance(self, dtype: torch.dtype) -> Tolerance:
+        return self._tolerances.get(dtype) or default_tolerance(dtype)
+
+    # --------------------------------------------------------------- priority
+    @contextlib.contextmanager
+    def set_priority(self, providers: list[str]) -> Iterator[None]:
+        """Context manager: use `providers` (in order) for this op inside the block.
+
+        Nestable; the previous priority is restored on exit, exceptions included.
+        """
+        entry = self._validated(providers, "op.set_priority")
+        self._overrides.append(entry)
+        _priority.bump()
+        try:
+            yield
+        finally:
+            # Remove this very entry (not just the top) so that interleaved
+            # exits from several threads cannot restore the wrong list.
+            for i in range(len(self._overrides) - 1, -1, -1):
+                if self._overrides[i] is entry:
+                    del self._overrides[i]
+                    break
+            _priority.bump()
+
+    def _validated(self, providers: list[str], where: str) -> list[str]:
+        if isinstance(providers, str):
+            raise TypeError(f"{where}: pass a list of provider names, not the string {providers!r}")
+        providers = list(providers)
+        known = self.impls
+        unknown = [p for p in providers if p not in known]
+        if unknown:
+            raise ValueError(f"{where}: op {self.name!r} has no provider(s) {unknown}; it has {sorted(known)}")
+        if len(set(providers)) != len(providers):
+            raise ValueError(f"{where}: provider listed twice in {providers}")
+        return providers
+
+    def requested_priority(self) -> tuple[list[str], str]:
+        """The list in force before filtering, and where it comes from."""
+        if self._overrides:
+            return list(self._overrides[-1]), "op.set_priority"
+        requested, source = _priority.requested(self.name, device_family())
+        if source == _priority.ENV_VAR:
+            unknown = [p for p in requested if p not in self._impls]
+            if unknown:
+                from .errors import ConfigError
+
+                raise ConfigError(
+                    _priority.ENV_VAR, _priority.env_value(),
+                    f"providers of op {self.name!r}: {sorted(self._impls)}",
+                    f"op {self.name!r} has no provider(s) {unknown}",
+                )
+        return list(requested), source
+
+    def _resolve(self) -> tuple[IrOpImpl, ...]:
+        load_providers()
+        generation = _priority.generation
+        requested, source = self.requested_priority()
+        chosen: list[IrOpImpl] = []
+        for name in requested:
+            impl = self._impls[name]
+            if not impl.supported:
+                continue
+            chosen.append(impl)
+            if impl.supports_all_args:
+                break
+        else:
+            chosen.append(self._impls["native"])
+        self._resolved, self._resolved_source = tuple(chosen), source
+        self._resolved_generation = generation
+        logger.debug("op %s: priority %s (from %s)", self.name, [i.provider for i in chosen], source)
+        return self._resolved
+
+    def _priority_impls(self) -> tuple[IrOpImpl, ...]:
+        if self._resolved_generation != _priority.generation:
+            return self._resolve()
+        return self._resolved
+
+    def get_priority(self) -> list[str]:
+        """Effective order: unsupported providers dropped, ``native`` appended when needed."""
+        return [impl.provider for impl in self._priority_impls()]
+
+    # --------------------------------------------------------------- dispatch
+    def dispatch(self, *args: Any, **kwargs: Any) -> IrOpImpl:
+        """The impl that a call with these arguments would run (nothing is run)."""
+        for impl in self._priority_impls():
+            pred = impl._supports_args
+            if pred is None or pred(*args, **kwargs):
+                return impl
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("op %s: provider %s refused the arguments", self.name, impl.provider)
+        raise AssertionError("unreachable: the last provider in a resolved priority accepts all arguments")
+
+    def explain(self, *args: Any, **kwargs: Any) -> list[tuple[str, str]]:
+        """(provider, verdict) for every provider: why it would or would not run."""
+        requested, source = self.requested_priority()
+        chosen = self.dispatch(*args, **kwargs)
+        resolved = self._priority_impls()
+        verdicts = []
+        reached = True
+        for impl in self.impls.values():
+            if impl is chosen:
+                verdict = f"chosen (priority from {source})"
+            elif not impl.supported:
+                verdict = "not supported on this platform"
+            elif impl not in resolved:
+                verdict = "not in the priority list" if impl.provider not in requested else "after a provider that accepts everything"
+            elif reached and not impl.supports(*args, **kwargs):
+                verdict = "refused these arguments (supports_args)"
+            else:
+                verdict = "not reached"
+            verdicts.append((impl.provider, verdict))
+        return verdicts
+
+    def _clone_activations(self, args: tuple) -> tuple:
+        args = list(args)
+        for i in self.activation_indices:
+            if i < len(args) and isinstance(args[i], torch.Tensor):
+                args[i] = args[i].clone()
+        return tuple(args)
+
+    def _run_functional(self, *args: Any, **kwargs: Any) -> Any:
+        impl = self.dispatch(*args, **kwargs)
+        if impl.inplace:
+            # The default overload never mutates: an in-place impl gets copies.
+            args = self._clone_activations(args)
+        return impl.impl_fn(*args, **kwargs)
+
+    def _torch_kernel(self, *args: Any, **kwargs: Any) -> Any:
+        return self._run_functional(*args, **kwargs)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # Eager calls bypass the torch dispatcher: torch.ops.irshim.<op> costs
+        # several µs more per call (benchmarks/results/dispatch_overhead.md).
+        # While tracing, the op must stay one node, so go through torch.ops.
+        if _tracing():
+            return self.torch_op(*args, **kwargs)
+        return self._run_functional(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"IrOp({self.name!r})"
+
+
+class _InplaceOverload:
+    """``op.maybe_inplace``: callers donate the activations, which may be overwritten."""
+
+    def __init__(self, op: IrOp):
+        self.op = op
+        self.schema = _schema_of(op.native, op.activations)
+        name = f"{op.name}.maybe_inplace"
+        _LIB.define(name + self.schema)
+        _LIB.impl(name, self._torch_kernel, "CompositeExplicitAutograd")
+        torch.library.register_fake(f"{NAMESPACE}::{name}", op._fake_call, lib=_LIB)
+        self.torch_op: torch._ops.OpOverload = getattr(getattr(torch.ops, NAMESPACE), op.name).maybe_inplace
+
+    def _torch_kernel(self, *args: Any, **kwargs: Any) -> Any:
+        return self.op.dispatch(*args, **kwargs).impl_fn(*args, **kwargs)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if _tracing():
+            return self.torch_op(*args, **kwargs)
+        return self.op.dispatch(*args, **kwargs).impl_fn(*args, **kwargs)
+
+
+@overload
+def register_op(fn: Callable) -> IrOp: ...
+@overload
+def register_op(
+    *, name: str | None = None, activations: list[str] | None = None, allow_inplace: bool = False
+) -> Callable[[Callable], IrOp]: ...
+
+
+def register_op(
+    fn: Callable | None = None,
+    *,
+    name: str | None = None,
+    activations: list[str] | None = None,
+    allow_inplace: bool = False,
+) -> IrOp | Callable[[Callable], IrOp]:
+    """Register a typed pure-torch function as IR op ``torch.ops.irshim.<name>``.
+
+    `activations` are the parameters an in-place provider may overwrite
+    (default: those whose name starts with ``x``); `allow_inplace` adds the
+    ``maybe_inplace`` overload.
+    """
+
+    def decorator(native: Callable) -> IrOp:
+        return IrOp(name or native.__name__, native, activations, allow_inplace)
+
+    return decorator(fn) if fn is not None else decorator
+
+
+def get_op(name: str) -> IrOp:
+    """The registered op called `name`, or KeyError listing the known ones."""
+    try:
+        return IrOp.registry[name]
+    except KeyError:
+        raise KeyError(f"no IR op {name!r}; registered: {sorted(IrOp.registry)}") from None
+
+
+def set_priority(priorities: dict[str | IrOp, list[str] | None]) -> None:
+    """Process-wide priorities, ``{op or name: [providers]}``; None clears an op's entry."""
+    for key, providers in priorities.items():
+        op = key if isinstance(key, IrOp) else get_op(key)
+        _priority.set_process_priority(
+            op.name, None if providers is None else op._validated(providers, "ir.set_priority")
+        )

@@ -1,0 +1,24 @@
+"""Which device family this process runs on; platform defaults are keyed by it."""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+FAMILIES = ("cuda", "rocm", "xpu", "cpu")
+
+
+@functools.cache
+def device_family() -> str:
+    """`cuda`, `rocm`, `xpu` or `cpu`: the accelerator torch would use, cached.
+
+    ROCm builds of torch report through `torch.cuda`; `torch.version.hip` tells
+    them apart.
+    """
+    if torch.cuda.is_available():
+        return "rocm" if torch.version.hip else "cuda"
+    xpu = getattr(torch, "xpu", None)
+    if xpu is not None and xpu.is_available():
+        return "xpu"
+    return "cpu"

@@ -1,0 +1,4 @@
+"""irshim's in-tree providers (entry point `irshim.providers: kernels`).
+
+Importing this package registers every provider family it holds.
+"""
