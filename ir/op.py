@@ -57,6 +57,13 @@ def _schema_of(fn: Callable, mutates: tuple[str, ...] | list[str] = ()) -> str:
         ) from exc
 
 
+def _params_text(signature: inspect.Signature) -> str:
+    """``(x, mode='a')``: names and defaults, without annotations."""
+    return "(" + ", ".join(
+        p.name if p.default is p.empty else f"{p.name}={p.default!r}" for p in signature.parameters.values()
+    ) + ")"
+
+
 class IrOpImpl:
     """One provider's implementation of an op."""
 
@@ -220,8 +227,8 @@ class IrOp:
         ]
         if not same:
             raise ValueError(
-                f"supports_args of provider {provider!r} has signature {mine} but op "
-                f"{self.name!r} has {self.signature}: names, order and defaults must match"
+                f"supports_args of provider {provider!r} takes {_params_text(mine)} but op "
+                f"{self.name!r} takes {_params_text(self.signature)}: names, order and defaults must match"
             )
 
     def register_fake(self, fn: Callable) -> Callable:

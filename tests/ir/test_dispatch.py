@@ -1,0 +1,167 @@
+"""Dispatch: which provider runs, eager bypass vs torch.ops, in-place overloads, tracing."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import Tensor
+from torch.fx.experimental.proxy_tensor import make_fx
+
+import irshim.ir as ir
+
+
+@pytest.fixture
+def picky_op(scale_op):
+    """Providers: `small` only for tensors of <= 4 elements (returns x*f + 100), `any` (x*f + 200)."""
+
+    def small(x: Tensor, factor: float) -> Tensor:
+        return x * factor + 100
+
+    def anything(x: Tensor, factor: float) -> Tensor:
+        return x * factor + 200
+
+    scale_op.register_impl("small", supports_args=lambda x, factor: x.numel() <= 4)(small)
+    scale_op.register_impl("any")(anything)
+    return scale_op
+
+
+def test_dispatch_respects_supports_args(picky_op):
+    with picky_op.set_priority(["small", "any"]):
+        assert picky_op.dispatch(torch.zeros(4), 1.0).provider == "small"
+        assert picky_op.dispatch(torch.zeros(5), 1.0).provider == "any"
+        assert picky_op.dispatch(x=torch.zeros(5), factor=1.0).provider == "any"
+        assert float(picky_op(torch.zeros(1), 1.0)) == 100
+        assert picky_op(torch.zeros(5), 1.0).tolist() == [200.0] * 5
+
+
+def test_dispatch_runs_nothing(scale_op):
+    calls = []
+
+    def spy(x: Tensor, factor: float) -> Tensor:
+        calls.append(1)
+        return x
+
+    scale_op.register_impl("spy")(spy)
+    with scale_op.set_priority(["spy"]):
+        assert scale_op.dispatch(torch.zeros(2), 1.0).impl_fn is spy
+    assert calls == []
+
+
+def test_explain_gives_a_reason_per_provider(picky_op):
+    def off(x: Tensor, factor: float) -> Tensor:
+        return x
+
+    picky_op.register_impl("off", supported=False)(off)
+    with picky_op.set_priority(["off", "small", "any"]):
+        verdicts = dict(picky_op.explain(torch.zeros(8), 1.0))
+    assert verdicts["off"] == "not supported on this platform"
+    assert verdicts["small"] == "refused these arguments (supports_args)"
+    assert verdicts["any"].startswith("chosen")
+    assert verdicts["native"] == "not in the priority list"
+
+
+def test_torch_ops_path_gives_the_same_result(picky_op):
+    x = torch.randn(3)
+    with picky_op.set_priority(["small", "any"]):
+        direct = picky_op(x, 2.0)
+        through_torch = getattr(torch.ops.irshim, picky_op.name)(x, 2.0)
+    assert torch.equal(direct, through_torch) and float(direct[0] - 2 * x[0]) == 100
+
+
+def _all_ops_with_inputs():
+    cases = []
+    for name in ("rms_norm", "fused_add_rms_norm", "gemma_rms_norm", "gemma_fused_add_rms_norm",
+                 "silu_and_mul", "mul_and_silu", "gelu_and_mul", "fatrelu_and_mul",
+                 "gelu_new", "gelu_fast", "quick_gelu", "relu2"):
+        cases.append(pytest.param(name, id=name))
+    return cases
+
+
+@pytest.mark.parametrize("name", _all_ops_with_inputs())
+def test_call_equals_chosen_provider_bit_for_bit(name):
+    op = ir.get_op(name)
+    for provider, impl in op.impls.items():
+        if not impl.supported:
+            continue
+        args = op.generate_inputs(3, 40, torch.bfloat16, "cpu")
+        with op.set_priority([provider]):
+            chosen = op.dispatch(*args)
+            via_op = op(*args)
+            fresh = op.generate_inputs(3, 40, torch.bfloat16, "cpu")
+            direct = chosen.impl_fn(*fresh) if not chosen.inplace else chosen.impl_fn(*[
+                a.clone() if isinstance(a, Tensor) else a for a in fresh])
+            via_torch = op.torch_op(*op.generate_inputs(3, 40, torch.bfloat16, "cpu"))
+        outs = via_op if isinstance(via_op, tuple) else (via_op,)
+        refs = direct if isinstance(direct, tuple) else (direct,)
+        torch_outs = via_torch if isinstance(via_torch, tuple) else (via_torch,)
+        for a, b, c in zip(outs, refs, torch_outs):
+            assert torch.equal(a, b), f"{name}/{chosen.provider}: op call differs from direct call"
+            assert torch.equal(a, c), f"{name}/{chosen.provider}: torch.ops call differs from eager call"
+
+
+@pytest.fixture
+def inplace_op(fresh_name):
+    """`bump(x, y) -> (x + 1, y + x)` with an in-place provider writing into x and y."""
+
+    @ir.register_op(name=fresh_name, allow_inplace=True, activations=["x", "y"])
+    def bump(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        return x + 1, y + x
+
+    @bump.register_impl("inplace", inplace=True)
+    def bump_inplace(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        y.add_(x)
+        x.add_(1)
+        return x, y
+
+    return bump
+
+
+def test_default_overload_never_mutates_even_with_inplace_provider(inplace_op):
+    x, y = torch.ones(3), torch.full((3,), 5.0)
+    with inplace_op.set_priority(["inplace"]):
+        assert inplace_op.dispatch(x, y).inplace
+        a, b = inplace_op(x, y)
+        a2, b2 = inplace_op.torch_op(x, y)
+    assert x.tolist() == [1.0] * 3 and y.tolist() == [5.0] * 3
+    assert a.tolist() == a2.tolist() == [2.0] * 3 and b.tolist() == b2.tolist() == [6.0] * 3
+
+
+def test_maybe_inplace_overload_lets_the_provider_write(inplace_op):
+    x, y = torch.ones(3), torch.full((3,), 5.0)
+    with inplace_op.set_priority(["inplace"]):
+        a, b = inplace_op.maybe_inplace(x, y)
+    assert a.data_ptr() == x.data_ptr() and b.data_ptr() == y.data_ptr()
+    assert a.tolist() == [2.0] * 3 and b.tolist() == [6.0] * 3
+    # With a functional provider the overload gives the same values, fresh tensors.
+    x, y = torch.ones(3), torch.full((3,), 5.0)
+    a, b = inplace_op.maybe_inplace(x, y)
+    assert a.tolist() == [2.0] * 3 and b.tolist() == [6.0] * 3 and x.tolist() == [1.0] * 3
+
+
+def test_maybe_inplace_through_torch_ops(inplace_op):
+    x, y = torch.ones(2), torch.zeros(2)
+    with inplace_op.set_priority(["inplace"]):
+        a, b = inplace_op.maybe_inplace.torch_op(x, y)
+    assert a.tolist() == [2.0, 2.0] and b.tolist() == [1.0, 1.0]
+
+
+def test_tracing_keeps_the_op_as_one_node(picky_op):
+    def f(x):
+        return picky_op(x, 3.0) + 1
+
+    with picky_op.set_priority(["any"]):
+        graph = make_fx(f)(torch.zeros(2))
+    targets = [n.target for n in graph.graph.nodes if n.op == "call_function"]
+    assert targets.count(picky_op.torch_op) == 1
+    assert len(targets) == 2  # the op and the add: the provider's body was not traced inline
+
+
+def test_fake_tensors_get_shapes_from_native():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode():
+        x = torch.empty(5, 2 * 24, dtype=torch.bfloat16)
+        out = ir.ops.silu_and_mul(x)
+        out2, residual = ir.ops.fused_add_rms_norm(torch.empty(5, 24), torch.empty(5, 24), None, 1e-6)
+    assert out.shape == (5, 24) and out.dtype == torch.bfloat16
+    assert out2.shape == residual.shape == (5, 24)
