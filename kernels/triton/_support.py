@@ -1,0 +1,102 @@
+"""What every Triton provider module shares: where the kernels can run, which
+tensors they accept, and the eager/compile split.
+
+Eager calls launch the kernel directly (``kernel[grid](...)``). The same
+launcher, handed ``wrap_triton(kernel)``, is the body of a
+``torch.library.triton_op``, which torch.compile, make_fx and export see as a
+graph node (and Inductor can fuse around). The impl functions registered on the
+IR ops switch to that op only while something traces them, so eager calls pay
+one ``_tracing()`` check (~0.3 µs) and never the dispatcher round trip of a
+``triton_op`` (measured in benchmarks/results: "eager per-call wall time").
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+NAMESPACE = "irshim_triton"
+"""torch.library namespace of the graph-visible ops: ``torch.ops.irshim_triton.<op>``."""
+
+# Read once at import, as Triton itself does when kernels are decorated; the
+# predicates below must stay pure (STYLE.md: no environment inside them).
+INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+"""Triton's interpreter is on: kernels run on CPU tensors (how CI tests them)."""
+
+DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+"""Element types the kernels load and store (all arithmetic is float32)."""
+
+_is_compiling = torch.compiler.is_compiling
+_dispatch_modes = torch._C._len_torch_dispatch_stack
+
+
+def tracing() -> bool:
+    """Dynamo, FakeTensorMode, make_fx...: call the triton_op, not the raw kernel."""
+    return _is_compiling() or _dispatch_modes() > 0
+
+
+def platform_supported() -> bool:
+    """Static support: a CUDA (or ROCm) device, or Triton's interpreter."""
+    return INTERPRET or torch.cuda.is_available()
+
+
+def device_ok(t: torch.Tensor) -> bool:
+    return t.is_cuda or (INTERPRET and t.device.type == "cpu")
+
+
+def rows_ok(t: torch.Tensor) -> bool:
+    """The kernels see a tensor as ``rows x last``: unit stride along the last
+    dimension, and leading dimensions that collapse into one row stride (true
+    for contiguous tensors, slices of the last dimension, a strided token
+    dimension...). ``t.view(-1, last)`` succeeds exactly then, without a copy.
+    """
+    if t.dim() == 0:
+        return False
+    shape, strides = t.shape, t.stride()
+    if shape[-1] > 1 and strides[-1] != 1:
+        return False
+    # Merge leading dims from the innermost outwards; size-1 dims never matter.
+    row_stride = None
+    expected = None
+    for size, stride in zip(reversed(shape[:-1]), reversed(strides[:-1])):
+        if size == 1:
+            continue
+        if row_stride is None:
+            row_stride, expected = stride, stride * size
+        elif stride != expected:
+            return False
+        else:
+            expected = stride * size
+    return True
+
+
+def as_rows(t: torch.Tensor) -> torch.Tensor:
+    """``t`` as a 2-D ``[rows, last]`` view (never a copy; callers checked `rows_ok`)."""
+    return t.view(-1, t.shape[-1])
+
+
+def row_stride(t2d: torch.Tensor) -> int:
+    # A single row's stride is irrelevant: report the row length so that
+    # Triton's divisibility specialisation still sees aligned rows.
+    return t2d.stride(0) if t2d.shape[0] > 1 else t2d.shape[1]
+
+
+def rows_disjoint(t2d: torch.Tensor) -> bool:
+    """No two rows share memory (needed to write a tensor in place)."""
+    return t2d.shape[0] <= 1 or abs(t2d.stride(0)) >= t2d.shape[1]
+
+
+def _extent(t: torch.Tensor) -> tuple[int, int]:
+    start = t.data_ptr()
+    span = sum((size - 1) * stride for size, stride in zip(t.shape, t.stride()) if size > 0)
+    return start, start + (span + 1) * t.element_size()
+
+
+def disjoint(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """The memory spans of `a` and `b` do not intersect (a cheap, conservative test)."""
+    if a.numel() == 0 or b.numel() == 0:
+        return True
+    a0, a1 = _extent(a)
+    b0, b1 = _extent(b)
+    return a1 <= b0 or b1 <= a0

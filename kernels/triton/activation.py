@@ -1,0 +1,284 @@
+"""Triton activations: the gated ones (silu_and_mul, mul_and_silu, gelu_and_mul,
+fatrelu_and_mul) and the plain ones (gelu_new, gelu_fast, quick_gelu, relu2).
+
+Two kernels (gated: two halves of each input row -> one output row; plain:
+one row -> one row) share one constexpr-selected activation; then the launch
+configuration, the launcher, the graph-visible ``triton_op`` forms and the IR
+registrations. Float32 arithmetic, one rounding to x's dtype, as the IR's
+semantics (``ir/ops/activation.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+from torch.library import triton_op, wrap_triton
+
+from irshim.ir import ops
+
+from . import _support as S
+
+OPS = ("silu_and_mul", "mul_and_silu", "gelu_and_mul", "fatrelu_and_mul",
+       "gelu_new", "gelu_fast", "quick_gelu", "relu2")
+
+_GELU_APPROXIMATIONS = ("none", "tanh")
+
+
+# --------------------------------------------------------------- kernels
+
+
+@triton.jit
+def _activation(x, PARAM, ACT: tl.constexpr):
+    """ACT(x) in float32. tanh-based GELUs use 1 + tanh(u) = 2 sigmoid(2u), which
+    has no cancellation for large negative u (one exp, one division)."""
+    if ACT == "silu":
+        y = x / (1.0 + tl.exp(-x))
+    elif ACT == "gelu":
+        y = 0.5 * x * (1.0 + tl.erf(x * 0.7071067811865476))
+    elif ACT == "gelu_tanh":  # == gelu_new: sqrt(2/pi) (x + 0.044715 x^3)
+        u = 0.7978845608028654 * (x + 0.044715 * x * x * x)
+        y = x / (1.0 + tl.exp(-2.0 * u))
+    elif ACT == "gelu_fast":
+        u = x * 0.7978845608 * (1.0 + 0.044715 * x * x)
+        y = x / (1.0 + tl.exp(-2.0 * u))
+    elif ACT == "quick_gelu":
+        y = x / (1.0 + tl.exp(-1.702 * x))
+    elif ACT == "relu2":
+        r = tl.maximum(x, 0.0)
+        y = r * r
+    else:  # "fatrelu"
+        y = tl.where(x > PARAM, x, 0.0)
+    return y
+
+
+@triton.jit
+def _gated_kernel(
+    # input rows [.., 2 * D] (first half a, second half b) and output rows [.., D]
+    X, X_ROW_STRIDE, OUT, OUT_ROW_STRIDE,
+    # sizes and the activation's scalar (fatrelu's threshold)
+    N_ROWS, D, PARAM,
+    ACT: tl.constexpr,
+    ACT_ON_SECOND: tl.constexpr,  # a * act(b) (mul_and_silu) instead of act(a) * b
+    BLOCK_M: tl.constexpr,        # rows per program
+    BLOCK_N: tl.constexpr,        # output columns per program
+):
+    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    mask = (rows < N_ROWS)[:, None] & (cols < D)[None, :]
+    rows = rows.to(tl.int64)
+    x_ptrs = X + rows[:, None] * X_ROW_STRIDE + cols[None, :]
+    a = tl.load(x_ptrs, mask=mask, other=0.0).to(tl.float32)
+    b = tl.load(x_ptrs + D, mask=mask, other=0.0).to(tl.float32)
+    param = tl.cast(PARAM, tl.float32)  # Inductor passes float scalars as fp64
+    if ACT_ON_SECOND:
+        y = a * _activation(b, param, ACT)
+    else:
+        y = _activation(a, param, ACT) * b
+    tl.store(OUT + rows[:, None] * OUT_ROW_STRIDE + cols[None, :], y.to(OUT.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _plain_kernel(
+    X, X_ROW_STRIDE, OUT, OUT_ROW_STRIDE,
+    N_ROWS, N_COLS,
+    ACT: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
+    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    mask = (rows < N_ROWS)[:, None] & (cols < N_COLS)[None, :]
+    rows = rows.to(tl.int64)
+    x = tl.load(X + rows[:, None] * X_ROW_STRIDE + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+    y = _activation(x, 0.0, ACT)
+    tl.store(OUT + rows[:, None] * OUT_ROW_STRIDE + cols[None, :], y.to(OUT.dtype.element_ty), mask=mask)
+
+
+# ---------------------------------------------------------- launch config
+
+
+@dataclass(frozen=True)
+class ActConfig:
+    block_m: int
+    block_n: int
+    num_warps: int
+
+
+# Output elements per program and warps (see the measurements below); small
+# rows are grouped so that a program still holds ~TILE outputs.
+TILE = 2048
+WARPS = 4
+
+
+def act_config(n_rows: int, n_cols: int, element_size: int) -> ActConfig:
+    """Launch configuration for ``n_rows x n_cols`` outputs."""
+    block_n = min(TILE, triton.next_power_of_2(n_cols))
+    block_m = max(1, min(TILE // block_n, triton.next_power_of_2(max(n_rows, 1))))
+    return ActConfig(block_m, block_n, WARPS)
+
+
+# --------------------------------------------------------------- launcher
+
+
+def _supports(x: Tensor, gated: bool) -> bool:
+    return (x.dtype in S.DTYPES and S.device_ok(x) and S.rows_ok(x)
+            and (not gated or x.shape[-1] % 2 == 0))
+
+
+def _launch_into(kernel, x: Tensor, out: Tensor, act: str, gated: bool, act_on_second: bool = False,
+                 param: float = 0.0, config: ActConfig | None = None) -> None:
+    x2 = S.as_rows(x)
+    out2 = S.as_rows(out)
+    n_rows, n_cols = out2.shape
+    if n_rows == 0 or n_cols == 0:
+        return
+    cfg = config or act_config(n_rows, n_cols, x.element_size())
+    grid = (triton.cdiv(n_rows, cfg.block_m), triton.cdiv(n_cols, cfg.block_n))
+    if gated:
+        kernel[grid](x2, S.row_stride(x2), out2, S.row_stride(out2), n_rows, n_cols, param,
+                     ACT=act, ACT_ON_SECOND=act_on_second, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
+                     num_warps=cfg.num_warps)
+    else:
+        kernel[grid](x2, S.row_stride(x2), out2, S.row_stride(out2), n_rows, n_cols,
+                     ACT=act, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, num_warps=cfg.num_warps)
+
+
+def gated(x: Tensor, act: str, act_on_second: bool = False, param: float = 0.0,
+          config: ActConfig | None = None, kernel=_gated_kernel) -> Tensor:
+    """``act(a) * b`` (or ``a * act(b)``) over the halves of x's last dimension."""
+    out = torch.empty((*x.shape[:-1], x.shape[-1] // 2), dtype=x.dtype, device=x.device)
+    _launch_into(kernel, x, out, act, True, act_on_second, param, config)
+    return out
+
+
+def plain(x: Tensor, act: str, config: ActConfig | None = None, kernel=_plain_kernel) -> Tensor:
+    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    _launch_into(kernel, x, out, act, False, config=config)
+    return out
+
+
+# ------------------------------------------------ graph-visible triton_ops
+
+
+@triton_op(f"{S.NAMESPACE}::silu_and_mul", mutates_args=())
+def silu_and_mul_op(x: Tensor) -> Tensor:
+    return gated(x, "silu", kernel=wrap_triton(_gated_kernel))
+
+
+@triton_op(f"{S.NAMESPACE}::mul_and_silu", mutates_args=())
+def mul_and_silu_op(x: Tensor) -> Tensor:
+    return gated(x, "silu", act_on_second=True, kernel=wrap_triton(_gated_kernel))
+
+
+@triton_op(f"{S.NAMESPACE}::gelu_and_mul", mutates_args=())
+def gelu_and_mul_op(x: Tensor, approximate: str = "none") -> Tensor:
+    act = "gelu_tanh" if approximate == "tanh" else "gelu"
+    return gated(x, act, kernel=wrap_triton(_gated_kernel))
+
+
+@triton_op(f"{S.NAMESPACE}::fatrelu_and_mul", mutates_args=())
+def fatrelu_and_mul_op(x: Tensor, threshold: float) -> Tensor:
+    return gated(x, "fatrelu", param=threshold, kernel=wrap_triton(_gated_kernel))
+
+
+@triton_op(f"{S.NAMESPACE}::gelu_new", mutates_args=())
+def gelu_new_op(x: Tensor) -> Tensor:
+    return plain(x, "gelu_tanh", kernel=wrap_triton(_plain_kernel))
+
+
+@triton_op(f"{S.NAMESPACE}::gelu_fast", mutates_args=())
+def gelu_fast_op(x: Tensor) -> Tensor:
+    return plain(x, "gelu_fast", kernel=wrap_triton(_plain_kernel))
+
+
+@triton_op(f"{S.NAMESPACE}::quick_gelu", mutates_args=())
+def quick_gelu_op(x: Tensor) -> Tensor:
+    return plain(x, "quick_gelu", kernel=wrap_triton(_plain_kernel))
+
+
+@triton_op(f"{S.NAMESPACE}::relu2", mutates_args=())
+def relu2_op(x: Tensor) -> Tensor:
+    return plain(x, "relu2", kernel=wrap_triton(_plain_kernel))
+
+
+# ------------------------------------------------------ IR registrations
+# Eager: launch directly. Traced: the triton_op above (see _support.py).
+
+
+def _gated_args(x):
+    return _supports(x, True)
+
+
+def _plain_args(x):
+    return _supports(x, False)
+
+
+def _gelu_and_mul_args(x, approximate="none"):
+    return approximate in _GELU_APPROXIMATIONS and _supports(x, True)
+
+
+def _fatrelu_args(x, threshold):
+    return _supports(x, True)
+
+
+_REG = dict(supported=S.platform_supported)
+
+
+@ops.silu_and_mul.register_impl("triton", supports_args=_gated_args, **_REG)
+def silu_and_mul(x: Tensor) -> Tensor:
+    if S.tracing():
+        return silu_and_mul_op(x)
+    return gated(x, "silu")
+
+
+@ops.mul_and_silu.register_impl("triton", supports_args=_gated_args, **_REG)
+def mul_and_silu(x: Tensor) -> Tensor:
+    if S.tracing():
+        return mul_and_silu_op(x)
+    return gated(x, "silu", act_on_second=True)
+
+
+@ops.gelu_and_mul.register_impl("triton", supports_args=_gelu_and_mul_args, **_REG)
+def gelu_and_mul(x: Tensor, approximate: str = "none") -> Tensor:
+    if S.tracing():
+        return gelu_and_mul_op(x, approximate)
+    return gated(x, "gelu_tanh" if approximate == "tanh" else "gelu")
+
+
+@ops.fatrelu_and_mul.register_impl("triton", supports_args=_fatrelu_args, **_REG)
+def fatrelu_and_mul(x: Tensor, threshold: float) -> Tensor:
+    if S.tracing():
+        return fatrelu_and_mul_op(x, threshold)
+    return gated(x, "fatrelu", param=threshold)
+
+
+@ops.gelu_new.register_impl("triton", supports_args=_plain_args, **_REG)
+def gelu_new(x: Tensor) -> Tensor:
+    if S.tracing():
+        return gelu_new_op(x)
+    return plain(x, "gelu_tanh")
+
+
+@ops.gelu_fast.register_impl("triton", supports_args=_plain_args, **_REG)
+def gelu_fast(x: Tensor) -> Tensor:
+    if S.tracing():
+        return gelu_fast_op(x)
+    return plain(x, "gelu_fast")
+
+
+@ops.quick_gelu.register_impl("triton", supports_args=_plain_args, **_REG)
+def quick_gelu(x: Tensor) -> Tensor:
+    if S.tracing():
+        return quick_gelu_op(x)
+    return plain(x, "quick_gelu")
+
+
+@ops.relu2.register_impl("triton", supports_args=_plain_args, **_REG)
+def relu2(x: Tensor) -> Tensor:
+    if S.tracing():
+        return relu2_op(x)
+    return plain(x, "relu2")

@@ -1,0 +1,321 @@
+"""Triton RMS norms: rms_norm, fused_add_rms_norm and their Gemma variants.
+
+One kernel serves all four ops (constexpr switches for the residual add, the
+weight and Gemma's ``1 + weight``); then the launch configuration, the
+launcher, the graph-visible ``triton_op`` forms, and the IR registrations.
+
+Semantics are the IR's (``ir/ops/layernorm.py``): float32 arithmetic, one
+rounding to x's dtype at the end, and for the fused add the residual rounded
+to x's dtype before it is normalised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+from torch.library import triton_op, wrap_triton
+
+from irshim.ir import ops
+
+from . import _support as S
+
+OPS = ("rms_norm", "fused_add_rms_norm", "gemma_rms_norm", "gemma_fused_add_rms_norm")
+
+
+# ---------------------------------------------------------------- kernel
+
+
+@triton.jit
+def _rms_norm_kernel(
+    # inputs: x and the residual to add (unused unless HAS_RESIDUAL), row strides
+    X, X_ROW_STRIDE, R, R_ROW_STRIDE,
+    # weight [N_COLS] and its stride (unused unless HAS_WEIGHT)
+    W, W_STRIDE,
+    # outputs: normalised rows, and the sum x + residual (unused unless HAS_RESIDUAL)
+    OUT, OUT_ROW_STRIDE, RES_OUT, RES_OUT_ROW_STRIDE,
+    # sizes and scalars
+    N_ROWS, N_COLS, EPS,
+    HAS_RESIDUAL: tl.constexpr,
+    HAS_WEIGHT: tl.constexpr,
+    GEMMA: tl.constexpr,          # weight used as (1 + weight), in float32
+    BLOCK_M: tl.constexpr,        # rows per program
+    BLOCK_N: tl.constexpr,        # columns per step; covers the row when SINGLE_PASS
+    SINGLE_PASS: tl.constexpr,    # whole rows in registers; else two passes over column chunks
+):
+    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    row_mask = rows < N_ROWS
+    rows = rows.to(tl.int64)
+    x_rows = X + rows[:, None] * X_ROW_STRIDE
+    r_rows = R + rows[:, None] * R_ROW_STRIDE
+    out_rows = OUT + rows[:, None] * OUT_ROW_STRIDE
+    res_rows = RES_OUT + rows[:, None] * RES_OUT_ROW_STRIDE
+    eps = tl.cast(EPS, tl.float32)  # Inductor passes float scalars as fp64: keep the math fp32
+
+    if SINGLE_PASS:
+        cols = tl.arange(0, BLOCK_N)
+        col_mask = cols < N_COLS
+        mask = row_mask[:, None] & col_mask[None, :]
+        x = tl.load(x_rows + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+        if HAS_RESIDUAL:
+            r = tl.load(r_rows + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+            s = (x + r).to(RES_OUT.dtype.element_ty)  # the residual is rounded to x's dtype
+            tl.store(res_rows + cols[None, :], s, mask=mask)
+            x = s.to(tl.float32)
+        rstd = tl.rsqrt(tl.sum(x * x, axis=1) / N_COLS + eps)
+        y = x * rstd[:, None]
+        if HAS_WEIGHT:
+            w = tl.load(W + cols * W_STRIDE, mask=col_mask, other=0.0).to(tl.float32)
+            if GEMMA:
+                w = w + 1.0
+            y = y * w[None, :]
+        tl.store(out_rows + cols[None, :], y.to(OUT.dtype.element_ty), mask=mask)
+    else:
+        # Pass 1: sum of squares (and the residual, written once).
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        for start in range(0, N_COLS, BLOCK_N):
+            cols = start + tl.arange(0, BLOCK_N)
+            mask = row_mask[:, None] & (cols < N_COLS)[None, :]
+            x = tl.load(x_rows + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+            if HAS_RESIDUAL:
+                r = tl.load(r_rows + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+                s = (x + r).to(RES_OUT.dtype.element_ty)
+                tl.store(res_rows + cols[None, :], s, mask=mask)
+                x = s.to(tl.float32)
+            acc += x * x
+        rstd = tl.rsqrt(tl.sum(acc, axis=1) / N_COLS + eps)
+        if HAS_RESIDUAL:
+            tl.debug_barrier()  # pass 2 re-reads the residual this program wrote
+        # Pass 2: re-read (the residual when there is one: in place, X is the output).
+        for start in range(0, N_COLS, BLOCK_N):
+            cols = start + tl.arange(0, BLOCK_N)
+            col_mask = cols < N_COLS
+            mask = row_mask[:, None] & col_mask[None, :]
+            if HAS_RESIDUAL:
+                x = tl.load(res_rows + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+            else:
+                x = tl.load(x_rows + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+            y = x * rstd[:, None]
+            if HAS_WEIGHT:
+                w = tl.load(W + cols * W_STRIDE, mask=col_mask, other=0.0).to(tl.float32)
+                if GEMMA:
+                    w = w + 1.0
+                y = y * w[None, :]
+            tl.store(out_rows + cols[None, :], y.to(OUT.dtype.element_ty), mask=mask)
+
+
+# ---------------------------------------------------------- launch config
+
+
+@dataclass(frozen=True)
+class NormConfig:
+    block_m: int
+    block_n: int
+    num_warps: int
+    single_pass: bool
+
+
+# Rows up to this many elements stay in registers (fp32: 64 KiB per row over
+# 16 warps is 32 registers a thread); longer rows take two passes.
+MAX_SINGLE_PASS = 16384
+# Two-pass chunk: 4096 columns, 8 warps (16 fp32 a thread per chunk).
+CHUNK = 4096
+# Rows per program: small rows are grouped until a program holds ~TILE elements,
+# so that a program still moves a few KiB (hidden 128 -> 16 rows).
+TILE = 2048
+
+
+def norm_config(n_rows: int, n_cols: int, element_size: int) -> NormConfig:
+    """Launch configuration for ``n_rows x n_cols`` (measurements: see below)."""
+    block_n = triton.next_power_of_2(n_cols)
+    if block_n > MAX_SINGLE_PASS:
+        return NormConfig(1, CHUNK, 8, False)
+    block_m = max(1, min(TILE // block_n, triton.next_power_of_2(max(n_rows, 1))))
+    # One 16-byte vector per thread per row slice: bf16 4096 -> 512 threads.
+    vec = 16 // element_size
+    num_warps = max(1, min(16, block_m * block_n // (vec * 32)))
+    return NormConfig(block_m, block_n, num_warps, True)
+
+
+# --------------------------------------------------------------- launcher
+
+
+def _supports(x: Tensor, weight: Tensor | None, x_residual: Tensor | None = None) -> bool:
+    """Pure predicate shared by the four ops (see `_support.rows_ok`)."""
+    if not (x.dtype in S.DTYPES and S.device_ok(x) and S.rows_ok(x)):
+        return False
+    if weight is not None:
+        if not (weight.dim() == 1 and weight.shape[0] == x.shape[-1] and weight.dtype in S.DTYPES
+                and weight.device == x.device):
+            return False
+    if x_residual is not None:
+        if not (x_residual.shape == x.shape and x_residual.dtype in S.DTYPES
+                and x_residual.device == x.device and S.rows_ok(x_residual)):
+            return False
+    return True
+
+
+def _launch(kernel, x: Tensor, x_residual: Tensor | None, weight: Tensor | None, epsilon: float,
+            gemma: bool, out: Tensor, residual_out: Tensor | None,
+            config: NormConfig | None = None) -> None:
+    """Normalise `x` (+ `x_residual`) into `out` (and the sum into `residual_out`).
+
+    `kernel` is the jitted kernel (eager) or ``wrap_triton(kernel)`` (traced).
+    All tensors are viewed as [rows, hidden] without copies.
+    """
+    n_cols = x.shape[-1]
+    x2 = S.as_rows(x)
+    n_rows = x2.shape[0]
+    if n_rows == 0 or n_cols == 0:
+        return
+    out2 = S.as_rows(out)
+    has_residual = x_residual is not None
+    r2 = S.as_rows(x_residual) if has_residual else x2
+    res2 = S.as_rows(residual_out) if has_residual else out2
+    cfg = config or norm_config(n_rows, n_cols, x.element_size())
+    grid = (triton.cdiv(n_rows, cfg.block_m),)
+    kernel[grid](
+        x2, S.row_stride(x2), r2, S.row_stride(r2),
+        weight if weight is not None else x2, weight.stride(0) if weight is not None else 0,
+        out2, S.row_stride(out2), res2, S.row_stride(res2),
+        n_rows, n_cols, epsilon,
+        HAS_RESIDUAL=has_residual, HAS_WEIGHT=weight is not None, GEMMA=gemma,
+        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, SINGLE_PASS=cfg.single_pass,
+        num_warps=cfg.num_warps,
+    )
+
+
+def rms_norm_into(x, weight, epsilon, gemma=False, config=None, kernel=_rms_norm_kernel) -> Tensor:
+    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    _launch(kernel, x, None, weight, epsilon, gemma, out, None, config)
+    return out
+
+
+def fused_add_rms_norm_into(x, x_residual, weight, epsilon, gemma=False, config=None,
+                            kernel=_rms_norm_kernel) -> tuple[Tensor, Tensor]:
+    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    residual = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    _launch(kernel, x, x_residual, weight, epsilon, gemma, out, residual, config)
+    return out, residual
+
+
+# ------------------------------------------------ graph-visible triton_ops
+# torch.ops.irshim_triton.<op>: what torch.compile / make_fx / export record.
+# Outputs never alias inputs, so the in-place forms mutate and return nothing.
+
+
+@triton_op(f"{S.NAMESPACE}::rms_norm", mutates_args=())
+def rms_norm_op(x: Tensor, weight: Tensor | None, epsilon: float) -> Tensor:
+    return rms_norm_into(x, weight, epsilon, False, kernel=wrap_triton(_rms_norm_kernel))
+
+
+@triton_op(f"{S.NAMESPACE}::gemma_rms_norm", mutates_args=())
+def gemma_rms_norm_op(x: Tensor, weight: Tensor, epsilon: float) -> Tensor:
+    return rms_norm_into(x, weight, epsilon, True, kernel=wrap_triton(_rms_norm_kernel))
+
+
+@triton_op(f"{S.NAMESPACE}::fused_add_rms_norm", mutates_args=())
+def fused_add_rms_norm_op(x: Tensor, x_residual: Tensor, weight: Tensor | None,
+                          epsilon: float) -> tuple[Tensor, Tensor]:
+    return fused_add_rms_norm_into(x, x_residual, weight, epsilon, False,
+                                   kernel=wrap_triton(_rms_norm_kernel))
+
+
+@triton_op(f"{S.NAMESPACE}::gemma_fused_add_rms_norm", mutates_args=())
+def gemma_fused_add_rms_norm_op(x: Tensor, x_residual: Tensor, weight: Tensor,
+                                epsilon: float) -> tuple[Tensor, Tensor]:
+    return fused_add_rms_norm_into(x, x_residual, weight, epsilon, True,
+                                   kernel=wrap_triton(_rms_norm_kernel))
+
+
+@triton_op(f"{S.NAMESPACE}::fused_add_rms_norm_inplace", mutates_args=("x", "x_residual"))
+def fused_add_rms_norm_inplace_op(x: Tensor, x_residual: Tensor, weight: Tensor | None,
+                                  epsilon: float) -> None:
+    _launch(wrap_triton(_rms_norm_kernel), x, x_residual, weight, epsilon, False, x, x_residual)
+
+
+@triton_op(f"{S.NAMESPACE}::gemma_fused_add_rms_norm_inplace", mutates_args=("x", "x_residual"))
+def gemma_fused_add_rms_norm_inplace_op(x: Tensor, x_residual: Tensor, weight: Tensor,
+                                        epsilon: float) -> None:
+    _launch(wrap_triton(_rms_norm_kernel), x, x_residual, weight, epsilon, True, x, x_residual)
+
+
+# ------------------------------------------------------ IR registrations
+# Eager: launch directly. Traced: the triton_op above (see _support.py).
+# fused_add has two providers: `triton` (functional: fresh out/residual, no
+# copy of the inputs, first in the CUDA default so the default overload never
+# pays the clones an in-place impl would need) and `triton_inplace` (writes out
+# into x and the residual into x_residual, like vLLM's fused_add_rms_norm; pick
+# it with a priority for callers of `maybe_inplace`). Both move the same bytes.
+
+
+def _norm_args(x, weight, epsilon):
+    return _supports(x, weight)
+
+
+def _fused_args(x, x_residual, weight, epsilon):
+    return _supports(x, weight, x_residual)
+
+
+def _fused_inplace_args(x, x_residual, weight, epsilon):
+    # Writing in place also needs: the residual in x's dtype (it is stored there),
+    # rows that do not share memory, and x and x_residual not overlapping.
+    return (_supports(x, weight, x_residual) and x_residual.dtype == x.dtype
+            and S.rows_disjoint(S.as_rows(x)) and S.rows_disjoint(S.as_rows(x_residual))
+            and S.disjoint(x, x_residual))
+
+
+@ops.rms_norm.register_impl("triton", supported=S.platform_supported, supports_args=_norm_args)
+def rms_norm(x: Tensor, weight: Tensor | None, epsilon: float) -> Tensor:
+    if S.tracing():
+        return rms_norm_op(x, weight, epsilon)
+    return rms_norm_into(x, weight, epsilon, False)
+
+
+@ops.gemma_rms_norm.register_impl("triton", supported=S.platform_supported, supports_args=_norm_args)
+def gemma_rms_norm(x: Tensor, weight: Tensor, epsilon: float) -> Tensor:
+    if S.tracing():
+        return gemma_rms_norm_op(x, weight, epsilon)
+    return rms_norm_into(x, weight, epsilon, True)
+
+
+@ops.fused_add_rms_norm.register_impl("triton", supported=S.platform_supported, supports_args=_fused_args)
+def fused_add_rms_norm(x: Tensor, x_residual: Tensor, weight: Tensor | None,
+                       epsilon: float) -> tuple[Tensor, Tensor]:
+    if S.tracing():
+        return fused_add_rms_norm_op(x, x_residual, weight, epsilon)
+    return fused_add_rms_norm_into(x, x_residual, weight, epsilon, False)
+
+
+@ops.gemma_fused_add_rms_norm.register_impl("triton", supported=S.platform_supported,
+                                            supports_args=_fused_args)
+def gemma_fused_add_rms_norm(x: Tensor, x_residual: Tensor, weight: Tensor,
+                             epsilon: float) -> tuple[Tensor, Tensor]:
+    if S.tracing():
+        return gemma_fused_add_rms_norm_op(x, x_residual, weight, epsilon)
+    return fused_add_rms_norm_into(x, x_residual, weight, epsilon, True)
+
+
+@ops.fused_add_rms_norm.register_impl("triton_inplace", supported=S.platform_supported,
+                                      supports_args=_fused_inplace_args, inplace=True)
+def fused_add_rms_norm_inplace(x: Tensor, x_residual: Tensor, weight: Tensor | None,
+                               epsilon: float) -> tuple[Tensor, Tensor]:
+    if S.tracing():
+        fused_add_rms_norm_inplace_op(x, x_residual, weight, epsilon)
+    else:
+        _launch(_rms_norm_kernel, x, x_residual, weight, epsilon, False, x, x_residual)
+    return x, x_residual
+
+
+@ops.gemma_fused_add_rms_norm.register_impl("triton_inplace", supported=S.platform_supported,
+                                            supports_args=_fused_inplace_args, inplace=True)
+def gemma_fused_add_rms_norm_inplace(x: Tensor, x_residual: Tensor, weight: Tensor,
+                                     epsilon: float) -> tuple[Tensor, Tensor]:
+    if S.tracing():
+        gemma_fused_add_rms_norm_inplace_op(x, x_residual, weight, epsilon)
+    else:
+        _launch(_rms_norm_kernel, x, x_residual, weight, epsilon, True, x, x_residual)
+    return x, x_residual
