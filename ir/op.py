@@ -31,8 +31,9 @@ _LIB = Library(NAMESPACE, "FRAGMENT")
 InputGenerator = Callable[..., tuple[Any, ...]]
 
 # Cheap checks for "someone is tracing": Dynamo (is_compiling, which Dynamo
-# folds to True while tracing) and any torch dispatch mode such as FakeTensorMode
-# or make_fx's proxy mode. Both together cost ~0.3 µs on the CI CPU.
+# folds to True while tracing, so the second check is never traced) and any
+# torch dispatch mode such as FakeTensorMode or make_fx's proxy mode. Both
+# together cost ~0.3 µs on the CI CPU.
 _is_compiling = torch.compiler.is_compiling
 _dispatch_modes = torch._C._len_torch_dispatch_stack
 
@@ -386,12 +387,20 @@ class IrOp:
         return self._run_functional(*args, **kwargs)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        # Eager calls bypass the torch dispatcher: torch.ops.irshim.<op> costs
-        # several µs more per call (benchmarks/results/dispatch_overhead.md).
-        # While tracing, the op must stay one node, so go through torch.ops.
-        if _tracing():
+        # While tracing, the op must stay one node: go through torch.ops.
+        # Eager calls bypass the torch dispatcher, which costs several µs more
+        # per call (benchmarks/results/dispatch_overhead.md). This body inlines
+        # dispatch() and _run_functional(): each Python call level is ~0.1 µs.
+        if _is_compiling() or _dispatch_modes():
             return self.torch_op(*args, **kwargs)
-        return self._run_functional(*args, **kwargs)
+        impls = self._resolved if self._resolved_generation == _priority.generation else self._resolve()
+        for impl in impls:
+            pred = impl._supports_args
+            if pred is None or pred(*args, **kwargs):
+                if impl.inplace:
+                    args = self._clone_activations(args)
+                return impl.impl_fn(*args, **kwargs)
+        return self._run_functional(*args, **kwargs)  # unreachable; keeps one source of truth
 
     def __repr__(self) -> str:
         return f"IrOp({self.name!r})"
