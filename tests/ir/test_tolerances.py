@@ -25,9 +25,9 @@ def test_op_override_wins_and_carries_its_reason(scale_op):
 def test_outside_boundaries():
     tol = Tolerance(atol=0.1, rtol=0.5)
     expected = torch.tensor([1.0, 1.0, 0.0, float("nan"), float("inf"), float("inf"), 2.0])
-    actual = torch.tensor([1.6, 1.61, 0.11, float("nan"), float("inf"), float("-inf"), float("nan")])
-    # 1.6: |0.6| <= 0.1 + 0.5 -> inside; 1.61 outside; 0.11 outside (atol 0.1); NaN==NaN; inf==inf;
-    # -inf vs inf outside; NaN vs 2 outside.
+    actual = torch.tensor([1.5, 1.75, 0.125, float("nan"), float("inf"), float("-inf"), float("nan")])
+    # bound at expected 1 is 0.1 + 0.5 * 1 = 0.6: 1.5 inside, 1.75 outside; at 0 it is
+    # 0.1: 0.125 outside; NaN matches NaN; inf matches inf; -inf vs inf and NaN vs 2 outside.
     assert outside(actual, expected, tol).tolist() == [False, True, True, False, False, True, True]
 
 
