@@ -45,3 +45,199 @@ kind "error" (the IR side raised; the legacy result was returned):
 """
 
 SCHEMA_VERSION = 1
+
+
+import atexit  # noqa: E402  (imports follow the schema, the contract, on purpose)
+import json
+import logging
+import math
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from . import flags as _flags
+
+logger = logging.getLogger(__name__)
+
+FLUSH_RECORDS = 512
+"""Write when this many records are buffered..."""
+FLUSH_SECONDS = 10.0
+"""...or this long after the previous write (a daemon thread), and at exit."""
+MAX_BUFFERED = 8192
+"""Records kept while the folder is unwritable; older ones are dropped (and counted)."""
+
+
+def run_id() -> str:
+    """IRSHIM_RUN_ID, or a new one exported to the environment so worker processes share it."""
+    value = os.environ.get(_flags.RUN_ID)
+    if value:
+        return _flags.parse_run_id(value)
+    value = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
+    os.environ[_flags.RUN_ID] = value
+    return value
+
+
+class Counter:
+    """Per (op, class, mode) call counts; the hot path increments the fields directly."""
+
+    __slots__ = ("key", "seen", "compared", "skipped", "_written")
+
+    def __init__(self, key: tuple[str, str, str]):
+        self.key = key
+        self.seen = 0
+        self.compared = 0
+        self.skipped: dict[str, int] = {}
+        self._written: tuple[int, int, dict[str, int]] = (0, 0, {})
+
+    def skip(self, reason: str) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+
+    def delta(self) -> dict[str, Any] | None:
+        seen, compared, skipped = self.seen, self.compared, dict(self.skipped)
+        w_seen, w_compared, w_skipped = self._written
+        d_skipped = {k: v - w_skipped.get(k, 0) for k, v in skipped.items() if v != w_skipped.get(k, 0)}
+        if seen == w_seen and compared == w_compared and not d_skipped:
+            return None
+        self._written = (seen, compared, skipped)
+        op, cls, mode = self.key
+        return {"kind": "counts", "op": op, "cls": cls, "mode": mode, "seen": seen - w_seen,
+                "compared": compared - w_compared, "skipped": d_skipped}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+class Recorder:
+    """The process's observation log: buffered JSONL, one file per process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._reset()
+        self.before_flush: list[Callable[[], None]] = []
+        """Hooks run first on every flush (shadow resolves deferred comparisons)."""
+        self.known_classes: Callable[[], Iterable[dict[str, str]]] = lambda: ()
+        """Source of the "ops" record (set by the dispatch module)."""
+
+    def _reset(self) -> None:
+        self._pid = os.getpid()
+        self._buffer: list[dict[str, Any]] = []
+        self._counters: dict[tuple[str, str, str], Counter] = {}
+        self._ops_written: frozenset[tuple[str, str, str]] = frozenset()
+        self._last_flush = time.monotonic()
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._failed_dir: str | None = None
+        self.dropped = 0
+
+    def after_fork_in_child(self) -> None:
+        """A forked worker starts its own file; what it inherited belongs to the parent."""
+        self._lock = threading.RLock()
+        self._reset()
+
+    # ------------------------------------------------------------- recording
+    def counter(self, op: str, cls: str, mode: str) -> Counter:
+        key = (op, cls, mode)
+        counter = self._counters.get(key)
+        if counter is None:
+            with self._lock:
+                counter = self._counters.setdefault(key, Counter(key))
+        return counter
+
+    def add(self, record: dict[str, Any]) -> None:
+        with self._lock:
+            self._buffer.append(record)
+            if len(self._buffer) > MAX_BUFFERED:
+                excess = len(self._buffer) - MAX_BUFFERED
+                del self._buffer[:excess]
+                self.dropped += excess
+            due = len(self._buffer) >= FLUSH_RECORDS
+            if self._thread is None:
+                self._start_thread()
+        if due:
+            self.flush()
+
+    def _start_thread(self) -> None:
+        self._thread = threading.Thread(target=self._periodic, name="irshim-records", daemon=True)
+        self._thread.start()
+
+    def _periodic(self) -> None:
+        while not self._wake.wait(FLUSH_SECONDS):
+            try:
+                self.flush()
+            except Exception:  # never let the logger thread die on a bad record
+                logger.exception("irshim: periodic flush of observation records failed")
+
+    # -------------------------------------------------------------- writing
+    def path(self) -> str:
+        folder = os.path.join(_flags.current().report_dir, run_id())
+        return os.path.join(folder, f"records-{socket.gethostname()}-{os.getpid()}.jsonl")
+
+    def flush(self) -> int:
+        """Write everything buffered; returns the number of lines written."""
+        if os.getpid() != self._pid:
+            self.after_fork_in_child()
+        for hook in list(self.before_flush):
+            try:
+                hook()
+            except Exception:
+                logger.exception("irshim: a pre-flush hook failed")
+        with self._lock:
+            records = self._buffer
+            self._buffer = []
+            ops = self._ops_record()
+            if ops is not None:
+                records.insert(0, ops)
+            for counter in list(self._counters.values()):
+                delta = counter.delta()
+                if delta is not None:
+                    records.append(delta)
+            self._last_flush = time.monotonic()
+            if not records:
+                return 0
+            common = {"v": SCHEMA_VERSION, "run": run_id(), "pid": os.getpid(), "ts": time.time()}
+            lines = "".join(json.dumps(_jsonable({**common, **r}), allow_nan=False) + "\n" for r in records)
+            path = self.path()
+            try:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                # One write of whole lines on an O_APPEND file: a reader never sees half a record.
+                with open(path, "a", encoding="utf-8") as f:
+                    f.write(lines)
+                self._failed_dir = None
+            except OSError as exc:
+                folder = os.path.dirname(path)
+                if self._failed_dir != folder:
+                    self._failed_dir = folder
+                    logger.warning("irshim cannot write observation records to %s (%s); the model keeps "
+                                   "running without them. Set IRSHIM_REPORT_DIR to a writable folder.",
+                                   folder, exc)
+                self.dropped += len(records)
+                return 0
+            return len(records)
+
+    def _ops_record(self) -> dict[str, Any] | None:
+        known = list(self.known_classes())
+        keys = frozenset((o["op"], o["cls"], o["port"]) for o in known)
+        if not keys or keys <= self._ops_written:
+            return None
+        self._ops_written = self._ops_written | keys
+        return {"kind": "ops", "ops": sorted(known, key=lambda o: (o["op"], o["cls"]))}
+
+    def close(self) -> None:
+        self._wake.set()
+        self.flush()
+
+
+recorder = Recorder()
+atexit.register(recorder.close)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: recorder.after_fork_in_child())

@@ -1,0 +1,194 @@
+"""irshim's own vLLM-compatible CustomOp base: legacy semantics, registry, custom_ops.
+
+It behaves like vLLM's `vllm.model_executor.custom_op.CustomOp` so that irshim
+works, and is tested, without vLLM:
+
+- `@CustomOp.register("rms_norm")` sets `cls.name` and fills `op_registry`;
+- `@CustomOp.register_oot` / `register_oot(name="RMSNorm")` substitutes an
+  out-of-tree class when the in-tree class *named* so is instantiated;
+- `enabled()` / `default_on()` follow the `custom_ops` list (`all` | `none` |
+  `+name` | `-name`), settable with `set_custom_ops([...])`;
+- `__init__` binds `_forward_method` once: the platform's `forward_*` when the
+  op is enabled, `forward_native` otherwise (hip -> cuda; cpu, xpu, tpu and oot
+  -> native by default).
+
+The only difference from vLLM: `forward` goes through irshim's shim, which in
+`off` mode calls `_forward_method` and nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch.nn as nn
+
+from irshim.ir import ConfigError, device_family
+
+from . import flags as _flags
+
+logger = logging.getLogger(__name__)
+
+CUSTOM_OPS = "custom_ops"
+_CUSTOM_OPS_SYNTAX = "a list with 'all' or 'none' at most once, then '+name' / '-name' entries"
+
+PLATFORM_METHOD = {"cuda": "forward_cuda", "rocm": "forward_hip", "xpu": "forward_xpu", "cpu": "forward_cpu"}
+"""device family -> the forward_* that an enabled op binds on it."""
+
+BASE_DEFAULTS = {
+    "forward_hip": "forward_cuda",
+    "forward_cpu": "forward_native",
+    "forward_xpu": "forward_native",
+    "forward_tpu": "forward_native",
+    "forward_oot": "forward_native",
+}
+"""What the base class's own forward_* delegate to (vLLM's defaults)."""
+
+FORWARD_METHODS = ("forward_native", "forward_cuda", "forward_hip", "forward_cpu",
+                   "forward_xpu", "forward_tpu", "forward_oot")
+
+_custom_ops: tuple[str, ...] = ("all",)
+_warned_unregistered: set[type] = set()
+_lock = threading.Lock()
+
+
+def validate_custom_ops(custom_ops: Iterable[str]) -> tuple[str, ...]:
+    """vLLM's rules: one of 'all'/'none' (added as 'all' if missing), never +x and -x together."""
+    if isinstance(custom_ops, str):
+        raise ConfigError(CUSTOM_OPS, custom_ops, _CUSTOM_OPS_SYNTAX, "pass a list such as ['none', '+rms_norm']")
+    items = tuple(custom_ops)
+    for item in items:
+        if not isinstance(item, str) or not (item in ("all", "none") or (item[:1] in "+-" and len(item) > 1)):
+            raise ConfigError(CUSTOM_OPS, list(items), _CUSTOM_OPS_SYNTAX, f"entry {item!r} is not all, none, +name or -name")
+    bases = [i for i in items if i in ("all", "none")]
+    if len(bases) > 1:
+        raise ConfigError(CUSTOM_OPS, list(items), _CUSTOM_OPS_SYNTAX, f"{bases} given; keep one of 'all' / 'none'")
+    clash = sorted({i[1:] for i in items if i[0] == "+"} & {i[1:] for i in items if i[0] == "-"})
+    if clash:
+        raise ConfigError(CUSTOM_OPS, list(items), _CUSTOM_OPS_SYNTAX, f"cannot both enable and disable {clash}")
+    return items if bases else items + ("all",)
+
+
+def set_custom_ops(custom_ops: Iterable[str]) -> None:
+    """Set the list that `enabled()` reads (vLLM: CompilationConfig.custom_ops).
+
+    Like vLLM, the choice is bound when a layer is constructed: existing layers
+    keep their `_forward_method`.
+    """
+    global _custom_ops
+    _custom_ops = validate_custom_ops(custom_ops)
+    _flags.bump()
+
+
+def get_custom_ops() -> tuple[str, ...]:
+    return _custom_ops
+
+
+class CustomOp(nn.Module):
+    """Base class of legacy layers: one `forward_<platform>` per backend, bound at init."""
+
+    op_registry: dict[str, type[CustomOp]] = {}
+    op_registry_oot: dict[str, type[CustomOp]] = {}
+
+    def __new__(cls, *args: Any, **kwargs: Any):
+        substitute = CustomOp.op_registry_oot.get(cls.__name__)
+        if substitute is not None and substitute is not cls:
+            logger.debug("instantiating %s as out-of-tree %s", cls.__qualname__, substitute.__qualname__)
+            cls = substitute
+        return super().__new__(cls)
+
+    def __init__(self, *, enforce_enable: bool = False) -> None:
+        super().__init__()
+        self._enforce_enable = enforce_enable
+        self._forward_method = self.dispatch_forward()
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        # The whole `off` fast path is inlined here (one dict lookup, two
+        # attribute reads): a call into the shim would cost another frame.
+        state = _states.get(type(self))
+        if state is not None and state.fast and state.generation == _flags.generation:
+            return self._forward_method(*args, **kwargs)
+        return _shim_call(self, args, kwargs)
+
+    def forward_native(self, *args: Any, **kwargs: Any) -> Any:
+        """Pure-PyTorch semantics of the layer (the reference)."""
+        raise NotImplementedError(f"{type(self).__qualname__} has no forward_native")
+
+    def forward_cuda(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__qualname__} has no forward_cuda")
+
+    def forward_hip(self, *args: Any, **kwargs: Any) -> Any:
+        return self.forward_cuda(*args, **kwargs)
+
+    def forward_cpu(self, *args: Any, **kwargs: Any) -> Any:
+        return self.forward_native(*args, **kwargs)
+
+    def forward_xpu(self, *args: Any, **kwargs: Any) -> Any:
+        return self.forward_native(*args, **kwargs)
+
+    def forward_tpu(self, *args: Any, **kwargs: Any) -> Any:
+        return self.forward_native(*args, **kwargs)
+
+    def forward_oot(self, *args: Any, **kwargs: Any) -> Any:
+        return self.forward_native(*args, **kwargs)
+
+    def dispatch_forward(self) -> Callable[..., Any]:
+        if not (self._enforce_enable or self.enabled()):
+            return self.forward_native
+        return getattr(self, PLATFORM_METHOD.get(device_family(), "forward_cuda"))
+
+    @classmethod
+    def enabled(cls) -> bool:
+        name = cls.__dict__.get("name", getattr(cls, "name", None))
+        if name is None:
+            if cls not in _warned_unregistered:
+                _warned_unregistered.add(cls)
+                logger.warning("CustomOp %s is not registered (@CustomOp.register): it follows the "
+                               "'all'/'none' default of custom_ops", cls.__qualname__)
+            return CustomOp.default_on()
+        return (CustomOp.default_on() or f"+{name}" in _custom_ops) and f"-{name}" not in _custom_ops
+
+    @staticmethod
+    def default_on() -> bool:
+        return "none" not in _custom_ops
+
+    @classmethod
+    def register(cls, name: str) -> Callable[[type], type]:
+        def decorator(op_cls: type) -> type:
+            with _lock:
+                if name in CustomOp.op_registry:
+                    raise ValueError(f"CustomOp name {name!r} is already registered by "
+                                     f"{CustomOp.op_registry[name].__qualname__}; pick another name")
+                op_cls.name = name
+                CustomOp.op_registry[name] = op_cls
+            _flags.bump()
+            return op_cls
+
+        return decorator
+
+    @classmethod
+    def register_oot(cls, _decorated: type | None = None, name: str | None = None):
+        """Register an out-of-tree replacement for the in-tree class named `name` (default: cls)."""
+
+        def decorator(op_cls: type) -> type:
+            reg_name = name if name is not None else cls.__name__
+            with _lock:
+                if reg_name in CustomOp.op_registry_oot:
+                    raise ValueError(f"an out-of-tree class is already registered for {reg_name!r}: "
+                                     f"{CustomOp.op_registry_oot[reg_name].__qualname__}")
+                op_cls.name = reg_name
+                CustomOp.op_registry_oot[reg_name] = op_cls
+            _flags.bump()
+            return op_cls
+
+        if _decorated is None:
+            return decorator
+        if isinstance(_decorated, type):
+            return decorator(_decorated)
+        raise TypeError(f"register_oot decorates classes, got {_decorated!r}")
+
+
+# The shim's entry point; imported last because dispatch reads this module.
+from .dispatch import _states, call as _shim_call  # noqa: E402

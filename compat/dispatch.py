@@ -1,0 +1,237 @@
+"""The per-call decision: legacy, shadow or IR path, cached per class.
+
+Every intercepted call (irshim's CustomOp.forward, or a wrapped foreign base's
+forward) lands in `call`. The class's mode, op name and IR path are computed
+once per `flags.generation` and kept in `_states`; in `off` mode the caller
+never gets here (its inlined fast path checks `ClassState.fast`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from . import custom_op as _custom_op
+from . import flags as _flags
+from .ports import find_port
+from .records import recorder
+
+logger = logging.getLogger(__name__)
+
+_is_compiling = torch.compiler.is_compiling
+_dispatch_modes = torch._C._len_torch_dispatch_stack
+
+BASES: list[type] = []
+"""CustomOp bases whose subclasses are intercepted: irshim's own, then installed foreign ones."""
+
+
+class ClassState:
+    """What the shim knows about one CustomOp subclass, for one flags generation."""
+
+    __slots__ = ("cls", "op", "label", "generation", "mode", "fast", "port", "counter", "_auto", "base")
+
+    def __init__(self, cls: type, generation: int):
+        self.cls = cls
+        self.base = base_of(cls)
+        self.op = op_name(cls)
+        self.label = f"{cls.__module__}.{cls.__qualname__}"
+        self.generation = generation
+        flags = _flags.current()
+        self.mode = flags.mode_for(self.op)
+        # Counting needs a records run: only when irshim is switched on at all.
+        self.counter = None if flags.dispatch == _flags.OFF else recorder.counter(self.op, self.label, self.mode)
+        self.fast = self.mode == _flags.OFF and self.counter is None
+        self.port = find_port(cls)
+        self._auto = None
+
+    @property
+    def auto(self):
+        """The automatic IR op of an unported class (built on first use)."""
+        if self._auto is None:
+            from .auto import auto_op_for
+
+            self._auto = auto_op_for(self.cls, self.op, self.base)
+        return self._auto
+
+    def plan(self, layer: Any, args: tuple, kwargs: dict, legacy: str, shadow: bool) -> Any:
+        """A runnable IR plan for this call, or a str: why there is none."""
+        if self.port is not None:
+            return self.port.plan(layer, args, kwargs, legacy)
+        return self.auto.plan(layer, args, kwargs, legacy, shadow)
+
+
+_states: dict[type, ClassState] = {}
+_states_lock = threading.Lock()
+
+
+def state_of(cls: type) -> ClassState:
+    state = _states.get(cls)
+    generation = _flags.generation
+    if state is None or state.generation != generation:
+        state = ClassState(cls, generation)
+        with _states_lock:
+            _states[cls] = state
+    return state
+
+
+# ------------------------------------------------------------- class facts
+def base_of(cls: type) -> type:
+    for klass in cls.__mro__:
+        if klass in BASES:
+            return klass
+    return _custom_op.CustomOp
+
+
+def op_name(cls: type) -> str:
+    """The name flags and reports use: the registered name of the class or of its in-tree ancestor.
+
+    Out-of-tree classes (register_oot) are named after the in-tree class they
+    replace; unregistered classes get their snake_cased class name.
+    """
+    registry_names = set()
+    for base in BASES:
+        registry = getattr(base, "op_registry", None) or _module_registry(base)
+        registry_names |= {n for n, c in registry.items()}
+    for klass in cls.__mro__:
+        name = klass.__dict__.get("name")
+        if isinstance(name, str) and name in registry_names:
+            return name
+    name = getattr(cls, "name", None) or cls.__name__
+    return _snake(name)
+
+
+def _module_registry(base: type) -> dict[str, type]:
+    module = inspect.getmodule(base)
+    registry = getattr(module, "op_registry", None)
+    return registry if isinstance(registry, dict) else {}
+
+
+def _snake(name: str) -> str:
+    out = []
+    for i, ch in enumerate(name):
+        if ch.isupper() and i and (not name[i - 1].isupper() or (i + 1 < len(name) and name[i + 1].islower())):
+            out.append("_")
+        out.append(ch.lower() if ch.isalnum() else "_")
+    text = "".join(out)
+    return text if text[:1].isalpha() or text[:1] == "_" else "_" + text
+
+
+def effective_method(cls: type, name: str, base: type | None = None) -> str:
+    """The forward_* whose code `name` runs: base defaults delegate (cpu -> native, hip -> cuda, ...)."""
+    base = base or base_of(cls)
+    seen = set()
+    while name in _custom_op.BASE_DEFAULTS and name not in seen:
+        seen.add(name)
+        mine = getattr(cls, name, None)
+        if mine is None or mine is not base.__dict__.get(name):
+            break
+        name = _custom_op.BASE_DEFAULTS[name]
+    return name
+
+
+def legacy_method_name(layer: Any) -> str:
+    method = getattr(layer, "_forward_method", None)
+    func = getattr(method, "__func__", method)
+    return getattr(func, "__name__", "forward")
+
+
+def known_classes() -> list[dict[str, str]]:
+    """Every registered subclass of every intercepted base (the "ops" record)."""
+    found: dict[type, None] = {}
+    for base in BASES:
+        stack = list(base.__subclasses__())
+        while stack:
+            cls = stack.pop()
+            if cls in found:
+                continue
+            found[cls] = None
+            stack.extend(cls.__subclasses__())
+    out = []
+    for cls in found:
+        if "name" not in dir(cls):
+            continue
+        out.append({"op": op_name(cls), "cls": f"{cls.__module__}.{cls.__qualname__}",
+                    "port": "ported" if find_port(cls) is not None else "automatic"})
+    return out
+
+
+recorder.known_classes = known_classes
+
+
+# --------------------------------------------------------------- the call
+def call(layer: Any, args: tuple, kwargs: dict, legacy: Callable[..., Any] | None = None) -> Any:
+    """Run one intercepted call in the class's mode; `legacy` defaults to `layer._forward_method`."""
+    if legacy is None:
+        legacy = layer._forward_method
+    if _is_compiling():
+        return _call_compiling(layer, args, kwargs, legacy)
+    state = state_of(type(layer))
+    mode = state.mode
+    if mode == _flags.OFF:
+        if state.counter is not None:
+            state.counter.seen += 1
+        return legacy(*args, **kwargs)
+    if mode == _flags.ON:
+        return _call_on(layer, state, args, kwargs, legacy)
+    from .shadow import run_shadow
+
+    return run_shadow(layer, state, args, kwargs, legacy)
+
+
+def _call_on(layer: Any, state: ClassState, args: tuple, kwargs: dict, legacy: Callable[..., Any]) -> Any:
+    state.counter.seen += 1
+    method = effective_method(type(layer), legacy_method_name(layer), state.base)
+    plan = state.plan(layer, args, kwargs, method, shadow=False)
+    if isinstance(plan, str):
+        _skip(state, plan)
+        return legacy(*args, **kwargs)
+    return plan.run()
+
+
+def _call_compiling(layer: Any, args: tuple, kwargs: dict, legacy: Callable[..., Any]) -> Any:
+    # Dynamo traces this: no counters or records (their updates would be
+    # baked into the graph), no shadow comparison (counted as skipped
+    # "compiling" only outside Dynamo, e.g. under make_fx).
+    cls = type(layer)
+    flags = _flags.current()
+    if flags.mode_for(op_name(cls)) != _flags.ON:
+        return legacy(*args, **kwargs)
+    state = state_of(cls)
+    method = effective_method(cls, legacy_method_name(layer), state.base)
+    plan = state.plan(layer, args, kwargs, method, shadow=False)
+    if isinstance(plan, str):
+        return legacy(*args, **kwargs)
+    return plan.run()
+
+
+_SKIP_REASONS = {"same_code"}
+
+
+def _skip(state: ClassState, reason: str) -> None:
+    """Count a refused call: 'port_refused' (the reason goes to the debug log)."""
+    key = reason if reason in _SKIP_REASONS else "port_refused"
+    state.counter.skip(key)
+    if key == "port_refused":
+        _log_once(state.op, f"refused:{reason}", logging.INFO,
+                  "irshim: %s (%s) runs its legacy path for some calls: %s", state.op, state.label, reason)
+
+
+_logged: set[tuple[str, str]] = set()
+
+
+def _log_once(op: str, reason: str, level: int, msg: str, *args: Any) -> None:
+    """Log once per (op, reason) at `level`, later repeats at DEBUG."""
+    key = (op, reason)
+    if key in _logged:
+        logger.debug(msg, *args)
+        return
+    _logged.add(key)
+    logger.log(level, msg, *args)
+
+
+BASES.append(_custom_op.CustomOp)

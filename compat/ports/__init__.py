@@ -1,0 +1,207 @@
+"""Ports: declared mappings "legacy layer call -> IR op calls", one table per family.
+
+A `Port` names the registered CustomOp (``rms_norm``), the legacy call
+convention (``("x", "residual=None")``) and a list of `Variant`s, the first of
+which whose `when` matches the call runs. A variant is one IR op call whose
+arguments come from the call (``"x"``), the layer (``"self.weight"``) or
+constants, and says how results map back: which outputs are returned, and
+which are written into the caller's tensors when the legacy method works in
+place (``write_back`` / ``inplace_methods``). `refuse` lists conditions under
+which the port does not express the call: the legacy path then runs and the
+call is counted as skipped ``port_refused``.
+
+A port applies to every class registered under its name, irshim's or vLLM's,
+and to out-of-tree subclasses of such a class.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from irshim.ir import get_op
+from irshim.ir.op import IrOp
+from irshim.ir.tolerances import Tolerance, default_tolerance
+
+logger = logging.getLogger(__name__)
+
+TENSOR = torch.Tensor
+"""`when={"residual": TENSOR}`: the argument is a tensor; `None`: it is None."""
+
+INPLACE_METHODS = ("forward_cuda", "forward_hip", "forward_xpu")
+"""vLLM's fused kernels overwrite their inputs; forward_native never does."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way to express a call: a single IR op call and how its results map back."""
+
+    op: str
+    args: tuple[Any, ...]
+    """Each entry: a call parameter name, ``"self.<attr>"``, or a constant (non-str, or `Const`)."""
+    when: Mapping[str, Any] = field(default_factory=dict)
+    """param -> None (must be None) or TENSOR (must be a tensor)."""
+    returns: tuple[int, ...] | int = 0
+    """Output index (or indices, returned as a tuple) of the IR op's result."""
+    write_back: Mapping[str, int] = field(default_factory=dict)
+    """param -> output index copied into that tensor when the legacy method is in place."""
+    inplace_methods: tuple[str, ...] = INPLACE_METHODS
+
+    def matches(self, bound: Mapping[str, Any]) -> bool:
+        for name, kind in self.when.items():
+            value = bound[name]
+            if kind is None and value is not None:
+                return False
+            if kind is TENSOR and not isinstance(value, torch.Tensor):
+                return False
+        return True
+
+
+@dataclass(frozen=True)
+class Const:
+    """A constant string argument (plain strings name parameters or attributes)."""
+
+    value: Any
+
+
+@dataclass(frozen=True)
+class Port:
+    name: str
+    params: tuple[str, ...]
+    """Legacy forward parameters after self; ``"residual=None"`` marks an optional one."""
+    variants: tuple[Variant, ...]
+    refuse: Mapping[str, Callable[..., bool]] = field(default_factory=dict)
+    """reason -> predicate(layer, **bound): True when the port cannot express the call."""
+
+    def __post_init__(self) -> None:
+        names, defaults = [], {}
+        for p in self.params:
+            name, eq, default = p.partition("=")
+            if eq and default != "None":
+                raise ValueError(f"port {self.name!r}: only '=None' defaults are supported, got {p!r}")
+            names.append(name)
+            if eq:
+                defaults[name] = None
+        object.__setattr__(self, "_names", tuple(names))
+        object.__setattr__(self, "_defaults", defaults)
+        for v in self.variants:
+            unknown = [k for k in (*v.when, *v.write_back) if k not in names]
+            if unknown:
+                raise ValueError(f"port {self.name!r}: variant {v.op!r} names unknown parameter(s) {unknown}")
+
+    def bind(self, args: tuple, kwargs: Mapping[str, Any]) -> dict[str, Any] | str:
+        """Bound arguments, or the reason they don't fit the declared convention."""
+        names = self._names
+        if len(args) > len(names):
+            return f"{len(args)} positional arguments, convention is {self.params}"
+        bound = dict(zip(names, args))
+        for key, value in kwargs.items():
+            if key not in names or key in bound:
+                return f"unexpected or repeated argument {key!r}, convention is {self.params}"
+            bound[key] = value
+        for name in names:
+            if name not in bound:
+                if name not in self._defaults:
+                    return f"missing argument {name!r}"
+                bound[name] = None
+        return bound
+
+    def plan(self, layer: Any, args: tuple, kwargs: Mapping[str, Any], legacy_method: str) -> PortPlan | str:
+        """How this call runs on the IR path, or why the port refuses it."""
+        bound = self.bind(args, kwargs)
+        if isinstance(bound, str):
+            return bound
+        for reason, predicate in self.refuse.items():
+            try:
+                if predicate(layer, **bound):
+                    return reason
+            except Exception as exc:  # a predicate that cannot decide refuses
+                return f"{reason} (check raised {type(exc).__name__}: {exc})"
+        for variant in self.variants:
+            if variant.matches(bound):
+                op_args = tuple(_resolve(a, layer, bound) for a in variant.args)
+                write_back = variant.write_back if legacy_method in variant.inplace_methods else {}
+                return PortPlan(get_op(variant.op), op_args, variant.returns,
+                                {bound[k]: i for k, i in write_back.items()})
+        return f"no variant of port {self.name!r} matches this call"
+
+
+def _resolve(spec: Any, layer: Any, bound: Mapping[str, Any]) -> Any:
+    if isinstance(spec, Const):
+        return spec.value
+    if isinstance(spec, str):
+        if spec.startswith("self."):
+            return getattr(layer, spec[5:])
+        return bound[spec]
+    return spec
+
+
+class PortPlan:
+    """A prepared IR call: run it, label it, give its tolerance."""
+
+    __slots__ = ("op", "args", "returns", "write_back")
+
+    def __init__(self, op: IrOp, args: tuple, returns: tuple[int, ...] | int,
+                 write_back: dict[torch.Tensor, int]):
+        self.op, self.args, self.returns, self.write_back = op, args, returns, write_back
+
+    def label(self) -> str:
+        return f"{self.op.name}/{self.op.dispatch(*self.args).provider}"
+
+    def tolerance(self, dtype: torch.dtype) -> Tolerance:
+        if not dtype.is_floating_point:
+            return Tolerance(0.0, 0.0, "exact for non-float dtypes")
+        try:
+            return self.op.tolerance(dtype)
+        except ValueError:
+            return default_tolerance(torch.float32)
+
+    def run(self) -> Any:
+        result = self.op(*self.args)
+        outputs = result if isinstance(result, tuple) else (result,)
+        if self.write_back:
+            outputs = list(outputs)
+            for target, index in self.write_back.items():
+                target.copy_(outputs[index])
+                outputs[index] = target
+        if isinstance(self.returns, int):
+            return outputs[self.returns]
+        return tuple(outputs[i] for i in self.returns)
+
+    def rebind(self, mapping: dict[int, Any]) -> PortPlan:
+        """The same plan with some tensors replaced (id -> snapshot), for shadow runs."""
+        args = tuple(mapping.get(id(a), a) if isinstance(a, torch.Tensor) else a for a in self.args)
+        write_back = {mapping.get(id(t), t): i for t, i in self.write_back.items()}
+        return PortPlan(self.op, args, self.returns, write_back)
+
+
+PORTS: dict[str, Port] = {}
+
+
+def register_port(port: Port, *, replace: bool = False) -> Port:
+    """Add `port` to the table (`replace=True` to supersede a shipped one)."""
+    if port.name in PORTS and not replace:
+        raise ValueError(f"a port for {port.name!r} is already registered; pass replace=True to supersede it")
+    for v in port.variants:
+        get_op(v.op)  # fail now, naming the op, rather than on the first call
+    PORTS[port.name] = port
+    from .. import flags
+
+    flags.bump()
+    return port
+
+
+def find_port(cls: type) -> Port | None:
+    """The port for `cls`: by its registered name, or that of a registered ancestor."""
+    for klass in cls.__mro__:
+        name = klass.__dict__.get("name")
+        if isinstance(name, str) and name in PORTS:
+            return PORTS[name]
+    return None
+
+
+from . import activation, layernorm  # noqa: E402,F401  (fill the table)

@@ -1,0 +1,50 @@
+"""Ports of the RMS-norm layers (vLLM's layernorm.py) onto IR ops."""
+
+from __future__ import annotations
+
+from . import TENSOR, Port, Variant, register_port
+
+
+def _var_override(layer, x, residual) -> bool:
+    return getattr(layer, "variance_size_override", None) is not None
+
+
+def _weight_dtype_differs(layer, x, residual) -> bool:
+    # vLLM's forward_native returns x.to(dtype) * weight, promoted to the
+    # weight's dtype; IR ops return x's dtype.
+    return layer.weight.dtype != x.dtype
+
+
+_REFUSE = {
+    "variance_size_override (norm over a prefix of the hidden size) has no IR op": _var_override,
+    "weight dtype differs from x dtype (legacy result would be promoted)": _weight_dtype_differs,
+}
+
+register_port(Port(
+    name="rms_norm",
+    params=("x", "residual=None"),
+    refuse=_REFUSE,
+    variants=(
+        Variant(op="rms_norm", when={"residual": None},
+                args=("x", "self.weight", "self.variance_epsilon")),
+        # vLLM's fused kernel adds in place: x <- normed output, residual <- x + residual,
+        # and returns the two input tensors.
+        Variant(op="fused_add_rms_norm", when={"residual": TENSOR},
+                args=("x", "residual", "self.weight", "self.variance_epsilon"),
+                returns=(0, 1), write_back={"x": 0, "residual": 1}),
+    ),
+))
+
+register_port(Port(
+    name="gemma_rms_norm",
+    params=("x", "residual=None"),
+    refuse={"weight dtype differs from x dtype": _weight_dtype_differs},
+    variants=(
+        Variant(op="gemma_rms_norm", when={"residual": None},
+                args=("x", "self.weight", "self.variance_epsilon")),
+        # Gemma's norm is never in place (forward_cuda compiles forward_native).
+        Variant(op="gemma_fused_add_rms_norm", when={"residual": TENSOR},
+                args=("x", "residual", "self.weight", "self.variance_epsilon"),
+                returns=(0, 1), inplace_methods=()),
+    ),
+))

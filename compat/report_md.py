@@ -1,0 +1,179 @@
+"""report.json -> report.md, and the number formatting shared with the HTML page."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any
+
+VERDICT_ORDER = {"blocked": 0, "review": 1, "ready": 2, "unseen": 3}
+VERDICT_HELP = {
+    "ready": "the IR path agrees with legacy on enough calls and is not slower: flip it on",
+    "review": "no disagreement, but not enough evidence or slower: run more traffic or look at the timing",
+    "blocked": "the IR path disagreed or raised: fix the port or the provider before flipping it on",
+    "unseen": "registered but never called in this run: exercise it, or ignore it",
+}
+
+
+def fmt_err(value: Any) -> str:
+    """An error magnitude: 3 significant digits, "0" for exact, "-" for none."""
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    if value == 0:
+        return "0"
+    return f"{value:.3g}"
+
+
+def fmt_us(value: Any) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def fmt_ratio(value: Any) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def fmt_counts(counts: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in counts.items()) if counts else "-"
+
+
+def fmt_codes(counts: dict) -> str:
+    """Provider names with their call counts when there are several."""
+    if not counts:
+        return "-"
+    if len(counts) == 1:
+        return next(iter(counts))
+    return ", ".join(f"{k} ({v})" for k, v in counts.items())
+
+
+def thresholds_text(report: dict) -> list[str]:
+    t = report["thresholds"]
+    return [
+        f"**ready**: at least {t['min_compared']} compared calls, no mismatch, no IR-side error, "
+        f"and the median per-call time ratio IR/legacy at most {t['max_time_ratio']:.2f}x.",
+        "**blocked**: at least one mismatch (an output outside the op's tolerance, or NaN/Inf on one "
+        "side only) or one IR-side exception.",
+        "**review**: called, no disagreement, but not ready (too few compared calls, slower, "
+        "or nothing compared).",
+        "**unseen**: registered in a process of the run but never called.",
+    ]
+
+
+def sorted_ops(report: dict) -> list[tuple[str, dict]]:
+    return sorted(report["ops"].items(), key=lambda kv: (VERDICT_ORDER[kv[1]["verdict"]], kv[0]))
+
+
+def source_text(report: dict) -> str:
+    recs = report["records"]
+    n_records = sum(recs.values())
+    kinds = ", ".join(f"{recs[k]} {k}" for k in ("compare", "error", "counts", "ops") if recs.get(k))
+    span = ""
+    if report.get("first_ts") is not None and report.get("last_ts") is not None:
+        first = _dt.datetime.fromtimestamp(report["first_ts"]).strftime("%Y-%m-%d %H:%M:%S")
+        span = f", logged from {first} over {report['last_ts'] - report['first_ts']:.1f} s"
+    return (f"{len(report['files'])} log file(s), {report['lines']} line(s), {n_records} record(s)"
+            f" ({kinds or 'none'}) from {report['processes']} process(es){span}.")
+
+
+def bad_lines_text(report: dict) -> str:
+    bad = report["bad_lines"]
+    if not bad["total"]:
+        return "No bad lines."
+    kinds = ", ".join(f"{bad[k]} {k}" for k in ("corrupt", "truncated", "invalid", "unsupported_version")
+                      if bad.get(k))
+    return f"**{bad['total']} bad line(s) skipped** ({kinds})."
+
+
+def worst_text(entry: dict | None) -> str:
+    if not entry:
+        return "-"
+    tol = ""
+    if entry.get("atol") is not None:
+        tol = f" (atol {entry['atol']:g}, rtol {entry['rtol']:g})"
+    return f"{fmt_err(entry['value'])} in `{entry['output']}`{tol} at `{entry['signature']}`"
+
+
+def _cell(value: Any) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return out
+
+
+def render_markdown(report: dict) -> str:
+    runs = ", ".join(report["runs"]) or "(no run id)"
+    v = report["verdicts"]
+    lines = [
+        f"# Migration report: {runs}",
+        "",
+        f"Generated {report['generated_at']} from {source_text(report)} {bad_lines_text(report)}",
+        "",
+        "**" + " · ".join(f"{v[k]} {k}" for k in ("ready", "review", "blocked", "unseen")) + "**",
+        "",
+        "## Verdicts and thresholds",
+        "",
+        *[f"- {t}" for t in thresholds_text(report)],
+        "",
+        "Times are wall-clock microseconds per call as logged by shadow mode; the ratio is the "
+        "median over calls of IR time / legacy time (robust to warm-up calls).",
+        "",
+        "## Ops",
+        "",
+    ]
+    rows = []
+    for name, op in sorted_ops(report):
+        rows.append([
+            f"[{name}](#{name})", op["verdict"], op["seen"], op["compared"], sum(op["skipped"].values()),
+            op["mismatches"], op["errors"],
+            fmt_err(op["worst_abs"]["value"] if op["worst_abs"] else None),
+            fmt_err(op["worst_rel"]["value"] if op["worst_rel"] else None),
+            fmt_codes(op["legacy_providers"]), fmt_codes(op["ir_providers"]),
+            fmt_us(op["legacy_us_mean"]), fmt_us(op["ir_us_mean"]), fmt_ratio(op["time_ratio_median"]),
+        ])
+    lines += _table(["op", "verdict", "seen", "compared", "skipped", "mismatches", "errors",
+                     "worst abs", "worst rel", "legacy code", "IR code", "legacy µs", "IR µs",
+                     "IR/legacy"], rows)
+    bad = report["bad_lines"]
+    if bad["total"]:
+        lines += ["", "## Bad lines", "", bad_lines_text(report) + " First examples:", ""]
+        lines += [f"- `{e['where']}` ({e['kind']}): {e['reason']}" for e in bad["examples"]]
+    for name, op in sorted_ops(report):
+        lines += ["", f"<a id=\"{name}\"></a>", f"## {name}: {op['verdict']}", ""]
+        lines += [f"- **why**: {'; '.join(op['reasons'])}. Next: {VERDICT_HELP[op['verdict']]}."]
+        lines += [f"- **class**: {', '.join(f'`{c}`' for c in op['classes']) or '-'}; "
+                  f"port: {op['port'] or '-'}; modes: {fmt_counts(op['modes'])}"]
+        if op["verdict"] == "unseen":
+            continue
+        lines += [
+            f"- **calls**: {op['seen']} seen, {op['compared']} compared, "
+            f"skipped: {fmt_counts(op['skipped'])}",
+            f"- **code**: legacy {fmt_codes(op['legacy_providers'])} → IR {fmt_codes(op['ir_providers'])}",
+            f"- **worst abs error**: {worst_text(op['worst_abs'])}",
+            f"- **worst rel error**: {worst_text(op['worst_rel'])}",
+            f"- **elements outside tolerance**: {op['elements_outside']}; "
+            f"NaN/Inf disagreements: {op['nonfinite_mismatches']}",
+            f"- **time**: legacy {fmt_us(op['legacy_us_mean'])} µs, IR {fmt_us(op['ir_us_mean'])} µs "
+            f"per call (mean over {op['timed']}); IR/legacy median {fmt_ratio(op['time_ratio_median'])} "
+            f"(p10 {fmt_ratio(op['time_ratio_p10'])}, p90 {fmt_ratio(op['time_ratio_p90'])}), "
+            f"total {fmt_ratio(op['time_ratio_total'])}",
+        ]
+        lines += [f"- **note**: {n}" for n in op["notes"]]
+        if op["errors_by_kind"]:
+            lines += ["", "IR-side errors:", ""]
+            lines += _table(["type", "message", "count", "where", "IR code", "first signature"],
+                            [[e["type"], e["message"], e["count"], e["where"], e["ir"], f"`{e['signature']}`"]
+                             for e in op["errors_by_kind"]])
+        if op["buckets"]:
+            lines += ["", "By signature bucket (tokens rounded up to a power of two; `T` = tokens):", ""]
+            lines += _table(
+                ["dtype", "tokens", "shapes", "compared", "mismatches", "errors", "worst abs", "worst rel",
+                 "legacy µs", "IR µs", "IR/legacy", "IR code"],
+                [[b["dtype"], b["tokens"], f"`{b['shapes']}`", b["compared"], b["mismatches"], b["errors"],
+                  fmt_err(b["worst_abs"]["value"] if b["worst_abs"] else None),
+                  fmt_err(b["worst_rel"]["value"] if b["worst_rel"] else None),
+                  fmt_us(b["legacy_us_mean"]), fmt_us(b["ir_us_mean"]), fmt_ratio(b["time_ratio_median"]),
+                  fmt_codes(b["ir_providers"])] for b in op["buckets"]])
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,334 @@
+"""Shadow mode: legacy path on the real inputs, IR path on snapshots, compare, record.
+
+Order per compared call: snapshot the input tensors, run legacy on the real
+inputs (its result is what the caller gets, bit for bit), run the IR plan on
+the snapshots, then compare every output and every input that either side
+mutated, with the IR op's tolerance. The comparison is computed on the
+inputs' device without synchronising: its few numbers are fetched in one
+transfer when records are flushed (or at once on the CPU and in strict mode),
+so a GPU stream does not stall on every sampled call.
+
+Skipped (and counted): calls not sampled, calls during CUDA-graph capture,
+calls under a tracing dispatch mode (torch.compile traces never reach here;
+see dispatch.py), calls a port refuses, and calls whose IR path would run the
+legacy code itself (`same_code`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import random
+import threading
+import time
+import traceback
+from typing import Any
+
+import torch
+
+from irshim.ir.tolerances import Tolerance, outside
+
+from . import flags as _flags
+from .dispatch import ClassState, _log_once, _skip, effective_method, legacy_method_name
+from .records import recorder
+
+logger = logging.getLogger(__name__)
+
+MAX_PENDING = 256
+"""Deferred comparisons kept before they are fetched from the device in one go."""
+
+_rng = random.Random()
+_dispatch_modes = torch._C._len_torch_dispatch_stack
+
+
+class ShadowMismatch(AssertionError):
+    """Raised in strict mode (IRSHIM_STRICT=1) when the IR path disagrees with legacy."""
+
+
+def _capturing() -> bool:
+    return torch.cuda.is_available() and torch.cuda.is_initialized() and torch.cuda.is_current_stream_capturing()
+
+
+def run_shadow(layer: Any, state: ClassState, args: tuple, kwargs: dict, legacy) -> Any:
+    counter = state.counter
+    counter.seen += 1
+    flags = _flags.current()
+    if flags.shadow_sample < 1.0 and _rng.random() >= flags.shadow_sample:
+        counter.skip("sampling")
+        return legacy(*args, **kwargs)
+    if _capturing():
+        counter.skip("cuda_graph_capture")
+        return legacy(*args, **kwargs)
+    if _dispatch_modes() > 0:
+        counter.skip("compiling")
+        return legacy(*args, **kwargs)
+
+    legacy_name = legacy_method_name(layer)
+    method = effective_method(type(layer), legacy_name, state.base)
+    plan = state.plan(layer, args, kwargs, method, shadow=True)
+    if isinstance(plan, str):
+        _skip(state, plan)
+        return legacy(*args, **kwargs)
+
+    snap_args, snap_kwargs, mapping, inputs = _snapshot(args, kwargs, _param_names(state, layer))
+    base = {"kind": "compare", "op": state.op, "cls": state.label, "mode": _flags.SHADOW,
+            "legacy": legacy_name, "ir": "?", "signature": _signature(args, kwargs)}
+    try:
+        plan = plan.rebind(mapping)
+        base["ir"] = plan.label()  # before timing: the first call loads provider packages
+    except Exception as exc:
+        plan, label_error = None, exc
+    timer = _Timer(inputs)
+    result = legacy(*args, **kwargs)
+    timer.mark()
+    try:
+        if plan is None:
+            raise label_error
+        ir_result = plan.run()
+        timer.mark()
+    except Exception as exc:
+        counter.compared += 1
+        frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+        where = f"{frame.filename}:{frame.lineno}" if frame else "?"
+        base.update(kind="error", error={"type": type(exc).__name__, "message": str(exc)[:2000], "where": where})
+        _Pending(base, [], timer, has_ir_time=False).resolve()
+        _log_once(state.op, f"error:{type(exc).__name__}", logging.WARNING,
+                  "irshim shadow: the IR path of %s (%s) raised %s: %s; the legacy result was used",
+                  state.op, base["ir"], type(exc).__name__, exc)
+        if flags.strict:
+            raise
+        return result
+
+    counter.compared += 1
+    entries = _compare_outputs(result, ir_result, plan)
+    for name, real, snap, v_real, v_snap in inputs:
+        if real._version != v_real or snap._version != v_snap:
+            entries.append(_compare(f"mutated:{name}", real, snap, plan))
+    pending = _Pending(base, entries, timer, has_ir_time=True, state=state, strict=flags.strict)
+    if flags.strict or not timer.cuda:
+        pending.resolve()
+    else:
+        _queue(pending)
+    return result
+
+
+# ------------------------------------------------------------- snapshots
+def _snapshot(args: tuple, kwargs: dict, names: tuple[str, ...]):
+    mapping: dict[int, torch.Tensor] = {}
+    inputs: list[tuple[str, torch.Tensor, torch.Tensor, int, int]] = []
+
+    def snap(value: Any, name: str) -> Any:
+        if isinstance(value, torch.Tensor):
+            copy = mapping.get(id(value))
+            if copy is None:
+                copy = value.detach().clone()
+                mapping[id(value)] = copy
+                inputs.append((name, value, copy, value._version, copy._version))
+            return copy
+        if isinstance(value, (list, tuple)) and any(isinstance(v, torch.Tensor) for v in value):
+            return type(value)(snap(v, f"{name}[{i}]") for i, v in enumerate(value))
+        return value
+
+    snap_args = tuple(snap(a, names[i] if i < len(names) else f"arg{i}") for i, a in enumerate(args))
+    snap_kwargs = {k: snap(v, k) for k, v in kwargs.items()}
+    return snap_args, snap_kwargs, mapping, inputs
+
+
+_names_cache: dict[type, tuple[str, ...]] = {}
+
+
+def _param_names(state: ClassState, layer: Any) -> tuple[str, ...]:
+    if state.port is not None:
+        return state.port._names
+    cls = type(layer)
+    names = _names_cache.get(cls)
+    if names is None:
+        try:
+            params = list(inspect.signature(cls.forward_native).parameters.values())[1:]
+            names = tuple(p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
+        except (TypeError, ValueError):
+            names = ()
+        _names_cache[cls] = names
+    return names
+
+
+def _describe(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return {"shape": list(value.shape), "dtype": str(value.dtype).removeprefix("torch."),
+                "stride": list(value.stride()), "device": str(value.device)}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_describe(v) for v in value]
+    return repr(value)[:200]
+
+
+def _signature(args: tuple, kwargs: dict) -> dict[str, Any]:
+    return {"args": [_describe(a) for a in args], "kwargs": {k: _describe(v) for k, v in kwargs.items()}}
+
+
+# ------------------------------------------------------------------ timing
+class _Timer:
+    """Marks around each side: CUDA events when the inputs live on a GPU, else perf_counter."""
+
+    def __init__(self, inputs: list) -> None:
+        self.cuda = any(real.is_cuda for _, real, *_ in inputs)
+        self.marks: list[Any] = []
+        self.mark()
+
+    def mark(self) -> None:
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            self.marks.append(event)
+        else:
+            self.marks.append(time.perf_counter())
+
+    def spans_us(self) -> list[float]:
+        if self.cuda:
+            self.marks[-1].synchronize()
+            return [a.elapsed_time(b) * 1e3 for a, b in zip(self.marks, self.marks[1:])]
+        return [(b - a) * 1e6 for a, b in zip(self.marks, self.marks[1:])]
+
+
+# ------------------------------------------------------------- comparison
+class _Entry:
+    __slots__ = ("fields", "device_stats", "tol")
+
+    def __init__(self, fields: dict[str, Any], device_stats: torch.Tensor | None, tol: Tolerance | None):
+        self.fields, self.device_stats, self.tol = fields, device_stats, tol
+
+
+def _flatten(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, (tuple, list)):
+        return list(value)
+    return [value]
+
+
+def _compare_outputs(legacy: Any, ir: Any, plan: Any) -> list[_Entry]:
+    ours, theirs = _flatten(legacy), _flatten(ir)
+    if len(ours) != len(theirs):
+        return [_Entry({"name": "out", "passed": False,
+                        "note": f"legacy returned {len(ours)} outputs, IR path {len(theirs)}"}, None, None)]
+    return [_compare(f"out{i}", a, b, plan) for i, (a, b) in enumerate(zip(ours, theirs))]
+
+
+def _compare(name: str, legacy: Any, ir: Any, plan: Any) -> _Entry:
+    """Entry comparing IR value `ir` against the legacy value (the reference)."""
+    if not isinstance(legacy, torch.Tensor) or not isinstance(ir, torch.Tensor):
+        same = type(legacy) is type(ir) and legacy == ir
+        return _Entry({"name": name, "passed": bool(same),
+                       **({} if same else {"note": f"legacy {legacy!r:.80} != IR {ir!r:.80}"})}, None, None)
+    fields: dict[str, Any] = {"name": name, "shape": list(legacy.shape),
+                              "dtype": str(legacy.dtype).removeprefix("torch."), "numel": legacy.numel()}
+    if legacy.shape != ir.shape:
+        fields.update(passed=False, note=f"IR shape {list(ir.shape)} != legacy {list(legacy.shape)}")
+        return _Entry(fields, None, None)
+    if legacy.dtype != ir.dtype:
+        fields["note"] = f"IR dtype {ir.dtype} != legacy {legacy.dtype}"
+    tol = plan.tolerance(legacy.dtype)
+    fields.update(atol=tol.atol, rtol=tol.rtol)
+    with torch.no_grad():
+        ir = ir.to(legacy.device)
+        e = legacy.detach().to(torch.float64)
+        a = ir.detach().to(torch.float64)
+        fin_e, fin_a = e.isfinite(), a.isfinite()
+        both = fin_e & fin_a
+        diff = torch.where(both, (a - e).abs(), torch.zeros((), dtype=torch.float64, device=e.device))
+        rel = diff / e.abs().clamp_min(torch.finfo(torch.float64).tiny)
+        zero = torch.zeros((), dtype=torch.float64, device=e.device)
+        stats = torch.stack([
+            diff.max() if diff.numel() else zero,
+            rel.max() if rel.numel() else zero,
+            outside(ir, legacy, tol).sum().to(torch.float64),
+            (fin_e != fin_a).any().to(torch.float64) if diff.numel() else zero,
+        ])
+    return _Entry(fields, stats, tol)
+
+
+class _Pending:
+    """A compare/error record waiting for its device numbers."""
+
+    def __init__(self, base: dict[str, Any], entries: list[_Entry], timer: _Timer, has_ir_time: bool,
+                 state: ClassState | None = None, strict: bool = False):
+        self.base, self.entries, self.timer, self.has_ir_time = base, entries, timer, has_ir_time
+        self.state, self.strict = state, strict
+
+    def resolve(self, stats: list[list[float]] | None = None) -> dict[str, Any]:
+        if stats is None:
+            stats = [e.device_stats.tolist() if e.device_stats is not None else None for e in self.entries]
+        spans = self.timer.spans_us()
+        record = dict(self.base)
+        if record["kind"] == "error":
+            record["legacy_us"] = spans[0] if spans else None
+            recorder.add(record)
+            return record
+        outputs = []
+        for entry, numbers in zip(self.entries, stats):
+            fields = dict(entry.fields)
+            if numbers is not None:
+                max_abs, max_rel, n_out, nonfinite = numbers
+                fields.update(max_abs=max_abs, max_rel=max_rel, n_outside=int(n_out),
+                              nonfinite_mismatch=bool(nonfinite))
+                fields["passed"] = n_out == 0 and not nonfinite and "note" not in fields
+            outputs.append(fields)
+        record["outputs"] = outputs
+        record["passed"] = all(o["passed"] for o in outputs)
+        record["legacy_us"] = spans[0] if spans else None
+        record["ir_us"] = spans[1] if len(spans) > 1 else None
+        recorder.add(record)
+        if not record["passed"]:
+            self._report_mismatch(record)
+        return record
+
+    def _report_mismatch(self, record: dict[str, Any]) -> None:
+        bad = [o for o in record["outputs"] if not o["passed"]]
+        detail = "; ".join(
+            f"{o['name']}: max abs err {o.get('max_abs', float('nan')):.3g}, "
+            f"{o.get('n_outside', '?')} of {o.get('numel', '?')} outside atol={o.get('atol')} rtol={o.get('rtol')}"
+            + (f" ({o['note']})" if "note" in o else "")
+            for o in bad)
+        msg = (f"irshim shadow: {record['op']} ({record['cls']}): IR path {record['ir']} disagrees with "
+               f"legacy {record['legacy']}: {detail}")
+        if self.strict:
+            raise ShadowMismatch(msg + ". Unset IRSHIM_STRICT to record mismatches without raising.")
+        _log_once(record["op"], "mismatch", logging.WARNING, "%s", msg)
+
+
+_pending: list[_Pending] = []
+_pending_lock = threading.Lock()
+
+
+def _queue(pending: _Pending) -> None:
+    with _pending_lock:
+        _pending.append(pending)
+        full = len(_pending) >= MAX_PENDING
+    if full:
+        resolve_pending()
+
+
+def resolve_pending() -> int:
+    """Fetch every deferred comparison's numbers in one transfer and record them."""
+    with _pending_lock:
+        batch = list(_pending)
+        _pending.clear()
+    if not batch:
+        return 0
+    tensors = [e.device_stats for p in batch for e in p.entries if e.device_stats is not None]
+    by_device: dict[torch.device, list[int]] = {}
+    for i, t in enumerate(tensors):
+        by_device.setdefault(t.device, []).append(i)
+    values: list[list[float] | None] = [None] * len(tensors)
+    for indices in by_device.values():
+        fetched = torch.stack([tensors[i] for i in indices]).cpu().tolist()
+        for i, row in zip(indices, fetched):
+            values[i] = row
+    it = iter(values)
+    for p in batch:
+        p.resolve([next(it) if e.device_stats is not None else None for e in p.entries])
+    return len(batch)
+
+
+recorder.before_flush.append(resolve_pending)
