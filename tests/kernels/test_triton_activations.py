@@ -1,0 +1,207 @@
+"""Triton activations against the ops' native semantics, with the ops' tolerances.
+
+CPU tests run the kernels in Triton's interpreter on small odd shapes; `cuda`
+tests run real sizes on a GPU.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import irshim.ir as ir
+from irshim.ir.tolerances import assert_close
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+GATED = ["silu_and_mul", "mul_and_silu", "gelu_and_mul", "fatrelu_and_mul"]
+PLAIN = ["gelu_new", "gelu_fast", "quick_gelu", "relu2"]
+ALL = GATED + PLAIN
+
+ir.load_providers()  # registers the triton impls and torch.ops.irshim_triton
+
+
+def _ids(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _variants(name: str, args: tuple) -> list[tuple]:
+    """Every scalar setting worth covering for an op."""
+    if name == "gelu_and_mul":
+        return [(args[0], "none"), (args[0], "tanh")]
+    if name == "fatrelu_and_mul":
+        return [(args[0], 0.5), (args[0], 0.0), (args[0], -1.25)]
+    return [args]
+
+
+def _check(op: ir.IrOp, args: tuple, what: str = "") -> None:
+    expected = op.native(*args)
+    impl = op.impls["triton"]
+    assert impl.supports(*args), f"{op.name}/triton refused {what}"
+    actual = impl.impl_fn(*args)
+    assert actual.dtype == expected.dtype
+    assert_close(actual, expected, op.tolerance(args[0].dtype), what=f"{op.name} {args[1:]} {what}")
+
+
+# ------------------------------------------------------------ CPU (interpreter)
+
+# (tokens, width): width is the output width (gated inputs are twice as wide).
+SMALL = [(1, 8), (3, 123), (4, 1100)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=_ids)
+@pytest.mark.parametrize("shape", SMALL, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("name", ALL)
+def test_small_shapes(name, shape, dtype):
+    op = ir.get_op(name)
+    for args in _variants(name, op.generate_inputs(*shape, dtype, DEVICE)):
+        _check(op, args, f"{shape} {dtype}")
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_zero_tokens_and_leading_dims(name):
+    op = ir.get_op(name)
+    for args in _variants(name, op.generate_inputs(0, 16, torch.bfloat16, DEVICE)):
+        _check(op, args, "0 tokens")
+    (x, *rest) = op.generate_inputs(6, 24, torch.float32, DEVICE)
+    for args in _variants(name, (x.view(2, 3, -1), *rest)):
+        _check(op, args, "[2, 3, W]")
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_strided_rows(name):
+    """A column slice of a wider buffer and every other token, without copies."""
+    op = ir.get_op(name)
+    (x, *rest) = op.generate_inputs(8, 40, torch.float16, DEVICE)
+    width = x.shape[-1] // 2
+    sliced = x[:, 4:4 + width]
+    every_other = x[::2]
+    assert not sliced.is_contiguous() and not every_other.is_contiguous()
+    for view in (sliced, every_other):
+        for args in _variants(name, (view, *rest)):
+            _check(op, args, f"strides {view.stride()}")
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_extreme_values(name):
+    """Large magnitudes: exp overflows to inf inside the kernels and must give +-x or 0, never NaN."""
+    op = ir.get_op(name)
+    values = torch.tensor([-100.0, -30.0, -9.0, -1e-4, 0.0, 1e-4, 9.0, 30.0, 100.0])
+    x = values.repeat(2, 2).to(device=DEVICE, dtype=torch.float32)  # [2, 18]: halves are equal
+    (_, *rest) = op.generate_inputs(2, 9, torch.float32, DEVICE)
+    for args in _variants(name, (x, *rest)):
+        _check(op, args, "extreme values")
+        assert not op.impls["triton"].impl_fn(*args).isnan().any()
+
+
+def test_supports_args_refuses_what_the_kernel_cannot_do():
+    x = torch.randn(4, 64, device=DEVICE)
+    gated = ir.ops.silu_and_mul.impls["triton"]
+    assert gated.supports(x)
+    assert not gated.supports(x[:, :63])                   # odd width: no halves
+    assert not gated.supports(x.to(torch.float64))         # dtype
+    assert not gated.supports(x.to(torch.int32))
+    assert not gated.supports(x.t())                       # last dim not unit stride
+    x3 = torch.randn(4, 6, 64, device=DEVICE)[:, :3]       # leading dims do not collapse
+    assert not gated.supports(x3)
+    gelu = ir.ops.gelu_and_mul.impls["triton"]
+    assert gelu.supports(x, "tanh") and not gelu.supports(x, "erf")
+    plain = ir.ops.relu2.impls["triton"]
+    assert plain.supports(x[:, :63]) and not plain.supports(x.t())
+
+
+def test_unsupported_args_fall_back_to_native():
+    op = ir.ops.gelu_and_mul
+    x = torch.randn(4, 64, device=DEVICE)
+    with op.set_priority(["triton", "native"]):
+        assert op.dispatch(x, "tanh").provider == "triton"
+        assert op.dispatch(x.double(), "tanh").provider == "native"
+        with pytest.raises(ValueError):  # native's own error for a bad approximation
+            op(x, "erf")
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_dispatch_equals_direct_call(name):
+    op = ir.get_op(name)
+    args = _variants(name, op.generate_inputs(3, 123, torch.bfloat16, DEVICE))[-1]
+    with op.set_priority(["triton", "native"]):
+        assert op.dispatch(*args).provider == "triton"
+        via_op = op(*args)
+    assert torch.equal(via_op, op.impls["triton"].impl_fn(*args))
+
+
+def test_cuda_platform_default_puts_triton_first():
+    from irshim.ir import priority
+
+    for name in ALL:
+        requested, _ = priority.requested(name, "cuda")
+        assert requested[0] == "triton", name
+
+
+def test_traced_calls_record_the_triton_op():
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    x = torch.randn(3, 16, device=DEVICE)
+    gm = make_fx(lambda x: ir.ops.gelu_and_mul.impls["triton"].impl_fn(x, "tanh"))(x)
+    targets = [n.target for n in gm.graph.nodes if n.op == "call_function"]
+    assert torch.ops.irshim_triton.gelu_and_mul.default in targets
+    assert_close(torch.ops.irshim_triton.gelu_and_mul(x, "tanh"), ir.ops.gelu_and_mul.native(x, "tanh"),
+                 ir.ops.gelu_and_mul.tolerance(x.dtype))
+
+
+# ----------------------------------------------------------------------- GPU
+
+REAL = [(1, 14336), (7, 5000), (128, 14336), (1000, 28672), (4096, 1024), (3, 123)]
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", DTYPES, ids=_ids)
+@pytest.mark.parametrize("name", ALL)
+def test_gpu_real_sizes(name, dtype):
+    op = ir.get_op(name)
+    for shape in REAL:
+        for args in _variants(name, op.generate_inputs(*shape, dtype, "cuda")):
+            _check(op, args, f"{shape}")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", ALL)
+def test_gpu_non_contiguous(name):
+    op = ir.get_op(name)
+    (x, *rest) = op.generate_inputs(512, 14336 + 64, torch.bfloat16, "cuda")
+    width = (x.shape[-1] - 128) if name in GATED else x.shape[-1] - 64
+    view = x[::2, 32:32 + width]
+    for args in _variants(name, (view, *rest)):
+        _check(op, args, "strided rows")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", ALL)
+def test_gpu_cuda_graph_capture(name):
+    op = ir.get_op(name)
+    args = _variants(name, op.generate_inputs(64, 14336, torch.bfloat16, "cuda"))[-1]
+    static = args[0].clone()
+    impl = op.impls["triton"].impl_fn
+    impl(static, *args[1:])
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        captured = impl(static, *args[1:])
+    for seed in range(2):
+        static.copy_(torch.randn(static.shape, generator=torch.Generator(device="cuda").manual_seed(seed),
+                                 device="cuda"))
+        graph.replay()
+        assert_close(captured, op.native(static, *args[1:]), op.tolerance(torch.bfloat16),
+                     what=f"{name} graph replay")
+
+
+@pytest.mark.cuda
+def test_gpu_torch_compile_sees_the_triton_op():
+    x = torch.randn(256, 2 * 14336, device="cuda", dtype=torch.bfloat16)
+
+    def f(x):
+        return torch.ops.irshim_triton.silu_and_mul(x + 1) * 2
+
+    out = torch.compile(f, fullgraph=True)(x)
+    expected = ir.ops.silu_and_mul.native(x + 1) * 2
+    assert_close(out, expected, ir.ops.silu_and_mul.tolerance(x.dtype))
