@@ -1,0 +1,220 @@
+"""Shadow mode: legacy result returned bit for bit, IR path compared, disagreements recorded."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+
+import irshim.compat as compat
+from irshim.compat import CustomOp, ShadowMismatch
+from irshim.compat import custom_op as custom_op_module
+from irshim.compat.layers import RMSNorm, SiluAndMul
+
+
+@pytest.fixture
+def shadow(tmp_path):
+    """Shadow mode writing records under tmp_path; yields a reader of the records written so far."""
+
+    def read(kind: str | None = None) -> list[dict]:
+        compat.flush()
+        lines = [json.loads(line) for f in Path(tmp_path).rglob("*.jsonl") for line in f.read_text().splitlines()]
+        return [r for r in lines if kind is None or r["kind"] == kind]
+
+    with compat.override(dispatch="shadow", report_dir=tmp_path, shadow_sample=1, strict=False):
+        compat.flush()
+        yield read
+        compat.flush()
+
+
+def _ref_rms(x, w, eps):
+    x64 = x.double()
+    return x64 * torch.rsqrt(x64.pow(2).mean(-1, keepdim=True) + eps) * w.double()
+
+
+@CustomOp.register("test_sh_rms_no_eps")
+class RMSNormForgetsEpsilon(RMSNorm):
+    """A subtly wrong fast path: epsilon ignored (the port of rms_norm applies via its parent)."""
+
+    def forward_cpu(self, x, residual=None):
+        x32 = x.float()
+        return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True))).to(x.dtype) * self.weight
+
+
+def test_wrong_fast_path_gives_mismatch_records_with_the_right_max_error(shadow):
+    eps = 0.1
+    layer = RMSNormForgetsEpsilon(64, eps=eps)
+    with torch.no_grad():
+        layer.weight.copy_(1 + 0.1 * torch.randn(64, generator=torch.Generator().manual_seed(1)))
+    x = 0.5 * torch.randn(8, 64, generator=torch.Generator().manual_seed(0))
+    out = layer(x)
+    assert torch.equal(out, layer.forward_cpu(x))  # the legacy (wrong) result is what the model sees
+    (rec,) = [r for r in shadow("compare") if r["op"] == "test_sh_rms_no_eps"]
+    assert rec["legacy"] == "forward_cpu" and rec["ir"] == "rms_norm/native" and not rec["passed"]
+    (o,) = rec["outputs"]
+    # Independent float64 estimate of |with eps - without eps|.
+    w = layer.weight.detach()
+    expected = (_ref_rms(x, w, eps) - _ref_rms(x, w, 0.0)).abs().max().item()
+    assert o["max_abs"] == pytest.approx(expected, rel=1e-4)
+    assert o["n_outside"] > 0 and o["passed"] is False
+
+
+def test_correct_class_produces_no_mismatch(shadow):
+    layer = RMSNorm(64, eps=1e-6)
+    for seed in range(3):
+        layer(torch.randn(4, 64, generator=torch.Generator().manual_seed(seed)))
+    SiluAndMul()(torch.randn(4, 32))
+    recs = [r for r in shadow("compare") if r["op"] in ("rms_norm", "silu_and_mul")]
+    assert len(recs) == 4 and all(r["passed"] for r in recs)
+    counts = {(r["op"]): r for r in shadow("counts")}
+    assert counts["rms_norm"]["seen"] == 3 and counts["rms_norm"]["compared"] == 3
+
+
+@CustomOp.register("test_sh_broken_native")
+class BrokenNative(CustomOp):
+    """Unported: its automatic op's candidate in shadow is forward_native, which raises."""
+
+    def forward_native(self, x):
+        raise RuntimeError("forward_native is broken")
+
+    def forward_cpu(self, x):
+        return x * 3
+
+
+def test_ir_exception_is_recorded_and_legacy_returned(shadow, caplog):
+    from irshim.compat import dispatch
+
+    dispatch._logged.clear()
+    layer = BrokenNative()
+    x = torch.ones(3)
+    with caplog.at_level(logging.WARNING, logger="irshim.compat"):
+        assert torch.equal(layer(x), torch.full((3,), 3.0))
+        assert torch.equal(layer(x), torch.full((3,), 3.0))
+    (err, err2) = [r for r in shadow("error") if r["op"] == "test_sh_broken_native"]
+    assert err["error"]["type"] == "RuntimeError" and "broken" in err["error"]["message"]
+    assert err["legacy"] == "forward_cpu" and err["ir"] == "test_sh_broken_native/native"
+    assert sum("raised RuntimeError" in r.message for r in caplog.records) == 1  # rate-limited
+    with compat.override(strict=True), pytest.raises(RuntimeError, match="broken"):
+        layer(x)
+
+
+def test_strict_mode_raises_on_mismatch(shadow):
+    with compat.override(strict=True), pytest.raises(ShadowMismatch, match="max abs err"):
+        RMSNormForgetsEpsilon(16, eps=0.5)(torch.randn(2, 16))
+
+
+def _cuda_like_rms_norm(monkeypatch, hidden):
+    """An RMSNorm bound to forward_cuda (the in-place fused path), as on a GPU."""
+    monkeypatch.setattr(custom_op_module, "device_family", lambda: "cuda")
+    layer = RMSNorm(hidden, eps=1e-5, dtype=torch.bfloat16)
+    monkeypatch.undo()
+    with torch.no_grad():
+        layer.weight.copy_(1 + 0.1 * torch.randn(hidden, generator=torch.Generator().manual_seed(3)))
+    assert layer._forward_method.__name__ == "forward_cuda"
+    return layer
+
+
+CASES = {
+    "rms_norm": lambda mp: (RMSNorm(48, eps=1e-5), lambda g: (torch.randn(5, 48, generator=g),)),
+    "rms_norm_residual_inplace": lambda mp: (
+        _cuda_like_rms_norm(mp, 48),
+        lambda g: (torch.randn(5, 48, generator=g).bfloat16(), torch.randn(5, 48, generator=g).bfloat16())),
+    "rms_norm_residual_native": lambda mp: (
+        RMSNorm(48), lambda g: (torch.randn(5, 48, generator=g), torch.randn(5, 48, generator=g))),
+    "silu_and_mul_bf16": lambda mp: (SiluAndMul(), lambda g: (torch.randn(7, 64, generator=g).bfloat16(),)),
+    "unported": lambda mp: (BrokenNative(), lambda g: (torch.randn(4, generator=g),)),
+}
+
+
+@pytest.mark.parametrize("mode", ["off", "shadow"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_off_and_shadow_are_bit_identical_to_no_irshim(case, mode, shadow, monkeypatch):
+    layer, make = CASES[case](monkeypatch)
+    g1, g2 = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    mine, theirs = make(g1), make(g2)
+    reference = layer._forward_method(*theirs)  # what the model runs without irshim
+    with compat.override(dispatch=mode):
+        got = layer(*mine)
+    ref_list = list(reference) if isinstance(reference, tuple) else [reference]
+    got_list = list(got) if isinstance(got, tuple) else [got]
+    assert len(got_list) == len(ref_list)
+    for a, b in zip(got_list, ref_list):
+        assert torch.equal(a, b) and a.dtype == b.dtype and a.stride() == b.stride()
+    for a, b in zip(mine, theirs):  # in-place effects on the inputs too
+        assert torch.equal(a, b)
+    if case == "rms_norm_residual_inplace":
+        assert got_list[0] is mine[0] and got_list[1] is mine[1]  # the fused path returns its inputs
+        assert not torch.equal(mine[0], make(torch.Generator().manual_seed(7))[0])  # ... which it overwrote
+    if mode == "shadow" and case == "rms_norm_residual_inplace":
+        (rec,) = [r for r in shadow("compare") if r["op"] == "rms_norm"]
+        names = [o["name"] for o in rec["outputs"]]
+        assert names == ["out0", "out1", "mutated:x", "mutated:residual"] and rec["passed"], rec
+
+
+def test_sampling_compares_a_fraction_and_counts_the_rest(shadow):
+    layer = SiluAndMul()
+    x = torch.randn(2, 8)
+    with compat.override(shadow_sample=0.25):
+        for _ in range(400):
+            layer(x)
+    (c,) = [r for r in shadow("counts") if r["op"] == "silu_and_mul"]
+    assert c["seen"] == 400 and c["compared"] + c["skipped"]["sampling"] == 400
+    assert 50 < c["compared"] < 150
+
+
+def test_port_refusal_runs_legacy_and_is_counted(shadow):
+    layer = RMSNorm(16, var_hidden_size=8)
+    x = torch.randn(2, 1, 16)
+    assert torch.equal(layer(x), layer.forward_native(x))
+    (c,) = [r for r in shadow("counts") if r["op"] == "rms_norm"]
+    assert c["skipped"] == {"port_refused": 1} and c["compared"] == 0
+
+
+@CustomOp.register("test_sh_native_only")
+class NativeOnly(CustomOp):
+    def forward_native(self, x):
+        return x - 1
+
+
+def test_code_is_never_compared_with_itself(shadow):
+    NativeOnly()(torch.zeros(2))
+    assert not [r for r in shadow("compare") if r["op"] == "test_sh_native_only"]
+    (c,) = [r for r in shadow("counts") if r["op"] == "test_sh_native_only"]
+    assert c["skipped"] == {"same_code": 1}
+
+
+def test_tracing_dispatch_modes_are_skipped_and_counted(shadow):
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    layer = SiluAndMul()
+    make_fx(lambda x: layer(x))(torch.randn(2, 8))
+    (c,) = [r for r in shadow("counts") if r["op"] == "silu_and_mul"]
+    assert c["skipped"] == {"compiling": 1}
+
+
+@pytest.mark.cuda
+def test_cuda_graph_capture_is_skipped_and_counted(shadow):
+    layer = SiluAndMul().cuda()
+    x = torch.randn(4, 64, device="cuda")
+    layer(x)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        layer(x)
+    graph.replay()
+    (c,) = [r for r in shadow("counts") if r["op"] == "silu_and_mul"]
+    assert c["skipped"].get("cuda_graph_capture") == 1
+
+
+def test_mismatch_warning_is_rate_limited(shadow, caplog):
+    from irshim.compat import dispatch
+
+    dispatch._logged.clear()  # earlier tests already warned about this op
+    layer = RMSNormForgetsEpsilon(16, eps=0.5)
+    with caplog.at_level(logging.WARNING, logger="irshim.compat"):
+        for _ in range(5):
+            layer(torch.randn(2, 16))
+    assert sum("disagrees with legacy" in r.message for r in caplog.records) == 1
+    assert len([r for r in shadow("compare") if r["op"] == "test_sh_rms_no_eps"]) == 5
