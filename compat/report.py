@@ -1,22 +1,23 @@
 """Observation logs -> migration report (report.json, report.md, report.html).
 
 Reads the JSONL records described in `records.py` one line at a time and keeps
-only per-op and per-bucket aggregates (counters, sums, sparse histograms, the
-single worst call), so memory does not grow with the log: a 1,000,000-record
-log aggregates in a few seconds per 100k records on one core.
+only aggregates per op and signature bucket (counters, sums, sparse histograms,
+the single worst call), so memory does not grow with the log. Large logs are
+cut into byte ranges aggregated by worker processes and merged in order, so
+the result does not depend on the number of workers.
 
-A line that is not a JSON object of the schema is counted (``corrupt``,
-``truncated`` for an unterminated last line, ``invalid`` for JSON that breaks
-the schema, ``unsupported_version``) and skipped, never fatal.
+A line that is not a JSON object of the schema is counted and skipped, never
+fatal: ``corrupt`` (not JSON), ``truncated`` (an unterminated last line, as a
+killed process leaves), ``invalid`` (JSON that breaks the schema),
+``unsupported_version``.
 
-The JSON report (`Aggregator.result()`) is the one source the Markdown and HTML
-renderers read. Verdicts, per op:
+The JSON report (`Aggregator.result()`) is what the Markdown and HTML
+renderers read. Verdicts, per op, under `Thresholds`:
 
-- ``unseen``: the op was registered in a process but never called;
-- ``blocked``: at least one mismatch or IR-side error;
-- ``ready``: at least `Thresholds.min_compared` compared calls, none of the
-  above, and the median per-call time ratio IR/legacy at most
-  `Thresholds.max_time_ratio`;
+- ``unseen``: registered in a process of the run but never called;
+- ``blocked``: at least one mismatch or one IR-side error;
+- ``ready``: at least `min_compared` compared calls, no mismatch, no error, and
+  the median per-call time ratio IR/legacy at most `max_time_ratio`;
 - ``review``: anything else (too few compared calls, slower, calls seen but
   none compared, no timing).
 """
@@ -45,25 +46,35 @@ REPORT_FILES = ("report.json", "report.md", "report.html")
 
 VERDICTS = ("blocked", "review", "ready", "unseen")
 KINDS = ("ops", "counts", "compare", "error")
+BAD_KINDS = ("corrupt", "truncated", "invalid", "unsupported_version")
 
-# Distinct values kept per op (providers, classes, error kinds, modes); a log
+# Distinct values kept per op (providers, classes, modes, skip reasons); a log
 # with more is folded into "(other)" so that a pathological log stays bounded.
 MAX_DISTINCT = 32
 MAX_ERROR_KINDS = 16
 MAX_BAD_EXAMPLES = 10
 MAX_BUCKETS_PER_OP = 256
 MESSAGE_CHARS = 300
+OTHER_BUCKET = ("(other)", "-", "(more buckets than the report keeps)")
 
-# Error histogram: one bin per decade of the per-call max abs error, from
-# <=1e-9 (bin 1) to >=1e2 (bin 12); bin 0 holds exact matches, bin 13 NaN/Inf.
+# Error histogram: one bin per decade of a call's max abs error, from <=1e-9
+# (bin 1) to >=1e2 (bin 12); bin 0 holds exact matches, bin 13 NaN/Inf.
 ERR_DECADE_LO = -9
 ERR_DECADE_HI = 2
 ERR_BINS = ["0"] + [f"1e{d}" for d in range(ERR_DECADE_LO, ERR_DECADE_HI + 1)] + ["nan/inf"]
 
-# Time-ratio histogram: 1/32-octave bins (2.2% wide), so the median ratio is
-# known to about 1% - well inside the 10% "not slower" margin.
+# Time-ratio histogram: 1/32-octave bins (2.2% wide), each keeping the sum of
+# its log ratios, so the median is exact when a bin's calls share one ratio and
+# within 2.2% otherwise - well inside the 10% "not slower" margin.
 RATIO_STEPS_PER_OCTAVE = 32
 RATIO_MAX_OCTAVES = 10
+
+# Parallel aggregation: below 32 MiB (~50k records) a worker process costs more
+# than it saves; 16 MiB tasks keep the progress bar moving and merges cheap.
+PARALLEL_MIN_BYTES = 32 << 20
+TASK_BYTES = 16 << 20
+
+_NUMBER = (int, float)  # exact types: bool is not a number here
 
 
 @dataclass(frozen=True)
@@ -71,49 +82,27 @@ class Thresholds:
     """What a verdict needs; printed in every report."""
 
     min_compared: int = 16
-    """ready needs at least this many compared calls (one forward of a small model is not evidence)."""
+    """ready needs at least this many compared calls (one forward pass of a small model is not evidence)."""
     max_time_ratio: float = 1.10
     """ready needs median IR time / legacy time per call at most this (10% covers timer noise on CPU)."""
 
 
-# ----------------------------------------------------------------- helpers
-def _finite_or_str(value: float | None) -> float | str | None:
-    """JSON-safe float: non-finite values become the strings "inf", "-inf", "nan"."""
-    if value is None or math.isfinite(value):
-        return value
-    return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-
-
-def _rank(value: Any) -> float:
-    """Sort key for errors: NaN and +inf rank worst, missing values lowest."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        return -1.0
-    if math.isnan(value):
-        return math.inf
-    return float(value)
-
-
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
-
-
+# ------------------------------------------------------------- signatures
 def _is_tensor(arg: Any) -> bool:
-    return isinstance(arg, dict) and "shape" in arg and "dtype" in arg
+    return type(arg) is dict and "shape" in arg and "dtype" in arg
 
 
-def _tensors(signature: Any) -> list[tuple[str, dict]]:
-    """(label, tensor ARG) for every tensor argument, positional first."""
-    if not isinstance(signature, dict):
+def _tensors(signature: Any) -> list[dict]:
+    """Every tensor ARG of a signature, positional first."""
+    if type(signature) is not dict:
         return []
-    found: list[tuple[str, dict]] = []
+    found: list[dict] = []
     args = signature.get("args")
-    if isinstance(args, list):
-        found += [(str(i), a) for i, a in enumerate(args) if _is_tensor(a)]
+    if type(args) is list:
+        found += [a for a in args if _is_tensor(a)]
     kwargs = signature.get("kwargs")
-    if isinstance(kwargs, dict):
-        found += [(k, a) for k, a in kwargs.items() if _is_tensor(a)]
+    if type(kwargs) is dict:
+        found += [a for a in kwargs.values() if _is_tensor(a)]
     return found
 
 
@@ -126,13 +115,13 @@ def _prod(dims: Iterable[int]) -> int:
 
 def _shape(arg: dict) -> list[int]:
     shape = arg.get("shape")
-    if isinstance(shape, list) and all(isinstance(d, int) for d in shape):
+    if type(shape) is list and all(type(d) is int for d in shape):
         return shape
     return []
 
 
 def token_class(tokens: int | None) -> str:
-    """Tokens rounded up to a power of two, as a range: 1, 2, 3-4, 5-8, 9-16, ..."""
+    """Tokens rounded up to a power of two, as a range: 0, 1, 2, 3-4, 5-8, 9-16, ..."""
     if tokens is None:
         return "-"
     if tokens <= 2:
@@ -141,24 +130,16 @@ def token_class(tokens: int | None) -> str:
     return f"{hi // 2 + 1}-{hi}"
 
 
-def bucket_of(signature: Any) -> tuple[str, str, str]:
-    """(dtypes, token class, shape pattern) of a call's signature.
-
-    The token count T is the product of the leading dimensions of the first
-    tensor with two or more dimensions (else the length of the first 1-D tensor);
-    in every tensor, leading dimensions of that product are written ``T``, so
-    that calls differing only in the number of tokens share a pattern such as
-    ``[T,4096] [T,4096] [4096]``, and T itself is rounded to a power of two.
-    """
+def _bucket_of(signature: Any) -> tuple[str, str, str]:
     tensors = _tensors(signature)
     if not tensors:
         return ("-", "-", "no tensors")
     dtypes: list[str] = []
-    for _, t in tensors:
+    for t in tensors:
         dtype = str(t.get("dtype"))
         if dtype not in dtypes:
             dtypes.append(dtype)
-    shapes = [_shape(t) for _, t in tensors]
+    shapes = [_shape(t) for t in tensors]
     tokens = next((_prod(s[:-1]) for s in shapes if len(s) >= 2), None)
     if tokens is None:
         tokens = next((s[0] for s in shapes if len(s) == 1), None)
@@ -173,8 +154,40 @@ def bucket_of(signature: Any) -> tuple[str, str, str]:
     return ("/".join(dtypes), token_class(tokens), " ".join(parts))
 
 
+_bucket_cache: dict = {}
+
+
+def bucket_of(signature: Any) -> tuple[str, str, str]:
+    """(dtypes, token class, shape pattern) of a call's signature.
+
+    The token count T is the product of the leading dimensions of the first
+    tensor with two or more dimensions (else the length of the first 1-D
+    tensor). Leading dimensions of that product are written ``T`` in every
+    tensor, so calls that differ only in their number of tokens share a pattern
+    such as ``[T,4096] [T,4096] [4096]``, and T is rounded up to a power of two.
+    """
+    # Memoised on (shape, dtype) of every tensor: a log repeats a few hundred
+    # signatures a million times, and the key costs a third of the full work.
+    try:
+        args = signature["args"]
+        key: Any = tuple([(tuple(a["shape"]), a["dtype"]) if type(a) is dict and "shape" in a else 0
+                          for a in args])
+        kwargs = signature.get("kwargs")
+        if kwargs:
+            key = (key, tuple([(k, tuple(a["shape"]), a["dtype"]) for k, a in kwargs.items()
+                               if type(a) is dict and "shape" in a]))
+        hit = _bucket_cache.get(key)
+    except Exception:  # not the usual layout (or unhashable parts): no memo
+        return _bucket_of(signature)
+    if hit is None:
+        if len(_bucket_cache) > 65536:
+            _bucket_cache.clear()
+        hit = _bucket_cache[key] = _bucket_of(signature)
+    return hit
+
+
 def _contiguous(shape: list[int], stride: Any) -> bool:
-    if not isinstance(stride, list) or len(stride) != len(shape):
+    if type(stride) is not list or len(stride) != len(shape):
         return True
     expected = 1
     for size, step in zip(reversed(shape), reversed(stride)):
@@ -189,52 +202,81 @@ def _format_arg(arg: Any) -> str:
         shape = _shape(arg)
         text = f"{arg.get('dtype')}[{','.join(map(str, shape))}]"
         if not _contiguous(shape, arg.get("stride")):
-            text += " (strided)"
+            text += "(strided)"
         return text
-    text = json.dumps(arg) if not isinstance(arg, str) else arg
+    text = arg if isinstance(arg, str) else json.dumps(arg)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
 def format_signature(signature: Any) -> str:
-    """One-line rendering of a signature: ``bfloat16[7,4096] bfloat16[4096] 1e-06``."""
-    if not isinstance(signature, dict):
+    """One-line rendering of a call: ``bfloat16[7,4096] bfloat16[4096] 1e-06``."""
+    if type(signature) is not dict:
         return "?"
-    parts = [_format_arg(a) for a in signature.get("args") or []]
+    args = signature.get("args")
+    parts = [_format_arg(a) for a in args] if type(args) is list else []
     kwargs = signature.get("kwargs")
-    if isinstance(kwargs, dict):
+    if type(kwargs) is dict:
         parts += [f"{k}={_format_arg(v)}" for k, v in kwargs.items()]
     return " ".join(parts) if parts else "()"
 
 
-def _bump(counter: Counter, key: str, n: int = 1, cap: int = MAX_DISTINCT) -> None:
-    """Counter increment that folds keys beyond `cap` distinct ones into "(other)"."""
-    if key not in counter and len(counter) >= cap:
+# ----------------------------------------------------------------- helpers
+def _finite_or_str(value: float | None) -> float | str | None:
+    """JSON-safe float: non-finite values become the strings "inf", "-inf", "nan"."""
+    if value is None or math.isfinite(value):
+        return value
+    return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if type(value) in _NUMBER else None
+
+
+def _round(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _bump(counter: Counter, key: Any, n: int = 1, cap: int = MAX_DISTINCT) -> None:
+    """counter[key] += n, folding keys beyond `cap` distinct ones into "(other)"."""
+    if key in counter:
+        counter[key] += n
+        return
+    key = str(key)
+    if len(counter) >= cap and key not in counter:
         key = "(other)"
     counter[key] += n
 
 
-class RatioHistogram:
-    """Sparse log2 histogram of per-call time ratios (IR / legacy).
+def _merge_counter(into: Counter, other: Counter, cap: int = MAX_DISTINCT) -> None:
+    for key, n in other.items():
+        _bump(into, key, n, cap)
 
-    Each 1/32-octave bin keeps its count and the sum of its log2 ratios, so a
-    quantile is the geometric mean of its bin: exact when the bin's calls share
-    one ratio, within 2.2% otherwise.
-    """
+
+def _err_bin(value: float) -> int:
+    if value != value or value in (math.inf, -math.inf):
+        return len(ERR_BINS) - 1
+    if value <= 0:
+        return 0
+    decade = math.floor(math.log10(value))
+    return 1 + max(0, min(ERR_DECADE_HI - ERR_DECADE_LO, decade - ERR_DECADE_LO))
+
+
+class RatioHistogram:
+    """Sparse log2 histogram of per-call time ratios (IR / legacy)."""
 
     __slots__ = ("bins", "n")
 
     def __init__(self) -> None:
-        self.bins: dict[int, list] = {}
+        self.bins: dict[int, list] = {}  # bin -> [count, sum of log2 ratios]
         self.n = 0
 
     def add(self, ratio: float) -> None:
         lim = RATIO_STEPS_PER_OCTAVE * RATIO_MAX_OCTAVES
-        if ratio > 0 and math.isfinite(ratio):
+        if 0 < ratio < math.inf:
             log = math.log2(ratio)
             k = max(-lim, min(lim, math.floor(log * RATIO_STEPS_PER_OCTAVE)))
-        else:  # zero or infinite time on one side: clamp to the extreme bins
-            log = -RATIO_MAX_OCTAVES if ratio <= 0 else RATIO_MAX_OCTAVES
-            k = -lim if ratio <= 0 else lim
+        else:  # zero or infinite time on one side: the extreme bins
+            log, k = (-RATIO_MAX_OCTAVES, -lim) if ratio <= 0 else (RATIO_MAX_OCTAVES, lim)
         entry = self.bins.get(k)
         if entry is None:
             self.bins[k] = [1, log]
@@ -243,8 +285,18 @@ class RatioHistogram:
             entry[1] += log
         self.n += 1
 
+    def merge(self, other: RatioHistogram) -> None:
+        for k, (count, log_sum) in other.bins.items():
+            entry = self.bins.get(k)
+            if entry is None:
+                self.bins[k] = [count, log_sum]
+            else:
+                entry[0] += count
+                entry[1] += log_sum
+        self.n += other.n
+
     def quantile(self, q: float) -> float | None:
-        """The q-quantile (nearest rank below), as the geometric mean of its bin."""
+        """The q-quantile (the call of rank floor(q (n-1))), as the geometric mean of its bin."""
         if not self.n:
             return None
         target = math.floor(q * (self.n - 1))
@@ -254,25 +306,36 @@ class RatioHistogram:
             seen += count
             if seen > target:
                 return 2 ** (log_sum / count)
-        return None  # unreachable
+        raise AssertionError("unreachable: counts add up to n")
 
     def octave_counts(self, lo: int = -3, hi: int = 3) -> list[int]:
-        """Counts per half-octave from 2**lo to 2**hi (outer bins hold everything beyond)."""
+        """Counts per half octave from 2**lo to 2**hi (the outer bins take everything beyond)."""
         half = RATIO_STEPS_PER_OCTAVE // 2
         out = [0] * ((hi - lo) * 2)
-        for k, (n, _) in self.bins.items():
+        for k, (count, _) in self.bins.items():
             i = math.floor(k / half) - 2 * lo
-            out[max(0, min(len(out) - 1, i))] += n
+            out[max(0, min(len(out) - 1, i))] += count
         return out
 
 
 # -------------------------------------------------------------- aggregates
-class _Stats:
-    """What is summed over compare/error records, for an op or one bucket."""
+# A "worst" entry: (rank, value, output name, signature text, atol, rtol);
+# rank is the value with NaN as +inf, so a NaN error counts as the worst.
+_NO_WORST = (-1.0, None, None, None, None, None)
 
-    __slots__ = ("compared", "mismatches", "errors", "n_outside", "nonfinite",
-                 "worst_abs", "worst_rel", "legacy_us", "ir_us", "timed", "ratios",
-                 "ir_providers")
+
+def _worst_json(entry: tuple) -> dict | None:
+    if entry[1] is None:
+        return None
+    return {"value": _finite_or_str(entry[1]), "output": entry[2], "signature": entry[3],
+            "atol": entry[4], "rtol": entry[5]}
+
+
+class _Stats:
+    """What is summed over the compare and error records of one signature bucket."""
+
+    __slots__ = ("compared", "mismatches", "errors", "n_outside", "nonfinite", "worst_abs",
+                 "worst_rel", "legacy_us", "ir_us", "timed", "ratios", "ir_providers")
 
     def __init__(self) -> None:
         self.compared = 0
@@ -280,61 +343,87 @@ class _Stats:
         self.errors = 0
         self.n_outside = 0
         self.nonfinite = 0
-        self.worst_abs: dict | None = None
-        self.worst_rel: dict | None = None
+        self.worst_abs = _NO_WORST
+        self.worst_rel = _NO_WORST
         self.legacy_us = 0.0
         self.ir_us = 0.0
         self.timed = 0
         self.ratios = RatioHistogram()
         self.ir_providers: Counter = Counter()
 
-    def add_outputs(self, outputs: list, signature_text: Callable[[], str]) -> None:
+    def add_outputs(self, outputs: list, signature: Any) -> float | None:
+        """Fold in a compare record's outputs; return the call's max abs error."""
+        call_worst: float | None = None
         for out in outputs:
-            if not isinstance(out, dict):
+            if type(out) is not dict:
                 continue
-            name = str(out.get("name", "?"))
-            for key, attr in (("max_abs", "worst_abs"), ("max_rel", "worst_rel")):
-                value = _num(out.get(key))
-                if value is None:
-                    continue
-                current = getattr(self, attr)
-                if current is None or _rank(value) > _rank(current["value"]):
-                    setattr(self, attr, {"value": value, "output": name, "signature": signature_text(),
-                                         "atol": _num(out.get("atol")), "rtol": _num(out.get("rtol"))})
-            n_out = out.get("n_outside")
-            if isinstance(n_out, int) and not isinstance(n_out, bool):
-                self.n_outside += n_out
+            # The writer stores a non-finite float as null (records.py `_jsonable`):
+            # a null error is a NaN/Inf error, the worst kind.
+            value = out.get("max_abs", "")
+            if value is None:
+                value = math.nan
+            if type(value) in _NUMBER:
+                rank = value if value == value else math.inf
+                if call_worst is None or rank > call_worst:
+                    call_worst = rank
+                if rank > self.worst_abs[0]:
+                    self.worst_abs = (rank, float(value), str(out.get("name", "?")), format_signature(signature),
+                                      _num(out.get("atol")), _num(out.get("rtol")))
+            value = out.get("max_rel", "")
+            if value is None:
+                value = math.nan
+            if type(value) in _NUMBER:
+                rank = value if value == value else math.inf
+                if rank > self.worst_rel[0]:
+                    self.worst_rel = (rank, float(value), str(out.get("name", "?")), format_signature(signature),
+                                      _num(out.get("atol")), _num(out.get("rtol")))
+            n_outside = out.get("n_outside")
+            if type(n_outside) is int:
+                self.n_outside += n_outside
             if out.get("nonfinite_mismatch") is True:
                 self.nonfinite += 1
+        return call_worst
 
-    def add_time(self, legacy_us: Any, ir_us: Any) -> None:
-        legacy, ir = _num(legacy_us), _num(ir_us)
-        if legacy is None or ir is None or legacy < 0 or ir < 0:
+    def add_time(self, legacy: Any, ir: Any) -> None:
+        if type(legacy) not in _NUMBER or type(ir) not in _NUMBER or legacy < 0 or ir < 0:
             return
         self.timed += 1
         self.legacy_us += legacy
         self.ir_us += ir
         self.ratios.add(ir / legacy if legacy > 0 else math.inf)
 
-    def to_json(self) -> dict:
-        def worst(entry: dict | None) -> dict | None:
-            return None if entry is None else {**entry, "value": _finite_or_str(entry["value"])}
+    def merge(self, other: _Stats) -> None:
+        self.compared += other.compared
+        self.mismatches += other.mismatches
+        self.errors += other.errors
+        self.n_outside += other.n_outside
+        self.nonfinite += other.nonfinite
+        if other.worst_abs[0] > self.worst_abs[0]:
+            self.worst_abs = other.worst_abs
+        if other.worst_rel[0] > self.worst_rel[0]:
+            self.worst_rel = other.worst_rel
+        self.legacy_us += other.legacy_us
+        self.ir_us += other.ir_us
+        self.timed += other.timed
+        self.ratios.merge(other.ratios)
+        _merge_counter(self.ir_providers, other.ir_providers)
 
-        median = self.ratios.quantile(0.5)
+    def to_json(self) -> dict:
+        timed = self.timed
         return {
             "compared": self.compared,
             "mismatches": self.mismatches,
             "errors": self.errors,
             "elements_outside": self.n_outside,
             "nonfinite_mismatches": self.nonfinite,
-            "worst_abs": worst(self.worst_abs),
-            "worst_rel": worst(self.worst_rel),
-            "timed": self.timed,
+            "worst_abs": _worst_json(self.worst_abs),
+            "worst_rel": _worst_json(self.worst_rel),
+            "timed": timed,
             "legacy_us_total": round(self.legacy_us, 3),
             "ir_us_total": round(self.ir_us, 3),
-            "legacy_us_mean": round(self.legacy_us / self.timed, 3) if self.timed else None,
-            "ir_us_mean": round(self.ir_us / self.timed, 3) if self.timed else None,
-            "time_ratio_median": None if median is None else round(median, 4),
+            "legacy_us_mean": round(self.legacy_us / timed, 3) if timed else None,
+            "ir_us_mean": round(self.ir_us / timed, 3) if timed else None,
+            "time_ratio_median": _round(self.ratios.quantile(0.5)),
             "time_ratio_p10": _round(self.ratios.quantile(0.1)),
             "time_ratio_p90": _round(self.ratios.quantile(0.9)),
             "time_ratio_total": round(self.ir_us / self.legacy_us, 4) if self.legacy_us > 0 else None,
@@ -342,14 +431,12 @@ class _Stats:
         }
 
 
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 4)
-
-
 class _OpAgg:
+    """Everything known about one op (by registered name); its totals are its buckets merged."""
+
     __slots__ = ("name", "classes", "port", "registered", "seen", "compared_counted", "skipped",
-                 "modes", "legacy", "stats", "buckets", "err_hist_pass", "err_hist_fail",
-                 "error_kinds")
+                 "modes", "legacy", "buckets", "err_hist_pass", "err_hist_fail", "error_kinds",
+                 "mismatch_notes")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -361,32 +448,49 @@ class _OpAgg:
         self.skipped: Counter = Counter()
         self.modes: Counter = Counter()
         self.legacy: Counter = Counter()
-        self.stats = _Stats()
         self.buckets: dict[tuple[str, str, str], _Stats] = {}
         self.err_hist_pass = [0] * len(ERR_BINS)
         self.err_hist_fail = [0] * len(ERR_BINS)
         self.error_kinds: dict[tuple[str, str], dict] = {}
+        self.mismatch_notes: Counter = Counter()
 
     def bucket(self, key: tuple[str, str, str]) -> _Stats:
         stats = self.buckets.get(key)
         if stats is None:
-            if len(self.buckets) >= MAX_BUCKETS_PER_OP:
-                key = ("(other)", "-", "(more buckets than the report keeps)")
-                stats = self.buckets.get(key)
-            if stats is None:
-                stats = self.buckets[key] = _Stats()
+            if len(self.buckets) >= MAX_BUCKETS_PER_OP and key != OTHER_BUCKET:
+                return self.bucket(OTHER_BUCKET)
+            stats = self.buckets[key] = _Stats()
         return stats
 
+    def add_error_kind(self, key: tuple[str, str], entry: dict) -> None:
+        if key not in self.error_kinds and len(self.error_kinds) >= MAX_ERROR_KINDS:
+            key = ("(other)", "more distinct errors than the report keeps")
+            entry = {**entry, "type": key[0], "message": key[1]}
+        current = self.error_kinds.get(key)
+        if current is None:
+            self.error_kinds[key] = dict(entry)
+        else:
+            current["count"] += entry["count"]
 
-def _err_bin(value: float | None) -> int:
-    if value is None:
-        return -1
-    if not math.isfinite(value):
-        return len(ERR_BINS) - 1
-    if value <= 0:
-        return 0
-    decade = math.floor(math.log10(value))
-    return 1 + max(0, min(ERR_DECADE_HI - ERR_DECADE_LO, decade - ERR_DECADE_LO))
+    def totals(self) -> _Stats:
+        total = _Stats()
+        for stats in self.buckets.values():
+            total.merge(stats)
+        return total
+
+    def merge(self, other: _OpAgg) -> None:
+        for field in ("classes", "port", "skipped", "modes", "legacy", "mismatch_notes"):
+            _merge_counter(getattr(self, field), getattr(other, field))
+        self.registered |= other.registered
+        self.seen += other.seen
+        self.compared_counted += other.compared_counted
+        for key, stats in other.buckets.items():
+            self.bucket(key).merge(stats)
+        for i in range(len(ERR_BINS)):
+            self.err_hist_pass[i] += other.err_hist_pass[i]
+            self.err_hist_fail[i] += other.err_hist_fail[i]
+        for key, entry in other.error_kinds.items():
+            self.add_error_kind(key, entry)
 
 
 class RecordError(ValueError):
@@ -394,7 +498,7 @@ class RecordError(ValueError):
 
 
 class Aggregator:
-    """Streams records in, keeps per-op aggregates; `result()` is the JSON report."""
+    """Streams records in and keeps per-op aggregates; `result()` is the JSON report."""
 
     def __init__(self, thresholds: Thresholds | None = None) -> None:
         self.thresholds = thresholds or Thresholds()
@@ -404,17 +508,17 @@ class Aggregator:
         self.kinds: Counter = Counter()
         self.bad: Counter = Counter()
         self.bad_examples: list[dict] = []
-        self.files: list[dict] = []
+        self.files: dict[str, dict] = {}
         self.lines = 0
         self.first_ts: float | None = None
         self.last_ts: float | None = None
 
     # ------------------------------------------------------------- input
     def _op(self, name: Any) -> _OpAgg:
-        if not isinstance(name, str) or not name:
-            raise RecordError("missing 'op'")
         agg = self.ops.get(name)
         if agg is None:
+            if type(name) is not str or not name:
+                raise RecordError(f"'op' must be a non-empty string, got {name!r}")
             agg = self.ops[name] = _OpAgg(name)
         return agg
 
@@ -424,24 +528,28 @@ class Aggregator:
             self.bad_examples.append({"kind": kind, "where": where, "reason": reason[:200]})
 
     def add_line(self, line: bytes | str, where: str = "?", last: bool = False) -> None:
-        """Parse and add one log line; bad lines are counted, never raised."""
+        """Parse and add one log line; a bad line is counted, never raised.
+
+        `last`: this is the last line of its file, so a line without its newline
+        that does not parse is ``truncated`` (a writer killed mid-line).
+        """
         self.lines += 1
-        text = line.strip()
-        if not text:
-            return
         try:
-            record = json.loads(text)
+            record = json.loads(line)
         except ValueError as exc:
-            unterminated = last and not (line.endswith(b"\n") if isinstance(line, bytes) else line.endswith("\n"))
-            self._note_bad("truncated" if unterminated else "corrupt", where, f"not JSON: {exc}")
+            if not line.strip():
+                return
+            newline = b"\n" if isinstance(line, bytes) else "\n"
+            kind = "truncated" if last and not line.endswith(newline) else "corrupt"
+            self._note_bad(kind, where, f"not JSON: {exc}")
             return
-        if not isinstance(record, dict):
+        if type(record) is not dict:
             self._note_bad("invalid", where, f"a JSON {type(record).__name__}, not an object")
             return
         version = record.get("v")
         if version != SCHEMA_VERSION:
             self._note_bad("unsupported_version", where,
-                           f"schema version {version!r}; this reader knows {SCHEMA_VERSION}")
+                           f"schema version {version!r}; this reader knows version {SCHEMA_VERSION}")
             return
         try:
             self.add_record(record)
@@ -453,137 +561,175 @@ class Aggregator:
     def add_record(self, rec: dict) -> None:
         """Add one parsed record (schema: records.py); RecordError if it breaks the schema."""
         kind = rec.get("kind")
-        if kind not in KINDS:
-            raise RecordError(f"unknown kind {kind!r}; expected one of {KINDS}")
-        run, pid, ts = rec.get("run"), rec.get("pid"), _num(rec.get("ts"))
-        if kind == "ops":
-            entries = rec.get("ops")
-            if not isinstance(entries, list):
-                raise RecordError("'ops' record without an 'ops' list")
-            for entry in entries:
-                if not isinstance(entry, dict):
-                    raise RecordError("'ops' entry is not an object")
-                agg = self._op(entry.get("op"))
-                agg.registered = True
-                if entry.get("cls"):
-                    _bump(agg.classes, str(entry["cls"]), 0)
-                if entry.get("port"):
-                    _bump(agg.port, str(entry["port"]))
-        elif kind == "counts":
-            agg = self._op(rec.get("op"))
-            seen, compared = rec.get("seen", 0), rec.get("compared", 0)
-            if not isinstance(seen, int) or not isinstance(compared, int):
-                raise RecordError("'counts' record with non-integer seen/compared")
-            agg.seen += seen
-            agg.compared_counted += compared
-            _bump(agg.modes, str(rec.get("mode", "?")), seen)
-            if rec.get("cls"):
-                _bump(agg.classes, str(rec["cls"]), 0)
-            skipped = rec.get("skipped") or {}
-            if not isinstance(skipped, dict):
-                raise RecordError("'skipped' is not an object")
-            for reason, n in skipped.items():
-                if isinstance(n, int) and n:
-                    _bump(agg.skipped, str(reason), n)
-        else:
+        if kind == "compare" or kind == "error":
             self._add_call(kind, rec)
+        elif kind == "counts":
+            self._add_counts(rec)
+        elif kind == "ops":
+            self._add_ops(rec)
+        else:
+            raise RecordError(f"unknown kind {kind!r}; expected one of {KINDS}")
         self.kinds[kind] += 1
-        if isinstance(run, str):
+        run = rec.get("run")
+        if run is not None:
             _bump(self.runs, run, 1, cap=MAX_DISTINCT * 4)
-        if isinstance(pid, int) and len(self.pids) < 4096:
+        pid = rec.get("pid")
+        if type(pid) is int and len(self.pids) < 4096:
             self.pids.add((str(run), pid))
-        if ts is not None:
-            self.first_ts = ts if self.first_ts is None else min(self.first_ts, ts)
-            self.last_ts = ts if self.last_ts is None else max(self.last_ts, ts)
+        ts = rec.get("ts")
+        if type(ts) in _NUMBER:
+            if self.first_ts is None or ts < self.first_ts:
+                self.first_ts = ts
+            if self.last_ts is None or ts > self.last_ts:
+                self.last_ts = ts
+
+    def _add_ops(self, rec: dict) -> None:
+        entries = rec.get("ops")
+        if type(entries) is not list:
+            raise RecordError("'ops' record without an 'ops' list")
+        for entry in entries:
+            if type(entry) is not dict:
+                raise RecordError("'ops' entry is not an object")
+            agg = self._op(entry.get("op"))
+            agg.registered = True
+            if entry.get("cls"):
+                _bump(agg.classes, entry["cls"], 0)
+            if entry.get("port"):
+                _bump(agg.port, entry["port"])
+
+    def _add_counts(self, rec: dict) -> None:
+        seen, compared = rec.get("seen", 0), rec.get("compared", 0)
+        skipped = rec.get("skipped") or {}
+        if type(seen) is not int or type(compared) is not int:
+            raise RecordError("'counts' record with non-integer seen/compared")
+        if type(skipped) is not dict or any(type(n) is not int for n in skipped.values()):
+            raise RecordError("'skipped' is not an object of integer counts")
+        agg = self._op(rec.get("op"))
+        agg.seen += seen
+        agg.compared_counted += compared
+        _bump(agg.modes, rec.get("mode", "?"), seen)
+        if rec.get("cls"):
+            _bump(agg.classes, rec["cls"], 0)
+        for reason, n in skipped.items():
+            if n:
+                _bump(agg.skipped, reason, n)
 
     def _add_call(self, kind: str, rec: dict) -> None:
+        if kind == "compare":
+            outputs = rec.get("outputs")
+            if type(outputs) is not list:
+                raise RecordError("'compare' record without an 'outputs' list")
+        else:
+            error = rec.get("error")
+            if type(error) is not dict:
+                raise RecordError("'error' record without an 'error' object")
         agg = self._op(rec.get("op"))
         signature = rec.get("signature")
         bucket = agg.bucket(bucket_of(signature))
-        sig_text: str | None = None
-
-        def signature_text() -> str:
-            nonlocal sig_text
-            if sig_text is None:
-                sig_text = format_signature(signature)
-            return sig_text
-
-        if rec.get("cls"):
-            _bump(agg.classes, str(rec["cls"]), 0)
-        _bump(agg.legacy, str(rec.get("legacy", "?")))
-        ir = str(rec.get("ir", "?"))
-        for stats in (agg.stats, bucket):
-            stats.compared += 1
-            _bump(stats.ir_providers, ir)
+        cls = rec.get("cls")
+        if cls:
+            _bump(agg.classes, cls, 0)
+        _bump(agg.legacy, rec.get("legacy", "?"))
+        _bump(bucket.ir_providers, rec.get("ir", "?"))
+        bucket.compared += 1
         if kind == "error":
-            error = rec.get("error")
-            if not isinstance(error, dict):
-                raise RecordError("'error' record without an 'error' object")
-            agg.stats.errors += 1
             bucket.errors += 1
-            etype = str(error.get("type", "?"))
             message = str(error.get("message", ""))[:MESSAGE_CHARS]
-            key = (etype, message)
-            if key not in agg.error_kinds and len(agg.error_kinds) >= MAX_ERROR_KINDS:
-                key = ("(other)", "more distinct errors than the report keeps")
-            entry = agg.error_kinds.get(key)
-            if entry is None:
-                entry = agg.error_kinds[key] = {
-                    "type": key[0], "message": key[1], "count": 0,
-                    "where": str(error.get("where", "?")), "ir": ir, "signature": signature_text(),
-                }
-            entry["count"] += 1
+            etype = str(error.get("type", "?"))
+            agg.add_error_kind((etype, message), {
+                "type": etype, "message": message, "count": 1, "where": str(error.get("where", "?")),
+                "ir": str(rec.get("ir", "?")), "signature": format_signature(signature)})
             return
-        outputs = rec.get("outputs")
-        if not isinstance(outputs, list):
-            raise RecordError("'compare' record without an 'outputs' list")
         passed = rec.get("passed")
-        if not isinstance(passed, bool):
-            passed = all(isinstance(o, dict) and o.get("passed") is True for o in outputs)
-        worst = None
-        for out in outputs:
-            value = _num(out.get("max_abs")) if isinstance(out, dict) else None
-            if value is not None and (worst is None or _rank(value) > _rank(worst)):
-                worst = value
-        b = _err_bin(worst)
-        if b >= 0:
-            (agg.err_hist_pass if passed else agg.err_hist_fail)[b] += 1
-        for stats in (agg.stats, bucket):
-            if not passed:
-                stats.mismatches += 1
-            stats.add_outputs(outputs, signature_text)
-            stats.add_time(rec.get("legacy_us"), rec.get("ir_us"))
+        if type(passed) is not bool:
+            passed = all(type(o) is dict and o.get("passed") is True for o in outputs)
+        if not passed:
+            bucket.mismatches += 1
+            for out in outputs:  # the comparison's own explanation (e.g. "IR shape [4] != legacy [8]")
+                if type(out) is dict and out.get("note") and out.get("passed") is not True:
+                    _bump(agg.mismatch_notes, f"{out.get('name', '?')}: {str(out['note'])[:MESSAGE_CHARS]}",
+                          1, MAX_ERROR_KINDS)
+        call_worst = bucket.add_outputs(outputs, signature)
+        if call_worst is not None:
+            (agg.err_hist_pass if passed else agg.err_hist_fail)[_err_bin(call_worst)] += 1
+        bucket.add_time(rec.get("legacy_us"), rec.get("ir_us"))
 
-    def add_file(self, path: Path, progress: Callable[[int], None] | None = None,
-                 progress_every: int = 1 << 16) -> None:
-        """Stream one JSONL file in; `progress(bytes_read_in_this_file)` now and then."""
+    def add_range(self, path: Path, start: int = 0, end: int | None = None,
+                  progress: Callable[[int], None] | None = None, progress_every: int = 1 << 16) -> None:
+        """Add the lines of `path` that begin in bytes [start, end) (the whole file by default).
+
+        Ranges of one file cut anywhere add up to the whole file: a range skips
+        the line in progress at `start` and finishes the one in progress at `end`.
+        `progress(bytes read)` is called every `progress_every` lines.
+        """
         path = Path(path)
+        size = path.stat().st_size
+        end = size if end is None else min(end, size)
         lines_before, bad_before = self.lines, sum(self.bad.values())
-        done = 0
+        pos = start
         with path.open("rb") as fh:
+            if start > 0:
+                fh.seek(start - 1)
+                pos += len(fh.readline()) - 1
             lineno = 0
             pending: bytes | None = None
-            for line in fh:
-                # One line of look-ahead tells whether a line is the file's last
-                # (an unterminated last line is "truncated", not "corrupt").
+            pending_at = pos
+            # One line of look-ahead tells whether a line is the file's last.
+            while pos < end:
+                line = fh.readline()
+                if not line:
+                    break
                 if pending is not None:
-                    self.add_line(pending, f"{path.name}:{lineno}")
+                    self.add_line(pending, self._where(path, start, lineno, pending_at))
                 lineno += 1
-                done += len(line)
-                pending = line
+                pending, pending_at = line, pos
+                pos += len(line)
                 if progress is not None and lineno % progress_every == 0:
-                    progress(done)
+                    progress(pos - start)
             if pending is not None:
-                self.add_line(pending, f"{path.name}:{lineno}", last=True)
+                self.add_line(pending, self._where(path, start, lineno, pending_at), last=pos >= size)
         if progress is not None:
-            progress(done)
-        self.files.append({"path": str(path), "bytes": done, "lines": self.lines - lines_before,
-                           "bad_lines": sum(self.bad.values()) - bad_before})
+            progress(pos - start)
+        entry = self.files.setdefault(str(path), {"path": str(path), "bytes": size, "lines": 0, "bad_lines": 0})
+        entry["lines"] += self.lines - lines_before
+        entry["bad_lines"] += sum(self.bad.values()) - bad_before
+
+    @staticmethod
+    def _where(path: Path, start: int, lineno: int, at: int) -> str:
+        # Line numbers are known only when reading from the top of the file.
+        return f"{path.name}:{lineno}" if start == 0 else f"{path.name}@byte {at}"
+
+    def add_file(self, path: Path, progress: Callable[[int], None] | None = None) -> None:
+        """Stream one whole JSONL file in."""
+        self.add_range(path, 0, None, progress)
+
+    def merge(self, other: Aggregator) -> None:
+        """Fold in another aggregator's records (as if its lines came after ours)."""
+        for name, agg in other.ops.items():
+            mine = self.ops.get(name)
+            if mine is None:
+                self.ops[name] = mine = _OpAgg(name)
+            mine.merge(agg)
+        _merge_counter(self.runs, other.runs, MAX_DISTINCT * 4)
+        self.pids |= set(list(other.pids)[: max(0, 4096 - len(self.pids))])
+        self.kinds.update(other.kinds)
+        self.bad.update(other.bad)
+        self.bad_examples += other.bad_examples[: MAX_BAD_EXAMPLES - len(self.bad_examples)]
+        for key, entry in other.files.items():
+            mine = self.files.setdefault(key, {**entry, "lines": 0, "bad_lines": 0})
+            mine["lines"] += entry["lines"]
+            mine["bad_lines"] += entry["bad_lines"]
+        self.lines += other.lines
+        for ts in (other.first_ts, other.last_ts):
+            if ts is not None:
+                self.first_ts = ts if self.first_ts is None else min(self.first_ts, ts)
+                self.last_ts = ts if self.last_ts is None else max(self.last_ts, ts)
 
     # ------------------------------------------------------------ output
-    def verdict(self, agg: _OpAgg) -> tuple[str, list[str]]:
+    def verdict(self, agg: _OpAgg, totals: _Stats | None = None) -> tuple[str, list[str]]:
         """(verdict, reasons) of one op under `self.thresholds`."""
-        t, s = self.thresholds, agg.stats
+        t = self.thresholds
+        s = totals or agg.totals()
         if agg.seen == 0 and s.compared == 0:
             return "unseen", ["registered but never called"]
         reasons: list[str] = []
@@ -593,11 +739,11 @@ class Aggregator:
             reasons.append(f"{s.mismatches} mismatch(es) outside tolerance")
         if reasons:
             return "blocked", reasons
+        median = s.ratios.quantile(0.5)
         if s.compared == 0:
             reasons.append("calls seen but none compared (mode off, or every call skipped)")
         elif s.compared < t.min_compared:
             reasons.append(f"{s.compared} compared call(s), fewer than the {t.min_compared} needed")
-        median = s.ratios.quantile(0.5)
         if s.compared and median is None:
             reasons.append("no timing recorded")
         elif median is not None and median > t.max_time_ratio:
@@ -606,47 +752,45 @@ class Aggregator:
         if reasons:
             return "review", reasons
         return "ready", [f"{s.compared} compared calls, all within tolerance, "
-                         f"IR {median:.2f}x legacy time (median)"]
+                         f"IR {median:.2f}x legacy time per call (median)"]
 
     def result(self) -> dict:
-        """The JSON report (see module docstring); plain data, JSON-safe."""
+        """The JSON report: plain, JSON-safe data (non-finite errors as "inf"/"nan")."""
         ops = {}
         summary: Counter = Counter()
         for name in sorted(self.ops):
             agg = self.ops[name]
-            verdict, reasons = self.verdict(agg)
+            totals = agg.totals()
+            verdict, reasons = self.verdict(agg, totals)
             summary[verdict] += 1
-            stats = agg.stats.to_json()
             notes = []
-            if agg.compared_counted != agg.stats.compared:
+            if agg.compared_counted != totals.compared:
                 notes.append(f"counts records report {agg.compared_counted} compared call(s) but "
-                             f"{agg.stats.compared} compare/error record(s) were read "
-                             "(a process may have stopped before its last flush)")
+                             f"{totals.compared} compare/error record(s) were read "
+                             "(a process may have stopped before its last flush, or lines were lost)")
             ops[name] = {
                 "verdict": verdict,
                 "reasons": reasons,
                 "classes": sorted(agg.classes),
                 "port": "/".join(sorted(agg.port)) or None,
                 "registered": agg.registered,
-                "seen": max(agg.seen, agg.stats.compared),
+                "seen": max(agg.seen, totals.compared),
                 "seen_counted": agg.seen,
                 "compared_counted": agg.compared_counted,
                 "skipped": dict(agg.skipped.most_common()),
                 "modes": dict(agg.modes.most_common()),
                 "legacy_providers": dict(agg.legacy.most_common()),
-                **stats,
+                **totals.to_json(),
                 "error_histogram": {"bins": ERR_BINS, "passed": list(agg.err_hist_pass),
                                     "failed": list(agg.err_hist_fail)},
-                "ratio_histogram": {"lo_octave": -3, "hi_octave": 3,
-                                    "counts": agg.stats.ratios.octave_counts(-3, 3)},
+                "ratio_histogram": {"lo_octave": -3, "hi_octave": 3, "per_octave": 2,
+                                    "counts": totals.ratios.octave_counts(-3, 3)},
+                "mismatch_notes": dict(agg.mismatch_notes.most_common()),
                 "errors_by_kind": sorted(agg.error_kinds.values(), key=lambda e: -e["count"]),
-                "buckets": [
-                    {"dtype": k[0], "tokens": k[1], "shapes": k[2], **b.to_json()}
-                    for k, b in sorted(agg.buckets.items(), key=_bucket_sort_key)
-                ],
+                "buckets": [{"dtype": k[0], "tokens": k[1], "shapes": k[2], **b.to_json()}
+                            for k, b in sorted(agg.buckets.items(), key=_bucket_sort_key)],
                 "notes": notes,
             }
-        bad_total = sum(self.bad.values())
         return {
             "schema_version": SCHEMA_VERSION,
             "generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -654,39 +798,106 @@ class Aggregator:
             "processes": len(self.pids),
             "first_ts": self.first_ts,
             "last_ts": self.last_ts,
-            "files": self.files,
+            "files": list(self.files.values()),
             "lines": self.lines,
-            "records": dict(self.kinds),
-            "bad_lines": {"total": bad_total, **dict(self.bad), "examples": self.bad_examples},
+            "records": {k: self.kinds[k] for k in KINDS},
+            "bad_lines": {"total": sum(self.bad.values()), **{k: self.bad[k] for k in BAD_KINDS},
+                          "examples": self.bad_examples},
             "thresholds": asdict(self.thresholds),
-            "verdicts": {v: summary.get(v, 0) for v in VERDICTS},
+            "verdicts": {v: summary[v] for v in VERDICTS},
             "ops": ops,
         }
 
 
 def _bucket_sort_key(item: tuple[tuple[str, str, str], _Stats]) -> tuple:
     (dtype, tokens, shapes), _ = item
-    lo = tokens.split("-")[-1]
-    return (dtype, shapes, int(lo) if lo.isdigit() else -1)
+    hi = tokens.split("-")[-1]
+    return (dtype, shapes, int(hi) if hi.isdigit() else -1)
 
 
-# --------------------------------------------------------- files and runs
+# ------------------------------------------------------------- aggregation
+def _tasks(files: list[Path], task_bytes: int) -> list[tuple[Path, int, int]]:
+    tasks = []
+    for path in files:
+        size = path.stat().st_size
+        for start in range(0, max(size, 1), task_bytes):
+            tasks.append((path, start, min(size, start + task_bytes)))
+    return tasks
+
+
+def _run_task(task: tuple[Path, int, int]) -> Aggregator:
+    agg = Aggregator()
+    agg.add_range(*task)
+    return agg
+
+
+def default_jobs() -> int:
+    """Worker processes for large logs: the CPUs this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def aggregate(files: Iterable[Path], thresholds: Thresholds | None = None,
+              progress: Callable[[int, int], None] | None = None, jobs: int | None = None) -> dict:
+    """Aggregate the log `files` into the JSON report.
+
+    `progress(bytes_done, bytes_total)` is called as the logs are read. Logs of
+    more than PARALLEL_MIN_BYTES are cut into ranges read by `jobs` worker
+    processes (default: one per CPU); the merged result is the same.
+    """
+    files = [Path(f) for f in files]
+    total = sum(f.stat().st_size for f in files)
+    jobs = default_jobs() if jobs is None else max(1, jobs)
+    agg = Aggregator(thresholds)
+    if jobs == 1 or total < PARALLEL_MIN_BYTES:
+        offset = 0
+        for path in files:
+            callback = None if progress is None else (lambda done, base=offset: progress(base + done, total))
+            agg.add_file(path, callback)
+            offset += path.stat().st_size
+        return agg.result()
+
+    import concurrent.futures
+    import multiprocessing
+
+    tasks = _tasks(files, TASK_BYTES)
+    # fork where there is one: a spawned worker would re-import irshim.compat and
+    # with it torch (~200 MB and seconds per worker); the workers only parse JSON.
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    with concurrent.futures.ProcessPoolExecutor(min(jobs, len(tasks)), mp_context=context) as pool:
+        futures = {pool.submit(_run_task, task): task for task in tasks}
+        done = 0
+        for future in concurrent.futures.as_completed(futures):
+            future.result()  # a worker's exception surfaces here
+            _, start, end = futures[future]
+            done += end - start
+            if progress is not None:
+                progress(done, total)
+        for future in futures:  # merge in file order: worst-call ties resolve as in one pass
+            agg.merge(future.result())
+    return agg.result()
+
+
+# ---------------------------------------------------------- files and runs
 def report_dir() -> Path:
     """`$IRSHIM_REPORT_DIR`, else ./migration_reports."""
     return Path(os.environ.get(REPORT_DIR_VAR) or DEFAULT_REPORT_DIR)
 
 
 def log_files(logs: Path) -> list[Path]:
-    """The JSONL logs under `logs` (a folder or a single file), sorted by name."""
+    """The JSONL logs under `logs` (a folder, or one file), sorted by name."""
     logs = Path(logs)
     if logs.is_file():
         return [logs]
-    files = sorted(logs.glob(LOG_GLOB))
+    files = sorted(p for p in logs.glob(LOG_GLOB) if p.is_file())
     return files or sorted(p for p in logs.glob("*.jsonl") if p.is_file())
 
 
 def runs(base: Path) -> list[Path]:
-    """Run folders under `base` that hold logs, most recently written last."""
+    """Run folders under `base` that hold logs, the most recently written last."""
     base = Path(base)
     if not base.is_dir():
         return []
@@ -696,21 +907,7 @@ def runs(base: Path) -> list[Path]:
             files = log_files(child)
             if files:
                 found.append((max(f.stat().st_mtime for f in files), child.name, child))
-    return [c for _, _, c in sorted(found)]
-
-
-def aggregate(files: Iterable[Path], thresholds: Thresholds | None = None,
-              progress: Callable[[int, int], None] | None = None) -> dict:
-    """Aggregate `files` into the JSON report; `progress(bytes_done, bytes_total)`."""
-    files = list(files)
-    total = sum(Path(f).stat().st_size for f in files)
-    agg = Aggregator(thresholds)
-    offset = 0
-    for path in files:
-        callback = None if progress is None else (lambda done, base=offset: progress(base + done, total))
-        agg.add_file(path, callback)
-        offset += Path(path).stat().st_size
-    return agg.result()
+    return [path for _, _, path in sorted(found)]
 
 
 def write_report(report: dict, out: Path) -> dict[str, Path]:
@@ -721,9 +918,8 @@ def write_report(report: dict, out: Path) -> dict[str, Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {name: out / name for name in REPORT_FILES}
-    paths["report.json"].write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
-    paths["report.md"].write_text(render_markdown(report))
-    paths["report.html"].write_text(render_html(report))
+    paths["report.json"].write_text(json.dumps(report, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    paths["report.md"].write_text(render_markdown(report), encoding="utf-8")
+    paths["report.html"].write_text(render_html(report), encoding="utf-8")
     logger.info("wrote %s", ", ".join(map(str, paths.values())))
     return paths
-

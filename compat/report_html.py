@@ -76,7 +76,7 @@ def ratio_chart(report: dict) -> str:
     if not ops:
         return '<p class="legend">No timed calls.</p>'
     lo, hi = -3, 3  # log2 axis: 1/8x .. 8x
-    width, plot_w, top = 720, 440, 26
+    width, plot_w, top = 780, 440, 26
     height = top + ROW_H * len(ops) + 30
     x0 = LABEL_W
 
@@ -228,6 +228,7 @@ def _op_section(name: str, op: dict) -> str:
             f"(p10 {fmt_ratio(op['time_ratio_p10'])}, p90 {fmt_ratio(op['time_ratio_p90'])}), total "
             f"{fmt_ratio(op['time_ratio_total'])}</li>",
         ]
+    items += [f"<li><b>mismatch note</b> ({n}x): {escape(text)}</li>" for text, n in op["mismatch_notes"].items()]
     items += [f"<li><b>note</b>: {escape(n)}</li>" for n in op["notes"]]
     body = f"<ul>{''.join(items)}</ul>"
     if op["errors_by_kind"]:

@@ -160,6 +160,7 @@ def render_markdown(report: dict) -> str:
             f"(p10 {fmt_ratio(op['time_ratio_p10'])}, p90 {fmt_ratio(op['time_ratio_p90'])}), "
             f"total {fmt_ratio(op['time_ratio_total'])}",
         ]
+        lines += [f"- **mismatch note** ({n}x): {text}" for text, n in op["mismatch_notes"].items()]
         lines += [f"- **note**: {n}" for n in op["notes"]]
         if op["errors_by_kind"]:
             lines += ["", "IR-side errors:", ""]
