@@ -5,7 +5,7 @@ Knows nothing of CustomOp. See DESIGN.md ("The IR contract").
 
 from . import ops, priority, tolerances
 from .errors import ConfigError
-from .op import IrOp, IrOpImpl, get_op, register_op, set_priority
+from .op import IrOp, IrOpImpl, capturing_cuda_graph, get_op, register_op, set_priority, tracing
 from .platform import device_family
 from .providers import load_providers
 
@@ -21,4 +21,6 @@ __all__ = [
     "register_op",
     "set_priority",
     "tolerances",
+    "tracing",
+    "capturing_cuda_graph",
 ]

@@ -9,6 +9,7 @@ a per-op priority list (see `priority.py`) decides which one runs.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import inspect
 import logging
 from collections.abc import Callable, Iterator
@@ -38,8 +39,14 @@ _is_compiling = torch.compiler.is_compiling
 _dispatch_modes = torch._C._len_torch_dispatch_stack
 
 
-def _tracing() -> bool:
+def tracing() -> bool:
+    """Whether Dynamo, make_fx or a fake/dispatch mode is tracing (not running) this code."""
     return _is_compiling() or _dispatch_modes() > 0
+
+
+def capturing_cuda_graph() -> bool:
+    """Whether the current CUDA stream is capturing a graph (never initialises CUDA)."""
+    return torch.cuda.is_initialized() and torch.cuda.is_current_stream_capturing()
 
 
 def _check_name(name: str, what: str) -> None:
@@ -68,7 +75,7 @@ def _params_text(signature: inspect.Signature) -> str:
 class IrOpImpl:
     """One provider's implementation of an op."""
 
-    __slots__ = ("op", "provider", "impl_fn", "inplace", "_supported", "_supports_args")
+    __slots__ = ("op", "provider", "impl_fn", "inplace", "_supported", "_supports_args", "_source_hash")
 
     def __init__(
         self,
@@ -85,6 +92,18 @@ class IrOpImpl:
         self.inplace = inplace
         self._supported = supported
         self._supports_args = supports_args
+        self._source_hash: str | None = None
+
+    @property
+    def source_hash(self) -> str:
+        """Hash of the module defining the impl: cache keys change when a kernel does."""
+        if self._source_hash is None:
+            try:
+                source = inspect.getsource(inspect.getmodule(self.impl_fn) or self.impl_fn)
+            except (OSError, TypeError):
+                source = getattr(self.impl_fn, "__qualname__", repr(self.impl_fn))
+            self._source_hash = hashlib.sha256(source.encode()).hexdigest()[:16]
+        return self._source_hash
 
     @property
     def supported(self) -> bool:
@@ -422,7 +441,7 @@ class _InplaceOverload:
         return self.op.dispatch(*args, **kwargs).impl_fn(*args, **kwargs)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if _tracing():
+        if tracing():
             return self.torch_op(*args, **kwargs)
         return self.op.dispatch(*args, **kwargs).impl_fn(*args, **kwargs)
 

@@ -11,14 +11,13 @@ The priority in force when the pass runs decides.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import logging
 from dataclasses import dataclass
 from typing import Any
 
 from torch import fx
 
-from ..op import IrOp, IrOpImpl, get_op
+from ..op import IrOp, get_op
 from .nodes import fake_args, ir_nodes
 
 logger = logging.getLogger(__name__)
@@ -33,15 +32,6 @@ class Selection:
     overload: str
     provider: str | None  # None: left unlowered
     reason: str = ""
-
-
-def source_hash(impl: IrOpImpl) -> str:
-    """Hash of the file defining the provider: a changed kernel changes cache keys."""
-    try:
-        source = inspect.getsource(inspect.getmodule(impl.impl_fn) or impl.impl_fn)
-    except (OSError, TypeError):
-        source = getattr(impl.impl_fn, "__qualname__", repr(impl.impl_fn))
-    return hashlib.sha256(source.encode()).hexdigest()[:12]
 
 
 class LoweredImpl:
@@ -98,5 +88,5 @@ def priority_fingerprint() -> str:
     for name in sorted(IrOp.registry):
         op = IrOp.registry[name]
         for provider in op.get_priority():
-            parts.append(f"{name}:{provider}:{source_hash(op.impls[provider])}")
+            parts.append(f"{name}:{provider}:{op.impls[provider].source_hash}")
     return hashlib.sha256("|".join(parts).encode()).hexdigest()
