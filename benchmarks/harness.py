@@ -1,0 +1,245 @@
+"""Shared benchmark harness: providers side by side on one GPU, in one run.
+
+For every (op, shape, dtype) case and every provider it records
+- the CUDA-graph replay median per call (µs): K calls captured in one graph,
+  each on one of several input sets (rotated so that repeated calls do not
+  measure a warm L2), replayed R times; the median replay / K;
+- GB/s over the fewest bytes the op must move (inputs read once, outputs
+  written once) and the fraction of the device-to-device copy bandwidth
+  measured in the same run (bytes read + written, like the copy);
+- for small shapes, the eager per-call wall time (host clock over N calls,
+  synchronised at both ends): what an un-captured caller pays.
+
+Results go to ``<out>/<name>.json`` and ``<out>/<name>.md`` with the GPU name
+and torch / triton versions. Every number here is measured in this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+L2_FLUSH_BYTES = 256 << 20   # rotate input sets until one graph touches this much (L2: 50-60 MB)
+GRAPH_BYTES = 1 << 30        # bytes moved per captured graph (amortises the graph launch)
+MAX_CALLS = 100
+REPLAYS = 25
+EAGER_CALLS = 300
+
+
+@dataclass
+class Case:
+    """One benchmark point. `make_args(device)` returns fresh inputs (a tuple)."""
+
+    op: str
+    shape: str
+    dtype: str
+    tokens: int
+    bytes: int
+    make_args: Callable[[], tuple]
+    eager: bool = False  # also measure eager per-call wall time
+
+
+@dataclass
+class Provider:
+    """`bind(case, args) -> zero-arg callable` or None when it lacks the op."""
+
+    name: str
+    bind: Callable[[Case, tuple], Callable[[], Any] | None]
+    peer: bool = True  # counted as a peer for "ratio to the best peer"
+
+
+@dataclass
+class Row:
+    op: str
+    shape: str
+    dtype: str
+    tokens: int
+    bytes: int
+    graph_us: dict[str, float] = field(default_factory=dict)
+    eager_us: dict[str, float] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def environment() -> dict[str, Any]:
+    import triton
+
+    props = torch.cuda.get_device_properties(0)
+    return {
+        "gpu": torch.cuda.get_device_name(0),
+        "sm_count": props.multi_processor_count,
+        "torch": torch.__version__,
+        "triton": triton.__version__,
+        "cuda": torch.version.cuda,
+        "python": platform.python_version(),
+        "time_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+    }
+
+
+def copy_bandwidth_gbs(nbytes: int = 1 << 30) -> float:
+    """Device-to-device copy (bytes read + written), CUDA-graph replay median."""
+    src = torch.empty(nbytes // 2, dtype=torch.bfloat16, device="cuda").normal_()
+    dst = torch.empty_like(src)
+    # Clocks ramp up from idle (345 MHz SM seen at start): run the copy for
+    # ~0.3 s first, or the first reading comes out ~35% low (run 1: 2.7 TB/s).
+    deadline = time.perf_counter() + 0.3
+    while time.perf_counter() < deadline:
+        dst.copy_(src)
+        torch.cuda.synchronize()
+    us = graph_time_us([lambda: dst.copy_(src)], calls=8, replays=50)
+    return 2 * nbytes / (us * 1e-6) / 1e9
+
+
+def graph_time_us(fns: Sequence[Callable[[], Any]], calls: int, replays: int = REPLAYS) -> float:
+    """Median per-call time of `calls` calls (cycling through `fns`) captured in one graph."""
+    for fn in fns:  # warm-up: compile, autotune, allocate outside the capture
+        fn()
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for i in range(calls):
+            fns[i % len(fns)]()
+    graph.replay()
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    times = []
+    for _ in range(replays):
+        start.record()
+        graph.replay()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) * 1e3 / calls)
+    del graph
+    return statistics.median(times)
+
+
+def eager_time_us(fn: Callable[[], Any], calls: int = EAGER_CALLS) -> float:
+    """Host wall time per call, device synchronised before and after the loop."""
+    for _ in range(10):
+        fn()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - t0) * 1e6 / calls
+
+
+def run_case(case: Case, providers: Sequence[Provider]) -> Row:
+    row = Row(case.op, case.shape, case.dtype, case.tokens, case.bytes)
+    n_sets = max(1, min(8, math.ceil(L2_FLUSH_BYTES / max(case.bytes, 1))))
+    sets = [case.make_args() for _ in range(n_sets)]
+    calls = max(2, min(MAX_CALLS, GRAPH_BYTES // max(case.bytes, 1)))
+    for provider in providers:
+        try:
+            fns = [provider.bind(case, args) for args in sets]
+            if fns[0] is None:
+                continue
+            row.graph_us[provider.name] = graph_time_us(fns, calls)
+            if case.eager:
+                row.eager_us[provider.name] = eager_time_us(fns[0])
+        except Exception as exc:  # one provider's failure must not hide the others
+            row.errors[provider.name] = f"{type(exc).__name__}: {exc}"[:300]
+    del sets
+    torch.cuda.empty_cache()
+    return row
+
+
+def summarise(row: Row, copy_gbs: float, subject: str, peers: Sequence[str]) -> dict[str, Any]:
+    out = asdict(row)
+    t = row.graph_us.get(subject)
+    peer_times = {p: row.graph_us[p] for p in peers if p in row.graph_us and p != subject}
+    if t is not None:
+        gbs = row.bytes / (t * 1e-6) / 1e9
+        out["gbs"] = gbs
+        out["copy_fraction"] = gbs / copy_gbs
+    if t is not None and peer_times:
+        best = min(peer_times, key=peer_times.get)
+        out["best_peer"] = best
+        out["ratio_to_best_peer"] = peer_times[best] / t  # > 1: subject is faster
+    return out
+
+
+def write_results(name: str, out_dir: Path, env: dict[str, Any], copy_gbs: float,
+                  rows: list[dict[str, Any]], providers: Sequence[str], subject: str,
+                  notes: str = "") -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    payload = {"benchmark": name, "environment": env, "copy_gbs": copy_gbs,
+               "providers": list(providers), "subject": subject, "rows": rows}
+    (out_dir / f"{name}.json").write_text(json.dumps(payload, indent=1))
+
+    lines = [
+        f"# {name}",
+        "",
+        f"{env['gpu']} ({env['sm_count']} SMs), torch {env['torch']}, triton {env['triton']}, "
+        f"CUDA {env['cuda']}, {env['time_utc']} UTC.",
+        f"Device-to-device copy bandwidth in this run: {copy_gbs:,.0f} GB/s (bytes read + written).",
+        "",
+        "CUDA-graph replay median per call, µs. `ratio` = best peer's time / "
+        f"{subject}'s (> 1: {subject} faster). GB/s and % copy are {subject}'s.",
+        "",
+    ]
+    if notes:
+        lines += [notes, ""]
+    header = ["op", "shape", "dtype", *providers, "GB/s", "% copy", "best peer", "ratio"]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "---|" * len(header))
+    for r in rows:
+        cells = [r["op"], r["shape"], r["dtype"]]
+        cells += [f"{r['graph_us'][p]:.1f}" if p in r["graph_us"] else ("err" if p in r["errors"] else "–")
+                  for p in providers]
+        cells += [f"{r['gbs']:,.0f}" if "gbs" in r else "–",
+                  f"{100 * r['copy_fraction']:.0f}%" if "copy_fraction" in r else "–",
+                  r.get("best_peer", "–"),
+                  f"{r['ratio_to_best_peer']:.2f}" if "ratio_to_best_peer" in r else "–"]
+        lines.append("| " + " | ".join(cells) + " |")
+    eager_rows = [r for r in rows if r["eager_us"]]
+    if eager_rows:
+        eager_providers = [p for p in providers if any(p in r["eager_us"] for r in eager_rows)]
+        eager_providers += sorted({p for r in eager_rows for p in r["eager_us"]} - set(eager_providers))
+        lines += ["", "## Eager per-call wall time, µs (host clock, N calls, synchronised at both ends)", ""]
+        header = ["op", "shape", "dtype", *eager_providers]
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "---|" * len(header))
+        for r in eager_rows:
+            cells = [r["op"], r["shape"], r["dtype"]]
+            cells += [f"{r['eager_us'][p]:.1f}" if p in r["eager_us"] else "–" for p in eager_providers]
+            lines.append("| " + " | ".join(cells) + " |")
+    errors = [(r["op"], r["shape"], p, e) for r in rows for p, e in r["errors"].items()]
+    if errors:
+        lines += ["", "## Errors", ""] + [f"- {o} {s} {p}: {e}" for o, s, p, e in errors]
+    (out_dir / f"{name}.md").write_text("\n".join(lines) + "\n")
+
+
+def inductor(fn: Callable) -> Callable:
+    """torch.compile of the native semantics, static shapes (a fresh compile per shape)."""
+    return torch.compile(fn, dynamic=False)
+
+
+def parse_args(description: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--quick", action="store_true", help="a few shapes only (smoke test)")
+    parser.add_argument("--ops", default="", help="comma-separated subset of ops")
+    parser.add_argument("--sweep", action="store_true", help="time launch configurations instead")
+    return parser.parse_args()
+
+
+def print_table(rows: list[dict[str, Any]], providers: Sequence[str], header: bool = True) -> None:
+    if header:
+        print(f"{'op':<26}{'shape':>14}{'dtype':>6}" + "".join(f"{p:>10}" for p in providers)
+              + f"{'%copy':>7}{'ratio':>7}")
+    for r in rows:
+        print(f"{r['op']:<26}{r['shape']:>14}{r['dtype'][:5]:>6}"
+              + "".join(f"{r['graph_us'].get(p, float('nan')):>10.1f}" for p in providers)
+              + f"{100 * r.get('copy_fraction', float('nan')):>6.0f}%"
+              + f"{r.get('ratio_to_best_peer', float('nan')):>7.2f}", flush=True)
