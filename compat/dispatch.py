@@ -121,8 +121,19 @@ def _snake(name: str) -> str:
     return text if text[:1].isalpha() or text[:1] == "_" else "_" + text
 
 
+_effective: dict[tuple[type, str], str] = {}
+
+
 def effective_method(cls: type, name: str, base: type | None = None) -> str:
     """The forward_* whose code `name` runs: base defaults delegate (cpu -> native, hip -> cuda, ...)."""
+    key = (cls, name)
+    found = _effective.get(key)
+    if found is None:
+        found = _effective[key] = _effective_method(cls, name, base)
+    return found
+
+
+def _effective_method(cls: type, name: str, base: type | None) -> str:
     base = base or base_of(cls)
     seen = set()
     while name in _custom_op.BASE_DEFAULTS and name not in seen:

@@ -25,6 +25,7 @@ renderers read. Verdicts, per op, under `Thresholds`:
 from __future__ import annotations
 
 import json
+import json.scanner
 import logging
 import math
 import os
@@ -55,6 +56,7 @@ MAX_ERROR_KINDS = 16
 MAX_BAD_EXAMPLES = 10
 MAX_BUCKETS_PER_OP = 256
 MESSAGE_CHARS = 300
+MAX_PROCESSES = 4096
 OTHER_BUCKET = ("(other)", "-", "(more buckets than the report keeps)")
 
 # Error histogram: one bin per decade of a call's max abs error, from <=1e-9
@@ -497,21 +499,40 @@ class RecordError(ValueError):
     """A JSON line that does not follow the record schema."""
 
 
+# json.loads spends a third of its time in Python-level wrappers (bytes
+# detection, whitespace, "extra data" checks); calling the C scanner directly
+# parses a 500-byte record ~1.4x faster. Bad lines go through json.loads again
+# for its error message.
+_scan_once = json.scanner.make_scanner(json.JSONDecoder())
+_BLANK = object()
+
+
+def _parse(line: bytes | str) -> Any:
+    """The JSON value of one line, _BLANK for an empty line; ValueError if it is not JSON."""
+    text = (line.decode("utf-8") if isinstance(line, bytes) else line).strip()
+    if not text:
+        return _BLANK
+    try:
+        value, end = _scan_once(text, 0)
+    except StopIteration:
+        end = -1
+    if end != len(text):
+        return json.loads(text)  # raises with the usual message
+    return value
+
+
 class Aggregator:
     """Streams records in and keeps per-op aggregates; `result()` is the JSON report."""
 
     def __init__(self, thresholds: Thresholds | None = None) -> None:
         self.thresholds = thresholds or Thresholds()
         self.ops: dict[str, _OpAgg] = {}
-        self.runs: Counter = Counter()
-        self.pids: set[tuple[str, int]] = set()
+        self.procs: dict[tuple[Any, Any], list[float]] = {}  # (run, pid) -> [first ts, last ts]
         self.kinds: Counter = Counter()
         self.bad: Counter = Counter()
         self.bad_examples: list[dict] = []
         self.files: dict[str, dict] = {}
         self.lines = 0
-        self.first_ts: float | None = None
-        self.last_ts: float | None = None
 
     # ------------------------------------------------------------- input
     def _op(self, name: Any) -> _OpAgg:
@@ -535,15 +556,15 @@ class Aggregator:
         """
         self.lines += 1
         try:
-            record = json.loads(line)
-        except ValueError as exc:
-            if not line.strip():
-                return
+            record = _parse(line)
+        except ValueError as exc:  # UnicodeDecodeError included
             newline = b"\n" if isinstance(line, bytes) else "\n"
             kind = "truncated" if last and not line.endswith(newline) else "corrupt"
             self._note_bad(kind, where, f"not JSON: {exc}")
             return
         if type(record) is not dict:
+            if record is _BLANK:
+                return
             self._note_bad("invalid", where, f"a JSON {type(record).__name__}, not an object")
             return
         version = record.get("v")
@@ -570,18 +591,18 @@ class Aggregator:
         else:
             raise RecordError(f"unknown kind {kind!r}; expected one of {KINDS}")
         self.kinds[kind] += 1
-        run = rec.get("run")
-        if run is not None:
-            _bump(self.runs, run, 1, cap=MAX_DISTINCT * 4)
-        pid = rec.get("pid")
-        if type(pid) is int and len(self.pids) < 4096:
-            self.pids.add((str(run), pid))
+        key = (rec.get("run"), rec.get("pid"))
+        span = self.procs.get(key)
+        if span is None:
+            if len(self.procs) >= MAX_PROCESSES:
+                key = ("(other)", None)
+            span = self.procs.setdefault(key, [math.inf, -math.inf])
         ts = rec.get("ts")
         if type(ts) in _NUMBER:
-            if self.first_ts is None or ts < self.first_ts:
-                self.first_ts = ts
-            if self.last_ts is None or ts > self.last_ts:
-                self.last_ts = ts
+            if ts < span[0]:
+                span[0] = ts
+            if ts > span[1]:
+                span[1] = ts
 
     def _add_ops(self, rec: dict) -> None:
         entries = rec.get("ops")
@@ -623,14 +644,25 @@ class Aggregator:
             error = rec.get("error")
             if type(error) is not dict:
                 raise RecordError("'error' record without an 'error' object")
-        agg = self._op(rec.get("op"))
+        name = rec.get("op")
+        agg = self.ops.get(name) or self._op(name)
         signature = rec.get("signature")
-        bucket = agg.bucket(bucket_of(signature))
+        key = bucket_of(signature)
+        bucket = agg.buckets.get(key) or agg.bucket(key)
         cls = rec.get("cls")
-        if cls:
+        if cls and cls not in agg.classes:
             _bump(agg.classes, cls, 0)
-        _bump(agg.legacy, rec.get("legacy", "?"))
-        _bump(bucket.ir_providers, rec.get("ir", "?"))
+        # Inlined _bump (the common case: a key seen before): ~10% of the time per record.
+        value, counter = rec.get("legacy", "?"), agg.legacy
+        if value in counter:
+            counter[value] += 1
+        else:
+            _bump(counter, value)
+        value, counter = rec.get("ir", "?"), bucket.ir_providers
+        if value in counter:
+            counter[value] += 1
+        else:
+            _bump(counter, value)
         bucket.compared += 1
         if kind == "error":
             bucket.errors += 1
@@ -710,8 +742,13 @@ class Aggregator:
             if mine is None:
                 self.ops[name] = mine = _OpAgg(name)
             mine.merge(agg)
-        _merge_counter(self.runs, other.runs, MAX_DISTINCT * 4)
-        self.pids |= set(list(other.pids)[: max(0, 4096 - len(self.pids))])
+        for key, (first, last) in other.procs.items():
+            span = self.procs.get(key)
+            if span is None:
+                if len(self.procs) >= MAX_PROCESSES:
+                    key = ("(other)", None)
+                span = self.procs.setdefault(key, [math.inf, -math.inf])
+            span[0], span[1] = min(span[0], first), max(span[1], last)
         self.kinds.update(other.kinds)
         self.bad.update(other.bad)
         self.bad_examples += other.bad_examples[: MAX_BAD_EXAMPLES - len(self.bad_examples)]
@@ -720,10 +757,6 @@ class Aggregator:
             mine["lines"] += entry["lines"]
             mine["bad_lines"] += entry["bad_lines"]
         self.lines += other.lines
-        for ts in (other.first_ts, other.last_ts):
-            if ts is not None:
-                self.first_ts = ts if self.first_ts is None else min(self.first_ts, ts)
-                self.last_ts = ts if self.last_ts is None else max(self.last_ts, ts)
 
     # ------------------------------------------------------------ output
     def verdict(self, agg: _OpAgg, totals: _Stats | None = None) -> tuple[str, list[str]]:
@@ -739,7 +772,7 @@ class Aggregator:
             reasons.append(f"{s.mismatches} mismatch(es) outside tolerance")
         if reasons:
             return "blocked", reasons
-        median = s.ratios.quantile(0.5)
+        median = _round(s.ratios.quantile(0.5))  # the figure the report prints is the one judged
         if s.compared == 0:
             reasons.append("calls seen but none compared (mode off, or every call skipped)")
         elif s.compared < t.min_compared:
@@ -791,13 +824,15 @@ class Aggregator:
                             for k, b in sorted(agg.buckets.items(), key=_bucket_sort_key)],
                 "notes": notes,
             }
+        first = min((f for f, _ in self.procs.values()), default=math.inf)
+        last = max((t for _, t in self.procs.values()), default=-math.inf)
         return {
             "schema_version": SCHEMA_VERSION,
             "generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "runs": sorted(self.runs),
-            "processes": len(self.pids),
-            "first_ts": self.first_ts,
-            "last_ts": self.last_ts,
+            "runs": sorted({str(run) for run, _ in self.procs if run is not None}),
+            "processes": sum(1 for _, pid in self.procs if type(pid) is int),
+            "first_ts": first if math.isfinite(first) else None,
+            "last_ts": last if math.isfinite(last) else None,
             "files": list(self.files.values()),
             "lines": self.lines,
             "records": {k: self.kinds[k] for k in KINDS},

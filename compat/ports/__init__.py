@@ -92,10 +92,28 @@ class Port:
             unknown = [k for k in (*v.when, *v.write_back) if k not in names]
             if unknown:
                 raise ValueError(f"port {self.name!r}: variant {v.op!r} names unknown parameter(s) {unknown}")
+            # Precompiled argument sources: (0, param) call argument, (1, attr) layer attribute, (2, value).
+            sources = []
+            for spec in v.args:
+                if isinstance(spec, Const):
+                    sources.append((2, spec.value))
+                elif isinstance(spec, str) and spec.startswith("self."):
+                    sources.append((1, spec[5:]))
+                elif isinstance(spec, str):
+                    if spec not in names:
+                        raise ValueError(f"port {self.name!r}: variant {v.op!r} argument {spec!r} is neither a "
+                                         f"parameter {tuple(names)} nor 'self.<attr>' (wrap strings in Const)")
+                    sources.append((0, spec))
+                else:
+                    sources.append((2, spec))
+            object.__setattr__(v, "_sources", tuple(sources))
+            object.__setattr__(v, "_op", None)
 
     def bind(self, args: tuple, kwargs: Mapping[str, Any]) -> dict[str, Any] | str:
         """Bound arguments, or the reason they don't fit the declared convention."""
         names = self._names
+        if not kwargs and len(args) == len(names):
+            return dict(zip(names, args))
         if len(args) > len(names):
             return f"{len(args)} positional arguments, convention is {self.params}"
         bound = dict(zip(names, args))
@@ -123,21 +141,16 @@ class Port:
                 return f"{reason} (check raised {type(exc).__name__}: {exc})"
         for variant in self.variants:
             if variant.matches(bound):
-                op_args = tuple(_resolve(a, layer, bound) for a in variant.args)
-                write_back = variant.write_back if legacy_method in variant.inplace_methods else {}
-                return PortPlan(get_op(variant.op), op_args, variant.returns,
-                                {bound[k]: i for k, i in write_back.items()})
+                op_args = tuple(bound[key] if kind == 0 else getattr(layer, key) if kind == 1 else key
+                                for kind, key in variant._sources)
+                op = variant._op
+                if op is None:
+                    op = get_op(variant.op)
+                    object.__setattr__(variant, "_op", op)
+                write_back = variant.write_back if legacy_method in variant.inplace_methods else None
+                return PortPlan(op, op_args, variant.returns,
+                                {bound[k]: i for k, i in write_back.items()} if write_back else {})
         return f"no variant of port {self.name!r} matches this call"
-
-
-def _resolve(spec: Any, layer: Any, bound: Mapping[str, Any]) -> Any:
-    if isinstance(spec, Const):
-        return spec.value
-    if isinstance(spec, str):
-        if spec.startswith("self."):
-            return getattr(layer, spec[5:])
-        return bound[spec]
-    return spec
 
 
 class PortPlan:
@@ -162,6 +175,8 @@ class PortPlan:
 
     def run(self) -> Any:
         result = self.op(*self.args)
+        if not self.write_back and self.returns == 0 and not isinstance(result, tuple):
+            return result
         outputs = result if isinstance(result, tuple) else (result,)
         if self.write_back:
             outputs = list(outputs)
