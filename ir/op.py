@@ -26,7 +26,9 @@ from .tolerances import Tolerance, default_tolerance
 logger = logging.getLogger(__name__)
 
 NAMESPACE = "irshim"
-RESERVED_PROVIDERS = ("native",)
+RESERVED_PROVIDERS = ("native", "auto")
+AUTO = "auto"
+"""Priority entry: choose among the listed (or all) providers by measurement (ir/autotune)."""
 _LIB = Library(NAMESPACE, "FRAGMENT")
 
 InputGenerator = Callable[..., tuple[Any, ...]]
@@ -304,7 +306,7 @@ class IrOp:
             raise TypeError(f"{where}: pass a list of provider names, not the string {providers!r}")
         providers = list(providers)
         known = self.impls
-        unknown = [p for p in providers if p not in known]
+        unknown = [p for p in providers if p not in known and p != AUTO]
         if unknown:
             raise ValueError(f"{where}: op {self.name!r} has no provider(s) {unknown}; it has {sorted(known)}")
         if len(set(providers)) != len(providers):
@@ -317,7 +319,7 @@ class IrOp:
             return list(self._overrides[-1]), "op.set_priority"
         requested, source = _priority.requested(self.name, device_family())
         if source == _priority.ENV_VAR:
-            unknown = [p for p in requested if p not in self._impls]
+            unknown = [p for p in requested if p not in self._impls and p != AUTO]
             if unknown:
                 from .errors import ConfigError
 
@@ -328,10 +330,9 @@ class IrOp:
                 )
         return list(requested), source
 
-    def _resolve(self) -> tuple[IrOpImpl, ...]:
-        load_providers()
-        generation = _priority.generation
-        requested, source = self.requested_priority()
+    def _filter(self, requested: list[str]) -> list[IrOpImpl]:
+        """Supported providers in order, up to the first that accepts everything;
+        ``native`` appended when none does."""
         chosen: list[IrOpImpl] = []
         for name in requested:
             impl = self._impls[name]
@@ -342,6 +343,21 @@ class IrOp:
                 break
         else:
             chosen.append(self._impls["native"])
+        return chosen
+
+    def _resolve(self) -> tuple:
+        load_providers()
+        generation = _priority.generation
+        requested, source = self.requested_priority()
+        if AUTO in requested:
+            from .autotune import AutoImpl
+
+            listed = [p for p in requested if p != AUTO]
+            candidates = [self._impls[p] for p in listed or self._impls if self._impls[p].supported]
+            static = listed or _priority.platform_default(self.name, device_family())
+            chosen: list = [AutoImpl(self, candidates, tuple(self._filter([p for p in static if p != AUTO])))]
+        else:
+            chosen = self._filter(requested)
         self._resolved, self._resolved_source = tuple(chosen), source
         self._resolved_generation = generation
         logger.debug("op %s: priority %s (from %s)", self.name, [i.provider for i in chosen], source)
@@ -362,7 +378,7 @@ class IrOp:
         for impl in self._priority_impls():
             pred = impl._supports_args
             if pred is None or pred(*args, **kwargs):
-                return impl
+                return impl.choose(args, kwargs) if impl.provider == AUTO else impl
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug("op %s: provider %s refused the arguments", self.name, impl.provider)
         raise AssertionError("unreachable: the last provider in a resolved priority accepts all arguments")
@@ -372,16 +388,19 @@ class IrOp:
         requested, source = self.requested_priority()
         chosen = self.dispatch(*args, **kwargs)
         resolved = self._priority_impls()
+        auto = resolved[0] if resolved and resolved[0].provider == AUTO else None
         verdicts = []
-        reached = True
         for impl in self.impls.values():
             if impl is chosen:
-                verdict = f"chosen (priority from {source})"
+                verdict = f"chosen{' by auto (measured fastest)' if auto else ''} (priority from {source})"
             elif not impl.supported:
                 verdict = "not supported on this platform"
+            elif auto is not None:
+                verdict = "auto candidate, not chosen" if impl in auto.candidates else "not an auto candidate"
             elif impl not in resolved:
-                verdict = "not in the priority list" if impl.provider not in requested else "after a provider that accepts everything"
-            elif reached and not impl.supports(*args, **kwargs):
+                verdict = ("not in the priority list" if impl.provider not in requested
+                           else "after a provider that accepts everything")
+            elif not impl.supports(*args, **kwargs):
                 verdict = "refused these arguments (supports_args)"
             else:
                 verdict = "not reached"

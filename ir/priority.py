@@ -91,6 +91,11 @@ def set_process_priority(op: str, providers: list[str] | None) -> None:
     bump()
 
 
+def platform_default(op: str, family: str) -> list[str]:
+    """The provider packages' order for `op` on `family` ([] when none registered one)."""
+    return list(_platform_defaults.get(op, {}).get(family, []))
+
+
 def requested(op: str, family: str) -> tuple[list[str], str]:
     """The unfiltered list for `op` below the context-manager level, and its source."""
     if op in _process:
