@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""Decoder-layer loop built from compat layers: shadow mode (sampled) vs off mode, same run.
+
+The layer: RMSNorm(x, residual) -> Linear -> SiluAndMul -> Linear -> RMSNorm(x, residual),
+repeated over --layers layers, --steps times. Modes alternate over --repeats rounds and
+the median step time of each is kept. Acceptance (GPU): shadow with
+IRSHIM_SHADOW_SAMPLE=0.01 within 5% of off.
+
+    python benchmarks/shadow_overhead.py [--device cuda] [--sample 0.01] [--out benchmarks/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+import irshim.compat as compat
+from irshim.compat.layers import RMSNorm, SiluAndMul
+
+
+class DecoderMLP(nn.Module):
+    def __init__(self, hidden: int, inter: int, dtype):
+        super().__init__()
+        self.input_norm = RMSNorm(hidden, dtype=dtype)
+        self.up = nn.Linear(hidden, 2 * inter, bias=False, dtype=dtype)
+        self.act = SiluAndMul()
+        self.down = nn.Linear(inter, hidden, bias=False, dtype=dtype)
+        self.post_norm = RMSNorm(hidden, dtype=dtype)
+
+    def forward(self, x, residual):
+        h, residual = self.input_norm(x, residual)
+        h = self.down(self.act(self.up(h)))
+        return self.post_norm(h, residual)
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def run(model, x, residual, steps, device):
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        h, r = x.clone(), residual.clone()
+        for layer in model:
+            h, r = layer(h, r)
+    _sync(device)
+    return (time.perf_counter() - t0) / steps * 1e6
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--tokens", type=int, default=256)
+    p.add_argument("--hidden", type=int, default=4096)
+    p.add_argument("--inter", type=int, default=14336)
+    p.add_argument("--layers", type=int, default=8)
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--sample", type=float, default=0.01)
+    p.add_argument("--out", type=Path, default=None)
+    a = p.parse_args(argv)
+    device = torch.device(a.device)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    torch.set_grad_enabled(False)
+    model = nn.ModuleList(DecoderMLP(a.hidden, a.inter, dtype) for _ in range(a.layers)).to(device)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(a.tokens, a.hidden, generator=g).to(device, dtype)
+    residual = torch.randn(a.tokens, a.hidden, generator=g).to(device, dtype)
+    times = {"off": [], "shadow": []}
+    with tempfile.TemporaryDirectory() as reports:
+        for mode in ("off", "shadow"):  # warm-up: provider loading, kernels, allocator
+            with compat.override(dispatch=mode, shadow_sample=a.sample, report_dir=reports):
+                run(model, x, residual, 3, device)
+        for _ in range(a.repeats):
+            for mode in ("off", "shadow"):
+                with compat.override(dispatch=mode, shadow_sample=a.sample, report_dir=reports):
+                    times[mode].append(run(model, x, residual, a.steps, device))
+                    compat.flush()
+        records = [json.loads(line) for f in Path(reports).rglob("*.jsonl") for line in f.read_text().splitlines()]
+    compares = [r for r in records if r["kind"] == "compare"]
+    off, shadow = statistics.median(times["off"]), statistics.median(times["shadow"])
+    result = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__, "dtype": str(dtype), "args": {k: v for k, v in vars(a).items() if k != "out"},
+        "off_us_per_step": off, "shadow_us_per_step": shadow, "slowdown": shadow / off - 1,
+        "within_5_percent": shadow / off - 1 <= 0.05,
+        "compared_calls": len(compares), "mismatches": sum(not r["passed"] for r in compares),
+        "times_us": times,
+    }
+    text = (f"# shadow overhead: decoder MLP loop ({result['device']}, {result['dtype']})\n\n"
+            f"{a.layers} layers x {a.tokens} tokens, hidden {a.hidden}, inter {a.inter}; "
+            f"IRSHIM_SHADOW_SAMPLE={a.sample}; median of {a.repeats} interleaved rounds of {a.steps} steps.\n\n"
+            f"| mode | µs / step |\n| --- | ---: |\n| off | {off:.1f} |\n| shadow | {shadow:.1f} |\n\n"
+            f"slowdown: {100 * result['slowdown']:+.2f}% (target <= +5%); compared calls: "
+            f"{result['compared_calls']}, mismatches: {result['mismatches']}\n")
+    print(text)
+    if a.out:
+        a.out.mkdir(parents=True, exist_ok=True)
+        tag = "gpu" if device.type == "cuda" else "cpu"
+        (a.out / f"shadow_overhead_{tag}.json").write_text(json.dumps(result, indent=2) + "\n")
+        (a.out / f"shadow_overhead_{tag}.md").write_text(text)
+    return result
+
+
+if __name__ == "__main__":
+    main()
