@@ -65,11 +65,12 @@ ERR_DECADE_LO = -9
 ERR_DECADE_HI = 2
 ERR_BINS = ["0"] + [f"1e{d}" for d in range(ERR_DECADE_LO, ERR_DECADE_HI + 1)] + ["nan/inf"]
 
-# Time-ratio histogram: 1/32-octave bins (2.2% wide), each keeping the sum of
-# its log ratios, so the median is exact when a bin's calls share one ratio and
-# within 2.2% otherwise - well inside the 10% "not slower" margin.
+# Log histograms (time ratios, times): 1/32-octave bins (2.2% wide), each
+# keeping the sum of its log2 values, so a median is exact when its bin's calls
+# share one value and within 2.2% otherwise - well inside the 10% "not slower"
+# margin. Sparse, so the range (2^-40 .. 2^40) costs nothing.
 RATIO_STEPS_PER_OCTAVE = 32
-RATIO_MAX_OCTAVES = 10
+RATIO_MAX_OCTAVES = 40
 
 # Parallel aggregation: below 32 MiB (~50k records) a worker process costs more
 # than it saves; 16 MiB tasks keep the progress bar moving and merges cheap.
@@ -263,8 +264,8 @@ def _err_bin(value: float) -> int:
     return 1 + max(0, min(ERR_DECADE_HI - ERR_DECADE_LO, decade - ERR_DECADE_LO))
 
 
-class RatioHistogram:
-    """Sparse log2 histogram of per-call time ratios (IR / legacy)."""
+class LogHistogram:
+    """Sparse log2 histogram of positive values (time ratios, times) with exact-ish quantiles."""
 
     __slots__ = ("bins", "n")
 
@@ -287,7 +288,7 @@ class RatioHistogram:
             entry[1] += log
         self.n += 1
 
-    def merge(self, other: RatioHistogram) -> None:
+    def merge(self, other: LogHistogram) -> None:
         for k, (count, log_sum) in other.bins.items():
             entry = self.bins.get(k)
             if entry is None:
@@ -337,7 +338,8 @@ class _Stats:
     """What is summed over the compare and error records of one signature bucket."""
 
     __slots__ = ("compared", "mismatches", "errors", "n_outside", "nonfinite", "worst_abs",
-                 "worst_rel", "legacy_us", "ir_us", "timed", "ratios", "ir_providers")
+                 "worst_rel", "legacy_us", "ir_us", "timed", "ratios", "legacy_times", "ir_times",
+                 "ir_providers")
 
     def __init__(self) -> None:
         self.compared = 0
@@ -350,7 +352,9 @@ class _Stats:
         self.legacy_us = 0.0
         self.ir_us = 0.0
         self.timed = 0
-        self.ratios = RatioHistogram()
+        self.ratios = LogHistogram()
+        self.legacy_times = LogHistogram()  # for median times: a warm-up call skews the mean
+        self.ir_times = LogHistogram()
         self.ir_providers: Counter = Counter()
 
     def add_outputs(self, outputs: list, signature: Any) -> float | None:
@@ -393,6 +397,8 @@ class _Stats:
         self.legacy_us += legacy
         self.ir_us += ir
         self.ratios.add(ir / legacy if legacy > 0 else math.inf)
+        self.legacy_times.add(legacy)
+        self.ir_times.add(ir)
 
     def merge(self, other: _Stats) -> None:
         self.compared += other.compared
@@ -408,6 +414,8 @@ class _Stats:
         self.ir_us += other.ir_us
         self.timed += other.timed
         self.ratios.merge(other.ratios)
+        self.legacy_times.merge(other.legacy_times)
+        self.ir_times.merge(other.ir_times)
         _merge_counter(self.ir_providers, other.ir_providers)
 
     def to_json(self) -> dict:
@@ -425,6 +433,8 @@ class _Stats:
             "ir_us_total": round(self.ir_us, 3),
             "legacy_us_mean": round(self.legacy_us / timed, 3) if timed else None,
             "ir_us_mean": round(self.ir_us / timed, 3) if timed else None,
+            "legacy_us_median": _round(self.legacy_times.quantile(0.5), 3),
+            "ir_us_median": _round(self.ir_times.quantile(0.5), 3),
             "time_ratio_median": _round(self.ratios.quantile(0.5)),
             "time_ratio_p10": _round(self.ratios.quantile(0.1)),
             "time_ratio_p90": _round(self.ratios.quantile(0.9)),

@@ -35,7 +35,7 @@ table{border-collapse:collapse;margin:6px 0 10px;font-size:13px;background:#fff}
 th,td{border:1px solid #dde1e6;padding:3px 7px;text-align:left;vertical-align:top}
 th{background:#f0f2f5;font-weight:600}td.n{text-align:right;font-variant-numeric:tabular-nums}
 td.bad{color:#c62828;font-weight:600}code{font-size:12px;background:#f0f2f5;padding:0 3px;border-radius:3px}
-.charts{display:flex;flex-wrap:wrap;gap:20px}.card{background:#fff;border:1px solid #dde1e6;border-radius:6px;
+.wide{overflow-x:auto}.charts{display:flex;flex-wrap:wrap;gap:20px}.card{background:#fff;border:1px solid #dde1e6;border-radius:6px;
  padding:10px 12px}.card h3{margin-top:0}.legend{font-size:12px;color:#56606b}
 details{background:#fff;border:1px solid #dde1e6;border-radius:6px;margin:8px 0;padding:6px 12px}
 summary{cursor:pointer;font-weight:600}ul{margin:6px 0;padding-left:20px}
@@ -223,8 +223,9 @@ def _op_section(name: str, op: dict) -> str:
             f"<li><b>worst rel error</b>: {_worst_html(op['worst_rel'])}</li>",
             f"<li><b>elements outside tolerance</b>: {op['elements_outside']}; NaN/Inf disagreements: "
             f"{op['nonfinite_mismatches']}</li>",
-            f"<li><b>time</b>: legacy {fmt_us(op['legacy_us_mean'])} µs, IR {fmt_us(op['ir_us_mean'])} µs per call "
-            f"(mean over {op['timed']}); IR/legacy median {fmt_ratio(op['time_ratio_median'])} "
+            f"<li><b>time</b> per call over {op['timed']} calls: legacy median {fmt_us(op['legacy_us_median'])} µs "
+            f"(mean {fmt_us(op['legacy_us_mean'])}), IR median {fmt_us(op['ir_us_median'])} µs "
+            f"(mean {fmt_us(op['ir_us_mean'])}); IR/legacy median {fmt_ratio(op['time_ratio_median'])} "
             f"(p10 {fmt_ratio(op['time_ratio_p10'])}, p90 {fmt_ratio(op['time_ratio_p90'])}), total "
             f"{fmt_ratio(op['time_ratio_total'])}</li>",
         ]
@@ -237,15 +238,15 @@ def _op_section(name: str, op: dict) -> str:
             [[_t(e["type"]), _t(e["message"]), _n(e["count"]), (f"<code>{escape(e['where'])}</code>", ""),
               _t(e["ir"]), (f"<code>{escape(e['signature'])}</code>", "")] for e in op["errors_by_kind"]])
     if op["buckets"]:
-        body += "<h3>By signature bucket</h3>" + _table(
+        body += "<h3>By signature bucket</h3><div class=\"wide\">" + _table(
             ["dtype", "tokens", "shapes", "compared", "mismatches", "errors", "worst abs", "worst rel",
              "legacy µs", "IR µs", "IR/legacy", "IR code"],
             [[_t(b["dtype"]), _t(b["tokens"]), (f"<code>{escape(b['shapes'])}</code>", ""), _n(b["compared"]),
               _n(b["mismatches"], b["mismatches"] > 0), _n(b["errors"], b["errors"] > 0),
               _n(fmt_err(b["worst_abs"]["value"] if b["worst_abs"] else None)),
               _n(fmt_err(b["worst_rel"]["value"] if b["worst_rel"] else None)),
-              _n(fmt_us(b["legacy_us_mean"])), _n(fmt_us(b["ir_us_mean"])),
-              _n(fmt_ratio(b["time_ratio_median"])), _t(fmt_codes(b["ir_providers"]))] for b in op["buckets"]])
+              _n(fmt_us(b["legacy_us_median"])), _n(fmt_us(b["ir_us_median"])),
+              _n(fmt_ratio(b["time_ratio_median"])), _t(fmt_codes(b["ir_providers"]))] for b in op["buckets"]]) + "</div>"
         body += ('<p class="legend">Tokens are rounded up to a power of two; <code>T</code> stands for the '
                  'token dimension in the shapes.</p>')
     is_open = " open" if verdict == "blocked" else ""
@@ -268,7 +269,7 @@ def render_html(report: dict) -> str:
             _n(fmt_err(op["worst_rel"]["value"] if op["worst_rel"] else None)),
             (f"<code>{escape(fmt_codes(op['legacy_providers']))}</code>", ""),
             (f"<code>{escape(fmt_codes(op['ir_providers']))}</code>", ""),
-            _n(fmt_us(op["legacy_us_mean"])), _n(fmt_us(op["ir_us_mean"])), _n(fmt_ratio(op["time_ratio_median"])),
+            _n(fmt_us(op["legacy_us_median"])), _n(fmt_us(op["ir_us_median"])), _n(fmt_ratio(op["time_ratio_median"])),
         ])
     ops_table = _table(["op", "verdict", "seen", "compared", "skipped", "mismatches", "errors", "worst abs",
                         "worst rel", "legacy code", "IR code", "legacy µs", "IR µs", "IR/legacy"], rows)
@@ -292,7 +293,8 @@ def render_html(report: dict) -> str:
 <div class="card"><h3>Time: IR path vs legacy, per call</h3>{ratio_chart(report)}</div>
 <div class="card"><h3>Error distribution per op</h3>{error_chart(report)}</div>
 </div>
-<h2>Ops</h2>{ops_table}
+<h2>Ops</h2><div class="wide">{ops_table}</div>
+<p class="legend">µs: median time per call of each side; IR/legacy: median of the per-call ratios.</p>
 <h2>Verdicts and thresholds</h2><ul>{thresholds}</ul>
 {bad_html}
 <h2>Per op</h2>{sections}

@@ -117,8 +117,9 @@ def render_markdown(report: dict) -> str:
         "",
         *[f"- {t}" for t in thresholds_text(report)],
         "",
-        "Times are wall-clock microseconds per call as logged by shadow mode; the ratio is the "
-        "median over calls of IR time / legacy time (robust to warm-up calls).",
+        "Times are microseconds per call as logged by shadow mode (wall clock on CPU, CUDA events on "
+        "GPU); tables show medians, robust to warm-up calls, and the ratio is the median over calls "
+        "of IR time / legacy time.",
         "",
         "## Ops",
         "",
@@ -131,11 +132,12 @@ def render_markdown(report: dict) -> str:
             fmt_err(op["worst_abs"]["value"] if op["worst_abs"] else None),
             fmt_err(op["worst_rel"]["value"] if op["worst_rel"] else None),
             fmt_codes(op["legacy_providers"]), fmt_codes(op["ir_providers"]),
-            fmt_us(op["legacy_us_mean"]), fmt_us(op["ir_us_mean"]), fmt_ratio(op["time_ratio_median"]),
+            fmt_us(op["legacy_us_median"]), fmt_us(op["ir_us_median"]), fmt_ratio(op["time_ratio_median"]),
         ])
     lines += _table(["op", "verdict", "seen", "compared", "skipped", "mismatches", "errors",
                      "worst abs", "worst rel", "legacy code", "IR code", "legacy µs", "IR µs",
                      "IR/legacy"], rows)
+    lines += ["", "µs: median time per call of each side; IR/legacy: median of the per-call ratios."]
     bad = report["bad_lines"]
     if bad["total"]:
         lines += ["", "## Bad lines", "", bad_lines_text(report) + " First examples:", ""]
@@ -155,8 +157,9 @@ def render_markdown(report: dict) -> str:
             f"- **worst rel error**: {worst_text(op['worst_rel'])}",
             f"- **elements outside tolerance**: {op['elements_outside']}; "
             f"NaN/Inf disagreements: {op['nonfinite_mismatches']}",
-            f"- **time**: legacy {fmt_us(op['legacy_us_mean'])} µs, IR {fmt_us(op['ir_us_mean'])} µs "
-            f"per call (mean over {op['timed']}); IR/legacy median {fmt_ratio(op['time_ratio_median'])} "
+            f"- **time** per call over {op['timed']} calls: legacy median {fmt_us(op['legacy_us_median'])} µs "
+            f"(mean {fmt_us(op['legacy_us_mean'])}), IR median {fmt_us(op['ir_us_median'])} µs "
+            f"(mean {fmt_us(op['ir_us_mean'])}); IR/legacy median {fmt_ratio(op['time_ratio_median'])} "
             f"(p10 {fmt_ratio(op['time_ratio_p10'])}, p90 {fmt_ratio(op['time_ratio_p90'])}), "
             f"total {fmt_ratio(op['time_ratio_total'])}",
         ]
@@ -175,6 +178,6 @@ def render_markdown(report: dict) -> str:
                 [[b["dtype"], b["tokens"], f"`{b['shapes']}`", b["compared"], b["mismatches"], b["errors"],
                   fmt_err(b["worst_abs"]["value"] if b["worst_abs"] else None),
                   fmt_err(b["worst_rel"]["value"] if b["worst_rel"] else None),
-                  fmt_us(b["legacy_us_mean"]), fmt_us(b["ir_us_mean"]), fmt_ratio(b["time_ratio_median"]),
+                  fmt_us(b["legacy_us_median"]), fmt_us(b["ir_us_median"]), fmt_ratio(b["time_ratio_median"]),
                   fmt_codes(b["ir_providers"])] for b in op["buckets"]])
     return "\n".join(lines) + "\n"

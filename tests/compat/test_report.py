@@ -162,6 +162,7 @@ def test_ready_op_figures(result):
     assert op["worst_rel"]["value"] == 0.002 and op["worst_rel"]["signature"] == "bfloat16[8,64] bfloat16[64] 1e-06"
     assert (op["timed"], op["legacy_us_total"], op["ir_us_total"]) == (21, 210.0, 189.0)
     assert (op["legacy_us_mean"], op["ir_us_mean"]) == (10.0, 9.0)
+    assert (op["legacy_us_median"], op["ir_us_median"]) == (10.0, 9.0)
     assert op["time_ratio_median"] == op["time_ratio_p10"] == op["time_ratio_p90"] == op["time_ratio_total"] == 0.9
     # Per-call max abs errors: 0 (x5: i % 5 == 0, i != 17... and call 0 of pid 2 is 1e-5)
     hist = op["error_histogram"]
@@ -252,6 +253,7 @@ def test_median_ignores_warm_up_outliers(tmp_path):
     op = rp.aggregate([path])["ops"]["rms_norm"]
     assert op["time_ratio_median"] == 1.0 and op["verdict"] == "ready"
     assert op["time_ratio_total"] == round(1100.0 / 210.0, 4)
+    assert op["ir_us_median"] == 10.0 and op["ir_us_mean"] == round(1100.0 / 21, 3)
 
 
 def test_nonfinite_errors_rank_worst(tmp_path):
