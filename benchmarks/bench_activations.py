@@ -50,13 +50,13 @@ def _bytes(op: str, tokens: int, width: int, itemsize: int) -> int:
     return streams * tokens * width * itemsize
 
 
-def cases(labels: list[str], quick: bool) -> list[H.Case]:
+def cases(labels: list[str], quick: bool, tokens: list[int], widths: list[int], fp16: bool) -> list[H.Case]:
     out = []
-    tokens = [1, 64, 1024, 16384] if quick else TOKENS
+    tokens = [1, 64, 1024, 16384] if quick else tokens
     for label in labels:
         name, extra = OPS[label]
         op = ir.get_op(name)
-        shapes = [(t, d, torch.bfloat16) for d in INTERMEDIATE for t in tokens] + [(*FP16, torch.float16)]
+        shapes = [(t, d, torch.bfloat16) for d in widths for t in tokens] + ([(*FP16, torch.float16)] if fp16 else [])
         for t, d, dtype in shapes:
             out.append(H.Case(
                 op=label, shape=f"{t}x{d}", dtype=str(dtype).removeprefix("torch."), tokens=t,
@@ -162,7 +162,8 @@ def main() -> None:
     names = [p.name for p in provs]
     peers = [p.name for p in provs if p.peer]
     rows = []
-    for case in cases(labels, args.quick):
+    for case in cases(labels, args.quick, H.int_list(args.tokens, TOKENS), H.int_list(args.widths, INTERMEDIATE),
+                      not args.no_fp16):
         row = H.summarise(H.run_case(case, provs), copy_gbs, "triton", peers)
         rows.append(row)
         H.print_table([row], names, header=not rows[:-1])
@@ -175,7 +176,7 @@ def main() -> None:
         rows = [H.summarise(H.Row(**{k: r[k] for k in ("op", "shape", "dtype", "tokens", "bytes", "graph_us",
                                                          "eager_us", "errors")}), copy_gbs, "triton", peers)
                 for r in rows]
-    H.write_results("bench_activations", args.out, env, copy_gbs, rows, names, "triton",
+    H.write_results(args.name or "bench_activations", args.out, env, copy_gbs, rows, names, "triton",
                     notes="Liger: silu_and_mul (fused gate-up), gelu_tanh_and_mul (pre-split halves), "
                           "relu2. triton_op: the graph-visible op called eagerly (not a peer).")
 

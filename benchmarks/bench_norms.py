@@ -35,12 +35,12 @@ def _bytes(op: str, tokens: int, hidden: int, itemsize: int) -> int:
     return streams * tokens * hidden * itemsize + hidden * itemsize  # + weight
 
 
-def cases(ops: list[str], quick: bool) -> list[H.Case]:
+def cases(ops: list[str], quick: bool, tokens: list[int], widths: list[int], fp16: bool) -> list[H.Case]:
     out = []
-    tokens = [1, 64, 1024, 16384] if quick else TOKENS
+    tokens = [1, 64, 1024, 16384] if quick else tokens
     for name in ops:
         op = ir.get_op(name)
-        shapes = [(t, h, torch.bfloat16) for h in HIDDEN for t in tokens] + [(*FP16, torch.float16)]
+        shapes = [(t, h, torch.bfloat16) for h in widths for t in tokens] + ([(*FP16, torch.float16)] if fp16 else [])
         for t, h, dtype in shapes:
             out.append(H.Case(
                 op=name, shape=f"{t}x{h}", dtype=str(dtype).removeprefix("torch."), tokens=t,
@@ -135,7 +135,8 @@ def main() -> None:
     names = [p.name for p in provs]
     peers = [p.name for p in provs if p.peer]
     rows = []
-    for case in cases(ops, args.quick):
+    for case in cases(ops, args.quick, H.int_list(args.tokens, TOKENS), H.int_list(args.widths, HIDDEN),
+                      not args.no_fp16):
         row = H.summarise(H.run_case(case, provs), copy_gbs, "triton", peers)
         rows.append(row)
         H.print_table([row], names, header=not rows[:-1])
@@ -148,7 +149,7 @@ def main() -> None:
         rows = [H.summarise(H.Row(**{k: r[k] for k in ("op", "shape", "dtype", "tokens", "bytes", "graph_us",
                                                          "eager_us", "errors")}), copy_gbs, "triton", peers)
                 for r in rows]
-    H.write_results("bench_norms", args.out, env, copy_gbs, rows, names, "triton",
+    H.write_results(args.name or "bench_norms", args.out, env, copy_gbs, rows, names, "triton",
                     notes="Liger: casting_mode='gemma' (float32 throughout, the IR's semantics). "
                           "triton_op: the graph-visible op called eagerly (not a peer).")
 

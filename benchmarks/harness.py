@@ -32,8 +32,8 @@ import torch
 L2_FLUSH_BYTES = 256 << 20   # rotate input sets until one graph touches this much (L2: 50-60 MB)
 GRAPH_BYTES = 1 << 30        # bytes moved per captured graph (amortises the graph launch)
 MAX_CALLS = 100
-REPLAYS = 25
-EAGER_CALLS = 300
+REPLAYS = 20
+EAGER_CALLS = 200
 
 
 @dataclass
@@ -231,6 +231,10 @@ def parse_args(description: str) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a few shapes only (smoke test)")
     parser.add_argument("--ops", default="", help="comma-separated subset of ops")
     parser.add_argument("--sweep", action="store_true", help="time launch configurations instead")
+    parser.add_argument("--tokens", default="", help="comma-separated token counts (default: all)")
+    parser.add_argument("--widths", default="", help="comma-separated hidden/intermediate sizes (default: all)")
+    parser.add_argument("--no-fp16", action="store_true", help="skip the fp16 row")
+    parser.add_argument("--name", default="", help="results file name (default: the script's)")
     return parser.parse_args()
 
 
@@ -243,3 +247,7 @@ def print_table(rows: list[dict[str, Any]], providers: Sequence[str], header: bo
               + "".join(f"{r['graph_us'].get(p, float('nan')):>10.1f}" for p in providers)
               + f"{100 * r.get('copy_fraction', float('nan')):>6.0f}%"
               + f"{r.get('ratio_to_best_peer', float('nan')):>7.2f}", flush=True)
+
+
+def int_list(text: str, default: list[int]) -> list[int]:
+    return [int(v) for v in text.split(",") if v] or list(default)

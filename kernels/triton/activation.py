@@ -115,16 +115,18 @@ class ActConfig:
     num_warps: int
 
 
-# Output elements per program: enough programs to cover every SM twice at
-# decode sizes, else MAX_BLOCK; warps: one 8-element vector per thread.
-# H200, bf16 silu_and_mul / gelu_tanh_and_mul, CUDA-graph µs (best / this rule):
-#   1 x 14336: 256 cols, 4 warps 1.06 / 256, 2 warps 1.09 (2048 cols, 4 warps: 1.63)
-#  16 x 14336: 1024 cols, 8 warps 1.46 / 1024, 4 warps 1.49
-#  64 x 14336: 1024, 8 warps 2.02 / 2048, 8 warps 2.04
-#  >= 1024 tokens: every block of 512-4096 within 1% (22.2 at 1024 x 14336,
-#  337 at 16384 x 14336); 2048 cols, 8 warps is at most 0.4% from the best.
+# Output elements per program: enough programs to give every SM four at decode
+# sizes, between MIN_BLOCK and MAX_BLOCK; 4 warps (one bf16 vector a thread at
+# 1024). H200, bf16, CUDA-graph µs, "rows/cols/warps" (sweep run 2 in
+# benchmarks/bench_activations.py):
+#   silu_and_mul   1 x 14336: 1/256/4 1.12  1/512/4 1.30 | 16 x 14336: 1/512/4 1.54  1/2048/8 1.59
+#                 64 x 14336: 1/1024/4 2.09  1/2048/8 2.15 | 64 x 28672: 1/1024/2 2.94  1/1024/4 3.04
+#   >= 1024 tokens: 1/1024/4 within 0.8% of the best block (256-4096 cols, 2-8 warps),
+#   e.g. 16384 x 14336: 329.3 (best 327.9); gelu_tanh 16384 x 28672: 643.9 (best 643.3).
 MIN_BLOCK = 256
-MAX_BLOCK = 2048
+MAX_BLOCK = 1024
+PROGRAMS_PER_SM = 4
+WARPS = 4
 
 
 @functools.cache
@@ -133,14 +135,12 @@ def _sm_count(device_index: int) -> int:
 
 
 def act_config(n_rows: int, n_cols: int, element_size: int, sm_count: int = 132) -> ActConfig:
-    """Launch configuration for ``n_rows x n_cols`` outputs."""
-    target = triton.next_power_of_2(max(1, n_rows * n_cols // (2 * sm_count)))
+    """Launch configuration for ``n_rows x n_cols`` outputs (measurements above)."""
+    target = triton.next_power_of_2(max(1, n_rows * n_cols // (PROGRAMS_PER_SM * sm_count)))
     block = max(MIN_BLOCK, min(MAX_BLOCK, target))
     block_n = min(block, triton.next_power_of_2(n_cols))
     block_m = max(1, min(block // block_n, triton.next_power_of_2(max(n_rows, 1))))
-    vec = 16 // element_size
-    num_warps = max(2, min(8, block_m * block_n // (vec * 32)))
-    return ActConfig(block_m, block_n, num_warps)
+    return ActConfig(block_m, block_n, WARPS)
 
 
 # --------------------------------------------------------------- launcher

@@ -150,17 +150,23 @@ class NormConfig:
 MAX_SINGLE_PASS = 16384
 # Two-pass chunk: 4096 columns, 8 warps (16 fp32 a thread per chunk).
 CHUNK = 4096
-# Rows per program: rows shorter than TILE are grouped until a program holds
-# ~TILE elements, so that a program still moves a few KiB (hidden 128 -> 16 rows).
+# Two regimes (H200, bf16, CUDA-graph µs; run 2 of the sweep in benchmarks/bench_norms.py,
+# "rows/warps", all loads issued before the reduction):
+# - Decode, fewer than THROUGHPUT_ROWS rows: one row a program, at most 8 warps.
+#     rms_norm       1 x 4096: 1/8 1.41  1/16 1.44  1/32 1.76 | 1 x 8192: 1/8 1.90  1/16 1.92  1/32 2.05
+#                   64 x 4096: 1/8 1.73  1/16 1.78            | 64 x 8192: 1/8 2.16  1/16 2.21
+#     fused_add      1 x 8192: 1/8 2.10  1/32 2.26            | 64 x 8192: 1/8 2.44  1/32 2.54
+#   Rows shorter than TILE are grouped until a program holds ~TILE elements.
+# - Throughput: PROGRAM_ELEMENTS a program (2 rows of 4096, 1 of 8192), 16 elements a thread.
+#     rms_norm    1024 x 4096: 2/16 4.31  1/8 5.15 | 16384 x 4096: 2/16 67.8  1/8 67.7  1/16 73.5
+#     fused_add   1024 x 4096: 2/16 8.70  1/8 9.29 | 16384 x 4096: 2/16 133.4 1/8 133.0
+#     rms_norm    1024 x 8192: 1/16 9.95  1/4 9.85 | 16384 x 8192: 1/16 133.6 2/8 130.8
+#     fused_add   1024 x 8192: 1/16 18.7  1/4 18.4 | 16384 x 8192: 1/16 266.9 1/32 260.8
 TILE = 2048
-# Warps: 16 elements (two bf16 vectors) a thread, except that rows of 8192+
-# at decode sizes (fewer rows than SMs) take one vector a thread.
-# H200, bf16 rms_norm, CUDA-graph µs by warps (run 1, weight loaded after the sum):
-#   1 x 4096:  8: 1.50  16: 1.70 | 1 x 8192:  32: 1.97  16: 2.07
-#   64 x 4096: 8: 1.87  16: 1.85 | 64 x 8192: 32: 2.23  16: 2.34
-#   1024 x 4096: 8: 4.45 (2 rows, 16: 4.26) | 1024 x 8192: 16: 10.02
-#   16384 x 4096: 8: 69.6 (2 rows, 16: 69.4) | 16384 x 8192: 16: 134.2 (2 rows, 4: 131.7)
+THROUGHPUT_ROWS = 256
+PROGRAM_ELEMENTS = 8192
 ELEMENTS_PER_THREAD = 16
+DECODE_MAX_WARPS = 8
 MAX_WARPS = 32
 
 
@@ -169,11 +175,14 @@ def norm_config(n_rows: int, n_cols: int, element_size: int, sm_count: int = 132
     block_n = triton.next_power_of_2(n_cols)
     if block_n > MAX_SINGLE_PASS:
         return NormConfig(1, CHUNK, 8, False)
-    block_m = max(1, min(TILE // block_n, triton.next_power_of_2(max(n_rows, 1))))
-    per_thread = ELEMENTS_PER_THREAD
-    if block_n >= 8192 and n_rows < sm_count:
-        per_thread = 16 // element_size
-    num_warps = max(1, min(MAX_WARPS, block_m * block_n // (per_thread * 32)))
+    rows_pow2 = triton.next_power_of_2(max(n_rows, 1))
+    if n_rows < THROUGHPUT_ROWS:
+        block_m = max(1, min(TILE // block_n, rows_pow2))
+        max_warps = DECODE_MAX_WARPS
+    else:
+        block_m = max(1, min(PROGRAM_ELEMENTS // block_n, rows_pow2))
+        max_warps = MAX_WARPS
+    num_warps = max(1, min(max_warps, block_m * block_n // (ELEMENTS_PER_THREAD * 32)))
     return NormConfig(block_m, block_n, num_warps, True)
 
 
