@@ -202,7 +202,7 @@ def _status_data(tokens: int, hidden: int, dtype_name: str) -> dict:
     ops = []
     for name in sorted(IrOp.registry):
         op = IrOp.registry[name]
-        entry: dict[str, Any] = {"op": name, "doc": op.doc, "mode": flags.mode_for(name)}
+        entry: dict[str, Any] = {"op": name, "doc": op.doc}
         try:
             requested, source = op.requested_priority()
             entry.update(requested=requested, source=source, priority=op.get_priority())
@@ -304,14 +304,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"\nIR ops (dispatch shown for {t['num_tokens']} tokens x {t['hidden_size']}, {t['dtype']}, "
           f"on {t['device']}):")
     for op in data["ir_ops"]:
-        print(f"\n  {op['op']}  [mode {op['mode']}]  {op['doc']}")
-        print(f"    priority  {' > '.join(op['priority']) or '-'}   (requested {op['requested']} from {op['source']})")
+        print(f"\n  {op['op']}: {op['doc']}")
+        origin = (f"requested {','.join(op['requested'])} by {op['source']}" if op["requested"]
+                  else "no list requested: the op's own semantics")
+        print(f"    priority  {' > '.join(op['priority']) or '-'}   ({origin})")
         if op.get("error"):
             print(f"    ERROR     {op['error']}")
         if op.get("inputs_error"):
             print(f"    (no typical input: {op['inputs_error']})")
         print(f"    dispatch  {op['chosen'] or '-'}")
         for provider, verdict in op["verdicts"]:
+            if verdict == "not supported on this platform":
+                verdict = f"not supported on this platform ({data['device_family']})"
             print(f"      {provider:<14} {verdict}")
     print("\nCustomOp classes:")
     rows = []
