@@ -469,7 +469,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if sum(result["records"].values()) == 0:
         raise UserError(f"the demo wrote no observation records to {run.logs}; "
                         "is IRSHIM_REPORT_DIR writable?")
-    paths = rp.write_report(result, Path(args.out) if args.out else run.logs)
+    paths = rp.write_report(result, Path(args.out) if args.out else run.logs, context=run.context)
     print()
     print_summary(result, paths)
     print(f"\ndone in {time.monotonic() - started:.1f} s. Open {_rel(paths['report.html'])} in a browser, "

@@ -142,6 +142,22 @@ class DemoLlama(nn.Module):
         return self.lm_head(hidden)
 
 
+def describe_device(device: torch.device) -> str:
+    """`NVIDIA H100 80GB HBM3 (cuda:0)`, or the CPU's model name, for the report's context line."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"{torch.cuda.get_device_name(index)} ({device.type}:{index})"
+    import platform
+
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"CPU {name} ({os.cpu_count()} cores)"
+
+
 @dataclass
 class DemoRun:
     run_id: str
@@ -153,6 +169,8 @@ class DemoRun:
     identical: bool | None
     """shadow: every step's logits bit-identical to irshim off; on: None."""
     max_logit_diff: float
+    context: dict[str, str]
+    """What ran, for the report: model, device, dtype, torch version."""
 
 
 def run_demo(steps: int = 8, device: str = "cpu", dtype: str = "bfloat16", mode: str = "shadow",
@@ -202,8 +220,17 @@ def run_demo(steps: int = 8, device: str = "cpu", dtype: str = "bfloat16", mode:
     if mode == _flags.SHADOW and not identical:
         logger.error("irshim demo: shadow mode changed the model's outputs (max |diff| %.3g): a bug in irshim",
                      max_diff)
+    context = {
+        "source": f"irshim demo ({layers}-layer Llama-style model, hidden {cfg.hidden_size}, {steps} forward passes, "
+                  f"{mode} mode, {dtype})",
+        "device": describe_device(torch_device),
+        "torch": torch.__version__,
+        "shadow outputs": ("bit-identical to irshim off" if identical else f"differ by up to {max_diff:.3g}")
+                          if mode == _flags.SHADOW else f"on mode: logits differ from off by up to {max_diff:.3g}",
+    }
     return DemoRun(run_id=run_id, logs=Path(report_dir) / run_id, steps=steps, mode=mode, device=str(torch_device),
-                   seconds=seconds, identical=identical if mode == _flags.SHADOW else None, max_logit_diff=max_diff)
+                   seconds=seconds, identical=identical if mode == _flags.SHADOW else None, max_logit_diff=max_diff,
+                   context=context)
 
 
 def _steps(model: DemoLlama, cfg: DemoConfig, steps: int, mode: str, device: torch.device,

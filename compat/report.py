@@ -955,8 +955,13 @@ def runs(base: Path) -> list[Path]:
     return [path for _, _, path in sorted(found)]
 
 
-def write_report(report: dict, out: Path) -> dict[str, Path]:
-    """Write report.json, report.md and report.html into `out`; return their paths."""
+def write_report(report: dict, out: Path, context: dict[str, str] | None = None) -> dict[str, Path]:
+    """Write report.json, report.md and report.html into `out`; return their paths.
+
+    `context`: what the logs come from (machine, GPU, model...), shown under the title.
+    """
+    if context:
+        report = {**report, "context": {str(k): str(v) for k, v in context.items()}}
     from .report_html import render_html
     from .report_md import render_markdown
 

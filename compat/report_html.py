@@ -9,6 +9,7 @@ from typing import Any
 from .report_md import (
     VERDICT_HELP,
     bad_lines_text,
+    context_text,
     fmt_codes,
     fmt_counts,
     fmt_err,
@@ -288,6 +289,7 @@ def render_html(report: dict) -> str:
 <h1>Migration report: {escape(runs)}</h1>
 <p class="meta">Generated {escape(report['generated_at'])} from {escape(source_text(report))}
 {_md_inline(bad_lines_text(report))}</p>
+{f'<p class="meta"><b>Context</b>: {escape(context_text(report))}</p>' if report.get("context") else ""}
 <div class="pills">{pills}</div>{verdict_bar(report)}
 <div class="charts">
 <div class="card"><h3>Time: IR path vs legacy, per call</h3>{ratio_chart(report)}</div>

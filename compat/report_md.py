@@ -63,6 +63,12 @@ def sorted_ops(report: dict) -> list[tuple[str, dict]]:
     return sorted(report["ops"].items(), key=lambda kv: (VERDICT_ORDER[kv[1]["verdict"]], kv[0]))
 
 
+def context_text(report: dict) -> str:
+    """The caller's description of where the logs come from (``report["context"]``), one line."""
+    context = report.get("context") or {}
+    return "; ".join(f"{k}: {v}" for k, v in context.items())
+
+
 def source_text(report: dict) -> str:
     recs = report["records"]
     n_records = sum(recs.values())
@@ -111,6 +117,7 @@ def render_markdown(report: dict) -> str:
         "",
         f"Generated {report['generated_at']} from {source_text(report)} {bad_lines_text(report)}",
         "",
+        *([f"Context: {context_text(report)}", ""] if report.get("context") else []),
         "**" + " · ".join(f"{v[k]} {k}" for k in ("ready", "review", "blocked", "unseen")) + "**",
         "",
         "## Verdicts and thresholds",

@@ -44,4 +44,8 @@ def test_demo_command_writes_the_report(capsys, tmp_path):
     folder = tmp_path / "demo-cli"
     assert {p.name for p in folder.iterdir()} >= {"report.md", "report.json", "report.html"}
     assert "bit-identical to irshim off" in out and "report.html in a browser" in out
-    assert json.loads((folder / "report.json").read_text())["runs"] == ["demo-cli"]
+    result = json.loads((folder / "report.json").read_text())
+    assert result["runs"] == ["demo-cli"]
+    assert result["context"]["device"].startswith("CPU ") and result["context"]["shadow outputs"] == (
+        "bit-identical to irshim off")
+    assert "Context: source: irshim demo (1-layer" in (folder / "report.md").read_text()
