@@ -18,7 +18,7 @@ import torch
 
 from . import custom_op as _custom_op
 from . import flags as _flags
-from .ports import find_port
+from .ports import Refusal, find_port
 from .records import recorder
 
 logger = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ BASES: list[type] = []
 class ClassState:
     """What the shim knows about one CustomOp subclass, for one flags generation."""
 
-    __slots__ = ("cls", "op", "label", "generation", "mode", "fast", "port", "counter", "_auto", "base")
+    __slots__ = ("cls", "op", "label", "generation", "mode", "fast", "port", "counter", "_auto", "base", "_methods")
 
     def __init__(self, cls: type, generation: int):
         self.cls = cls
@@ -48,6 +48,16 @@ class ClassState:
         self.fast = self.mode == _flags.OFF and self.counter is None
         self.port = find_port(cls)
         self._auto = None
+        self._methods: dict[Any, str] = {}
+
+    def legacy_method(self, layer: Any) -> str:
+        """The forward_* whose code the layer's bound legacy method runs (cached per function)."""
+        bound = layer._forward_method
+        func = getattr(bound, "__func__", bound)
+        name = self._methods.get(func)
+        if name is None:
+            name = self._methods[func] = effective_method(self.cls, legacy_method_name(layer), self.base)
+        return name
 
     @property
     def auto(self):
@@ -196,7 +206,13 @@ def call(layer: Any, args: tuple, kwargs: dict, legacy: Callable[..., Any] | Non
 
 def _call_on(layer: Any, state: ClassState, args: tuple, kwargs: dict, legacy: Callable[..., Any]) -> Any:
     state.counter.seen += 1
-    method = effective_method(type(layer), legacy_method_name(layer), state.base)
+    method = state.legacy_method(layer)
+    if state.port is not None:
+        result = state.port.call_on(layer, args, kwargs, method)
+        if type(result) is not Refusal:
+            return result
+        _skip(state, result)
+        return legacy(*args, **kwargs)
     plan = state.plan(layer, args, kwargs, method, shadow=False)
     if isinstance(plan, str):
         _skip(state, plan)
@@ -205,12 +221,17 @@ def _call_on(layer: Any, state: ClassState, args: tuple, kwargs: dict, legacy: C
 
 
 def _call_compiling(layer: Any, args: tuple, kwargs: dict, legacy: Callable[..., Any]) -> Any:
-    # Dynamo traces this: no counters or records (their updates would be
-    # baked into the graph), no shadow comparison (counted as skipped
-    # "compiling" only outside Dynamo, e.g. under make_fx).
+    # Dynamo traces this. Counters are updated through comptime, which runs
+    # once while Dynamo traces and leaves nothing in the graph; no shadow
+    # comparison runs under compile (counted as skipped "compiling").
     cls = type(layer)
     flags = _flags.current()
-    if flags.mode_for(op_name(cls)) != _flags.ON:
+    mode = flags.mode_for(op_name(cls))
+    if mode != _flags.ON:
+        if mode == _flags.SHADOW:
+            from torch._dynamo.comptime import comptime  # loaded: Dynamo is tracing
+
+            comptime(_count_compiling)
         return legacy(*args, **kwargs)
     state = state_of(cls)
     method = effective_method(cls, legacy_method_name(layer), state.base)
@@ -218,6 +239,13 @@ def _call_compiling(layer: Any, args: tuple, kwargs: dict, legacy: Callable[...,
     if isinstance(plan, str):
         return legacy(*args, **kwargs)
     return plan.run()
+
+
+def _count_compiling(ctx: Any) -> None:
+    """Runs at trace time (comptime): count the traced call of the caller's `cls`."""
+    counter = state_of(ctx.get_local("cls").as_python_constant()).counter
+    counter.seen += 1
+    counter.skip("compiling")
 
 
 _SKIP_REASONS = {"same_code"}

@@ -61,6 +61,10 @@ class Variant:
         return True
 
 
+class Refusal(str):
+    """Why a port does not express a call (the legacy path runs instead)."""
+
+
 @dataclass(frozen=True)
 class Const:
     """A constant string argument (plain strings name parameters or attributes)."""
@@ -88,6 +92,7 @@ class Port:
                 defaults[name] = None
         object.__setattr__(self, "_names", tuple(names))
         object.__setattr__(self, "_defaults", defaults)
+        object.__setattr__(self, "_runners", {})
         for v in self.variants:
             unknown = [k for k in (*v.when, *v.write_back) if k not in names]
             if unknown:
@@ -151,6 +156,75 @@ class Port:
                 return PortPlan(op, op_args, variant.returns,
                                 {bound[k]: i for k, i in write_back.items()} if write_back else {})
         return f"no variant of port {self.name!r} matches this call"
+
+
+    # ------------------------------------------------------------ on mode
+    def call_on(self, layer: Any, args: tuple, kwargs: Mapping[str, Any], legacy_method: str) -> Any:
+        """Run the call on the IR path and return what the legacy call would return,
+        or a `Refusal`. This is `plan(...).run()` for `on` mode, without building a
+        plan: calls with every parameter given positionally use a runner compiled
+        once per (legacy method, which arguments are None) — a few attribute reads
+        and the IR op call (benchmarks/results/compat_overhead.md)."""
+        if kwargs or len(args) != len(self._names):
+            plan = self.plan(layer, args, kwargs, legacy_method)
+            return Refusal(plan) if isinstance(plan, str) else plan.run()
+        key = (legacy_method, *[a is None for a in args])
+        runner = self._runners.get(key)
+        if runner is None:
+            runner = self._runners[key] = self._compile_runner(legacy_method, key[1:])
+        return runner(layer, args)
+
+    def _compile_runner(self, legacy_method: str, none_pattern: tuple[bool, ...]) -> Callable:
+        """Generate `run(layer, a)` for calls whose positional args have this None pattern."""
+        bound = {n: (None if is_none else torch.empty(0)) for n, is_none in zip(self._names, none_pattern)}
+        variant = next((v for v in self.variants if v.matches(bound)), None)
+        env: dict[str, Any] = {"_Refusal": Refusal, "_Tensor": torch.Tensor}
+        lines = ["def run(layer, a):"]
+        if self.refuse:
+            lines.append("    try:")
+            for i, (reason, predicate) in enumerate(self.refuse.items()):
+                env[f"_p{i}"], env[f"_r{i}"] = predicate, Refusal(reason)
+                lines.append(f"        if _p{i}(layer, *a): return _r{i}")
+            lines += ["    except Exception as exc:",
+                      "        return _Refusal(f'refusal check raised {type(exc).__name__}: {exc}')"]
+        if variant is None:
+            env["_none"] = Refusal(f"no variant of port {self.name!r} matches this call")
+            lines.append("    return _none")
+        else:
+            index = {n: i for i, n in enumerate(self._names)}
+            for name, kind in variant.when.items():
+                if kind is TENSOR:
+                    env["_mismatch"] = Refusal(f"{name} is not a tensor")
+                    lines.append(f"    if not isinstance(a[{index[name]}], _Tensor): return _mismatch")
+            op = get_op(variant.op)
+            parts = []
+            for i, (kind, key) in enumerate(variant._sources):
+                if kind == 0:
+                    parts.append(f"a[{index[key]}]")
+                elif kind == 1:
+                    parts.append(f"layer.{key}")
+                else:
+                    env[f"_c{i}"] = key
+                    parts.append(f"_c{i}")
+            call = ", ".join(parts) + ("," if len(parts) == 1 else "")
+            write_back = dict(variant.write_back) if legacy_method in variant.inplace_methods else {}
+            # An in-place legacy method overwrites its inputs: the IR op may do the same.
+            env["_op"] = op.maybe_inplace if write_back and op.allow_inplace else op
+            lines.append(f"    o = _op({call})")
+            target_of = {out: index[param] for param, out in write_back.items()}
+            for out, arg in target_of.items():
+                lines.append(f"    if o[{out}] is not a[{arg}]: a[{arg}].copy_(o[{out}])")
+
+            def result(i: int) -> str:
+                return f"a[{target_of[i]}]" if i in target_of else f"o[{i}]"
+
+            if isinstance(variant.returns, int):
+                returns_tuple = op.schema.rsplit("->", 1)[1].strip().startswith("(")
+                lines.append(f"    return {result(variant.returns)}" if returns_tuple else "    return o")
+            else:
+                lines.append(f"    return ({', '.join(result(i) for i in variant.returns)},)")
+        exec("\n".join(lines), env)  # noqa: S102 - code generated from the port table only
+        return env["run"]
 
 
 class PortPlan:

@@ -140,3 +140,29 @@ def test_on_mode_compiles_fullgraph_with_ir_ops_as_single_nodes():
     for a, b in zip(got, expected):
         assert_close(a, b, ops.rms_norm.tolerance(torch.float32))
     torch._dynamo.reset()
+
+
+def test_shadow_calls_traced_by_torch_compile_are_counted_as_skipped(tmp_path):
+    from irshim.compat.records import recorder
+
+    torch._dynamo.reset()
+    recorder.flush()  # counts of earlier tests go to their own folder
+    block = TinyBlock()
+    x, res = torch.randn(4, 32), torch.randn(4, 32)
+    with compat.override(dispatch="shadow", ops="all", report_dir=str(tmp_path)), torch.no_grad():
+        compiled = torch.compile(block, fullgraph=True, backend="eager")
+        for _ in range(3):
+            compiled(x.clone(), res.clone())
+        recorder.flush()
+    import json
+
+    counts = {}
+    for path in tmp_path.rglob("*.jsonl"):
+        for line in path.read_text().splitlines():
+            rec = json.loads(line)
+            if rec["kind"] == "counts":
+                entry = counts.setdefault(rec["op"], {"seen": 0, "compiling": 0})
+                entry["seen"] += rec["seen"]
+                entry["compiling"] += rec["skipped"].get("compiling", 0)
+    # Traced once: two RMSNorm calls and one SiluAndMul call, each counted while Dynamo traced.
+    assert counts == {"rms_norm": {"seen": 2, "compiling": 2}, "silu_and_mul": {"seen": 1, "compiling": 1}}
