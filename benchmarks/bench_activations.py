@@ -156,8 +156,9 @@ def main() -> None:
         return
     labels = [o for o in args.ops.split(",") if o] or list(OPS)
     env = H.environment()
-    copy_gbs = H.copy_bandwidth_gbs()
-    print(f"{env['gpu']}: copy {copy_gbs:,.0f} GB/s", flush=True)
+    copy = H.copy_bandwidth_gbs()
+    copy_gbs = copy["copy"]
+    print(f"{env['gpu']}: copy {copy}", flush=True)
     provs = providers()
     names = [p.name for p in provs]
     peers = [p.name for p in provs if p.peer]
@@ -170,13 +171,13 @@ def main() -> None:
         for p, e in row["errors"].items():
             print(f"  error {p}: {e}", flush=True)
     copy_end = H.copy_bandwidth_gbs()
-    print(f"copy bandwidth: {copy_gbs:,.0f} GB/s at start, {copy_end:,.0f} at end; using the larger", flush=True)
-    if copy_end > copy_gbs:
-        copy_gbs = copy_end
+    print(f"copy bandwidth: {copy} at start, {copy_end} at end; using the larger", flush=True)
+    if copy_end["copy"] > copy_gbs:
+        copy, copy_gbs = copy_end, copy_end["copy"]
         rows = [H.summarise(H.Row(**{k: r[k] for k in ("op", "shape", "dtype", "tokens", "bytes", "graph_us",
                                                          "eager_us", "errors")}), copy_gbs, "triton", peers)
                 for r in rows]
-    H.write_results(args.name or "bench_activations", args.out, env, copy_gbs, rows, names, "triton",
+    H.write_results(args.name or "bench_activations", args.out, env, copy, rows, names, "triton",
                     notes="Liger: silu_and_mul (fused gate-up), gelu_tanh_and_mul (pre-split halves), "
                           "relu2. triton_op: the graph-visible op called eagerly (not a peer).")
 

@@ -85,23 +85,29 @@ def environment() -> dict[str, Any]:
     }
 
 
-def copy_bandwidth_gbs(nbytes: int = 1 << 30) -> float:
-    """Device-to-device copy (bytes read + written), CUDA-graph replay median."""
+def copy_bandwidth_gbs(nbytes: int = 1 << 30) -> dict[str, float]:
+    """Device-to-device copy of `nbytes` (bytes read + written), CUDA-graph replay
+    median: `memcpy` is ``dst.copy_(src)`` (a memcpy node in a graph, which ran
+    at ~2.7 TB/s on H200: the copy engines), `kernel` an SM copy kernel
+    (``torch.mul(src, 1, out=dst)``). The larger is the reference ("copy")."""
     src = torch.empty(nbytes // 2, dtype=torch.bfloat16, device="cuda").normal_()
     dst = torch.empty_like(src)
-    # Clocks ramp up from idle (345 MHz SM seen at start): run the copy for
-    # ~0.3 s first, or the first reading comes out ~35% low (run 1: 2.7 TB/s).
+    # Clocks ramp up from idle (345 MHz SM seen at start): run copies for ~0.3 s first.
     deadline = time.perf_counter() + 0.3
     while time.perf_counter() < deadline:
-        dst.copy_(src)
+        torch.mul(src, 1, out=dst)
         torch.cuda.synchronize()
-    us = graph_time_us([lambda: dst.copy_(src)], calls=8, replays=50)
-    return 2 * nbytes / (us * 1e-6) / 1e9
+    result = {}
+    for name, fn in (("memcpy", lambda: dst.copy_(src)), ("kernel", lambda: torch.mul(src, 1, out=dst))):
+        us = graph_time_us([fn], calls=8, replays=30)
+        result[name] = 2 * nbytes / (us * 1e-6) / 1e9
+    result["copy"] = max(result["memcpy"], result["kernel"])
+    return result
 
 
-def graph_time_us(fns: Sequence[Callable[[], Any]], calls: int, replays: int = REPLAYS) -> float:
-    """Median per-call time of `calls` calls (cycling through `fns`) captured in one graph."""
-    for fn in fns:  # warm-up: compile, autotune, allocate outside the capture
+def capture(fns: Sequence[Callable[[], Any]], calls: int) -> torch.cuda.CUDAGraph:
+    """One graph of `calls` calls cycling through `fns` (warmed up first, outside the capture)."""
+    for fn in fns:  # compile, autotune, allocate outside the capture
         fn()
     torch.cuda.synchronize()
     graph = torch.cuda.CUDAGraph()
@@ -110,16 +116,28 @@ def graph_time_us(fns: Sequence[Callable[[], Any]], calls: int, replays: int = R
             fns[i % len(fns)]()
     graph.replay()
     torch.cuda.synchronize()
+    return graph
+
+
+def replay_medians(graphs: dict[str, torch.cuda.CUDAGraph], calls: int, replays: int = REPLAYS) -> dict[str, float]:
+    """Median µs per call of each graph, replayed round-robin so that clock or
+    thermal drift during the case hits every provider alike."""
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    times = []
+    times: dict[str, list[float]] = {name: [] for name in graphs}
     for _ in range(replays):
-        start.record()
-        graph.replay()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) * 1e3 / calls)
-    del graph
-    return statistics.median(times)
+        for name, graph in graphs.items():
+            start.record()
+            graph.replay()
+            end.record()
+            end.synchronize()
+            times[name].append(start.elapsed_time(end) * 1e3 / calls)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def graph_time_us(fns: Sequence[Callable[[], Any]], calls: int, replays: int = REPLAYS) -> float:
+    """Median per-call time of `calls` calls (cycling through `fns`) captured in one graph."""
+    graph = capture(fns, calls)
+    return replay_medians({"one": graph}, calls, replays)["one"]
 
 
 def eager_time_us(fn: Callable[[], Any], calls: int = EAGER_CALLS) -> float:
@@ -139,17 +157,23 @@ def run_case(case: Case, providers: Sequence[Provider]) -> Row:
     n_sets = max(1, min(8, math.ceil(L2_FLUSH_BYTES / max(case.bytes, 1))))
     sets = [case.make_args() for _ in range(n_sets)]
     calls = max(2, min(MAX_CALLS, GRAPH_BYTES // max(case.bytes, 1)))
+    graphs: dict[str, torch.cuda.CUDAGraph] = {}
+    eager_fns: dict[str, Callable[[], Any]] = {}
     for provider in providers:
         try:
             fns = [provider.bind(case, args) for args in sets]
             if fns[0] is None:
                 continue
-            row.graph_us[provider.name] = graph_time_us(fns, calls)
-            if case.eager:
-                row.eager_us[provider.name] = eager_time_us(fns[0])
+            graphs[provider.name] = capture(fns, calls)
+            eager_fns[provider.name] = fns[0]
         except Exception as exc:  # one provider's failure must not hide the others
             row.errors[provider.name] = f"{type(exc).__name__}: {exc}"[:300]
-    del sets
+    row.graph_us = replay_medians(graphs, calls)
+    del graphs
+    if case.eager:
+        for name, fn in eager_fns.items():
+            row.eager_us[name] = eager_time_us(fn)
+    del sets, eager_fns
     torch.cuda.empty_cache()
     return row
 
@@ -169,11 +193,12 @@ def summarise(row: Row, copy_gbs: float, subject: str, peers: Sequence[str]) -> 
     return out
 
 
-def write_results(name: str, out_dir: Path, env: dict[str, Any], copy_gbs: float,
+def write_results(name: str, out_dir: Path, env: dict[str, Any], copy: dict[str, float],
                   rows: list[dict[str, Any]], providers: Sequence[str], subject: str,
                   notes: str = "") -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    payload = {"benchmark": name, "environment": env, "copy_gbs": copy_gbs,
+    copy_gbs = copy["copy"]
+    payload = {"benchmark": name, "environment": env, "copy_gbs": copy_gbs, "copy_measurements": copy,
                "providers": list(providers), "subject": subject, "rows": rows}
     (out_dir / f"{name}.json").write_text(json.dumps(payload, indent=1))
 
@@ -182,7 +207,8 @@ def write_results(name: str, out_dir: Path, env: dict[str, Any], copy_gbs: float
         "",
         f"{env['gpu']} ({env['sm_count']} SMs), torch {env['torch']}, triton {env['triton']}, "
         f"CUDA {env['cuda']}, {env['time_utc']} UTC.",
-        f"Device-to-device copy bandwidth in this run: {copy_gbs:,.0f} GB/s (bytes read + written).",
+        f"Device-to-device copy bandwidth in this run: {copy_gbs:,.0f} GB/s (bytes read + written; "
+        f"largest of: {', '.join(f'{k} {v:,.0f}' for k, v in copy.items() if k != 'copy')}).",
         "",
         "CUDA-graph replay median per call, µs. `ratio` = best peer's time / "
         f"{subject}'s (> 1: {subject} faster). GB/s and % copy are {subject}'s.",
