@@ -32,8 +32,8 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bott
 .meta{color:#56606b;font-size:13px}.pills{margin:14px 0}
 .pill{display:inline-block;border-radius:14px;padding:3px 12px;margin-right:8px;color:#fff;font-weight:600}
 .badge{display:inline-block;border-radius:9px;padding:0 8px;color:#fff;font-size:12px;font-weight:600}
-table{border-collapse:collapse;margin:6px 0 10px;font-size:13px;background:#fff}
-th,td{border:1px solid #dde1e6;padding:3px 7px;text-align:left;vertical-align:top}
+table{border-collapse:collapse;margin:6px 0 10px;font-size:12.5px;background:#fff}
+th,td{border:1px solid #dde1e6;padding:3px 5px;text-align:left;vertical-align:top}
 th{background:#f0f2f5;font-weight:600}td.n{text-align:right;font-variant-numeric:tabular-nums}
 td.bad{color:#c62828;font-weight:600}code{font-size:12px;background:#f0f2f5;padding:0 3px;border-radius:3px}
 .wide{overflow-x:auto}.charts{display:flex;flex-wrap:wrap;gap:20px}.card{background:#fff;border:1px solid #dde1e6;border-radius:6px;
@@ -261,7 +261,10 @@ def render_html(report: dict) -> str:
     pills = "".join(f'<span class="pill" style="background:{COLORS[k]}">{v[k]} {k}</span>'
                     for k in ("ready", "review", "blocked", "unseen"))
     rows = []
+    unseen = [name for name, op in sorted_ops(report) if op["verdict"] == "unseen"]
     for name, op in sorted_ops(report):
+        if op["verdict"] == "unseen":
+            continue
         rows.append([
             (f'<a href="#op-{escape(name)}">{escape(name)}</a>', ""), (_badge(op["verdict"]), ""),
             _n(op["seen"]), _n(op["compared"]), _n(sum(op["skipped"].values())),
@@ -281,7 +284,7 @@ def render_html(report: dict) -> str:
                     + "".join(f"<li><code>{escape(e['where'])}</code> ({escape(e['kind'])}): "
                               f"{escape(e['reason'])}</li>" for e in bad["examples"]) + "</ul>")
     thresholds = "".join(f"<li>{_md_inline(t)}</li>" for t in thresholds_text(report))
-    sections = "".join(_op_section(name, op) for name, op in sorted_ops(report))
+    sections = "".join(_op_section(name, op) for name, op in sorted_ops(report) if op["verdict"] != "unseen")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>irshim migration report: {escape(runs)}</title><style>{CSS}</style></head>
@@ -295,8 +298,9 @@ def render_html(report: dict) -> str:
 <div class="card"><h3>Time: IR path vs legacy, per call</h3>{ratio_chart(report)}</div>
 <div class="card"><h3>Error distribution per op</h3>{error_chart(report)}</div>
 </div>
-<h2>Ops</h2><div class="wide">{ops_table}</div>
+<h2>Ops</h2>{'<div class="wide">' + ops_table + '</div>' if rows else '<p>No op was called.</p>'}
 <p class="legend">µs: median time per call of each side; IR/legacy: median of the per-call ratios.</p>
+{f'<p>{_badge("unseen")} registered, never called: ' + ", ".join(escape(n) for n in unseen) + '</p>' if unseen else ''}
 <h2>Verdicts and thresholds</h2><ul>{thresholds}</ul>
 {bad_html}
 <h2>Per op</h2>{sections}

@@ -132,7 +132,10 @@ def render_markdown(report: dict) -> str:
         "",
     ]
     rows = []
+    unseen = [name for name, op in sorted_ops(report) if op["verdict"] == "unseen"]
     for name, op in sorted_ops(report):
+        if op["verdict"] == "unseen":
+            continue
         rows.append([
             f"[{name}](#{name})", op["verdict"], op["seen"], op["compared"], sum(op["skipped"].values()),
             op["mismatches"], op["errors"],
@@ -145,17 +148,19 @@ def render_markdown(report: dict) -> str:
                      "worst abs", "worst rel", "legacy code", "IR code", "legacy µs", "IR µs",
                      "IR/legacy"], rows)
     lines += ["", "µs: median time per call of each side; IR/legacy: median of the per-call ratios."]
+    if unseen:
+        lines += ["", "**unseen** (registered, never called): " + ", ".join(unseen)]
     bad = report["bad_lines"]
     if bad["total"]:
         lines += ["", "## Bad lines", "", bad_lines_text(report) + " First examples:", ""]
         lines += [f"- `{e['where']}` ({e['kind']}): {e['reason']}" for e in bad["examples"]]
     for name, op in sorted_ops(report):
+        if op["verdict"] == "unseen":
+            continue
         lines += ["", f"<a id=\"{name}\"></a>", f"## {name}: {op['verdict']}", ""]
         lines += [f"- **why**: {'; '.join(op['reasons'])}. Next: {VERDICT_HELP[op['verdict']]}."]
         lines += [f"- **class**: {', '.join(f'`{c}`' for c in op['classes']) or '-'}; "
                   f"port: {op['port'] or '-'}; modes: {fmt_counts(op['modes'])}"]
-        if op["verdict"] == "unseen":
-            continue
         lines += [
             f"- **calls**: {op['seen']} seen, {op['compared']} compared, "
             f"skipped: {fmt_counts(op['skipped'])}",

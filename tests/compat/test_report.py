@@ -348,6 +348,7 @@ def test_write_report_files(result, tmp_path):
     assert "**ready**: at least 16 compared calls" in md and "## fused_add_rms_norm: blocked" in md
     assert "| [rms_norm](#rms_norm) | ready | 26 | 21 | 5 | 0 | 0 | 0.004 |" in md
     assert "6 bad line(s) skipped" in md
+    assert "**unseen** (registered, never called): gelu_and_mul" in md and "## gelu_and_mul" not in md
     html = paths["report.html"].read_text()
     assert html.count("<svg") == 3 and "</html>" in html
     # Self-contained: no script, stylesheet link, image or font fetched from anywhere.

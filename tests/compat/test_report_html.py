@@ -58,7 +58,8 @@ def test_report_renders_in_chromium(tmp_path):
     text = dom.stdout
     # The browser built the page: three SVGs with their marks, the tables, every op section.
     assert text.count("<svg") == 3 and "<circle" in text and "<rect" in text
-    assert "Migration report: html" in text and 'id="op-rms_norm"' in text and 'id="op-gelu_new"' in text
+    assert "Migration report: html" in text and 'id="op-rms_norm"' in text and 'id="op-silu_and_mul"' in text
+    assert "registered, never called: gelu_new" in text
     shot = tmp_path / "screenshot.png"
     result = _chromium(f"--screenshot={shot}", "--window-size=1280,1200", html.as_uri())
     assert result.returncode == 0, result.stderr[-2000:]
