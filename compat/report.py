@@ -299,17 +299,24 @@ class LogHistogram:
         self.n += other.n
 
     def quantile(self, q: float) -> float | None:
-        """The q-quantile (the call of rank floor(q (n-1))), as the geometric mean of its bin."""
+        """The q-quantile, interpolated (in log space) between the calls of rank
+        floor and ceil of q (n-1); a call's value is the geometric mean of its bin."""
         if not self.n:
             return None
-        target = math.floor(q * (self.n - 1))
+        position = q * (self.n - 1)
+        lo, hi = math.floor(position), math.ceil(position)
+        log_lo = log_hi = None
         seen = 0
         for k in sorted(self.bins):
             count, log_sum = self.bins[k]
             seen += count
-            if seen > target:
-                return 2 ** (log_sum / count)
-        raise AssertionError("unreachable: counts add up to n")
+            if log_lo is None and seen > lo:
+                log_lo = log_sum / count
+            if seen > hi:
+                log_hi = log_sum / count
+                break
+        assert log_lo is not None and log_hi is not None, "counts add up to n"
+        return 2 ** (log_lo + (position - lo) * (log_hi - log_lo))
 
     def octave_counts(self, lo: int = -3, hi: int = 3) -> list[int]:
         """Counts per half octave from 2**lo to 2**hi (the outer bins take everything beyond)."""

@@ -425,3 +425,15 @@ def test_a_million_records_in_under_a_minute(tmp_path):
     assert len(ops["rms_norm"]["buckets"]) == 4
     assert elapsed < 60, f"{elapsed:.1f} s"
     assert grown_mib < 64, "aggregation must not keep records"
+
+
+def test_quantiles_interpolate_between_calls():
+    hist = rp.LogHistogram()
+    for value in (1.0, 4.0):
+        hist.add(value)
+    assert hist.quantile(0.5) == 2.0  # geometric middle of the two calls
+    assert hist.quantile(0.0) == 1.0 and hist.quantile(1.0) == 4.0
+    for value in (0.5, 8.0, 8.0):
+        hist.add(value)
+    assert hist.quantile(0.5) == 4.0 and hist.quantile(0.75) == 8.0
+    assert rp.LogHistogram().quantile(0.5) is None
