@@ -48,7 +48,13 @@ class ClassState:
         self.fast = self.mode == _flags.OFF and self.counter is None
         self.port = find_port(cls)
         self._auto = None
+        # function -> the forward_* whose code it runs; filled now because
+        # torch.compile traces legacy_method() and cannot take the slow path.
         self._methods: dict[Any, str] = {}
+        for name in dir(cls):
+            if name.startswith("forward_"):
+                func = getattr(cls, name)
+                self._methods[getattr(func, "__func__", func)] = effective_method(cls, name, self.base)
 
     def legacy_method(self, layer: Any) -> str:
         """The forward_* whose code the layer's bound legacy method runs (cached per function)."""
@@ -161,8 +167,8 @@ def legacy_method_name(layer: Any) -> str:
     return getattr(func, "__name__", "forward")
 
 
-def known_classes() -> list[dict[str, str]]:
-    """Every registered subclass of every intercepted base (the "ops" record)."""
+def _subclasses() -> list[type]:
+    """Every subclass of every intercepted base."""
     found: dict[type, None] = {}
     for base in BASES:
         stack = list(base.__subclasses__())
@@ -172,8 +178,13 @@ def known_classes() -> list[dict[str, str]]:
                 continue
             found[cls] = None
             stack.extend(cls.__subclasses__())
+    return list(found)
+
+
+def known_classes() -> list[dict[str, str]]:
+    """Every registered subclass of every intercepted base (the "ops" record)."""
     out = []
-    for cls in found:
+    for cls in _subclasses():
         if "name" not in dir(cls):
             continue
         out.append({"op": op_name(cls), "cls": f"{cls.__module__}.{cls.__qualname__}",
@@ -221,24 +232,37 @@ def _call_on(layer: Any, state: ClassState, args: tuple, kwargs: dict, legacy: C
 
 
 def _call_compiling(layer: Any, args: tuple, kwargs: dict, legacy: Callable[..., Any]) -> Any:
-    # Dynamo traces this. Counters are updated through comptime, which runs
-    # once while Dynamo traces and leaves nothing in the graph; no shadow
-    # comparison runs under compile (counted as skipped "compiling").
+    # Dynamo traces this, so it takes no lock and builds no state: every known
+    # class's state is prepared whenever the settings change (prepare_all).
+    # Counting runs through comptime: once, at trace time, outside the graph.
+    # No shadow comparison runs under compile; such calls count as skipped "compiling".
     cls = type(layer)
-    flags = _flags.current()
-    mode = flags.mode_for(op_name(cls))
-    if mode != _flags.ON:
-        if mode == _flags.SHADOW:
+    state = _states.get(cls)
+    if state is None or state.generation != _flags.generation:
+        state = _prepare(cls)  # a class unknown to prepare_all: only works outside Dynamo
+    if state.mode != _flags.ON:
+        if state.mode == _flags.SHADOW:
             from torch._dynamo.comptime import comptime  # loaded: Dynamo is tracing
 
             comptime(_count_compiling)
         return legacy(*args, **kwargs)
-    state = state_of(cls)
-    method = effective_method(cls, legacy_method_name(layer), state.base)
-    plan = state.plan(layer, args, kwargs, method, shadow=False)
+    plan = state.plan(layer, args, kwargs, state.legacy_method(layer), shadow=False)
     if isinstance(plan, str):
         return legacy(*args, **kwargs)
     return plan.run()
+
+
+def _prepare(cls: type) -> ClassState:
+    state = state_of(cls)
+    if state.mode == _flags.ON and state.port is None:
+        state.auto  # noqa: B018 - builds the automatic op (takes a lock)
+    return state
+
+
+def prepare_all() -> None:
+    """Build the state of every known class now: torch.compile cannot (it traces no locks)."""
+    for cls in _subclasses():
+        _prepare(cls)
 
 
 def _count_compiling(ctx: Any) -> None:
@@ -274,3 +298,4 @@ def _log_once(op: str, reason: str, level: int, msg: str, *args: Any) -> None:
 
 
 BASES.append(_custom_op.CustomOp)
+_flags.on_change(prepare_all)

@@ -22,7 +22,7 @@ import math
 import os
 import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 
 from irshim.ir import ConfigError
@@ -161,8 +161,21 @@ generation = 0
 """Bumped on every change; per-class mode caches compare against it."""
 
 
+_listeners: list[Callable[[], None]] = []
+
+
 def current() -> Flags:
     return _current
+
+
+def on_change(listener: Callable[[], None]) -> None:
+    """Call `listener()` after every change of settings (the generation has moved)."""
+    _listeners.append(listener)
+
+
+def _changed() -> None:
+    for listener in _listeners:
+        listener()
 
 
 def _set(flags: Flags) -> None:
@@ -170,6 +183,7 @@ def _set(flags: Flags) -> None:
     with _lock:
         _current = flags
         generation += 1
+    _changed()
 
 
 def bump() -> None:
@@ -177,6 +191,7 @@ def bump() -> None:
     global generation
     with _lock:
         generation += 1
+    _changed()
 
 
 def reload() -> Flags:

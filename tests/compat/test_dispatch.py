@@ -166,3 +166,33 @@ def test_shadow_calls_traced_by_torch_compile_are_counted_as_skipped(tmp_path):
                 entry["compiling"] += rec["skipped"].get("compiling", 0)
     # Traced once: two RMSNorm calls and one SiluAndMul call, each counted while Dynamo traced.
     assert counts == {"rms_norm": {"seen": 2, "compiling": 2}, "silu_and_mul": {"seen": 1, "compiling": 1}}
+
+
+class _Doubler(CustomOp):
+    """Unported: its automatic op runs forward_native under compile."""
+
+    def forward_native(self, x):
+        return 2 * x
+
+
+def test_compile_right_after_switching_on_ported_and_automatic_layers():
+    # No eager call first: the class states must exist before Dynamo traces
+    # (it cannot take the locks that building them needs).
+    torch._dynamo.reset()
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    block, doubler = TinyBlock(), _Doubler()
+    x, res = torch.randn(4, 32), torch.randn(4, 32)
+    with torch.no_grad():
+        expected = block(x.clone(), res.clone())
+        with compat.override(dispatch="on", ops="all"):
+            compiled = torch.compile(lambda a, r: (block(a, r), doubler(a)), fullgraph=True, backend=backend)
+            (out, new_res), doubled = compiled(x.clone(), res.clone())
+    assert len(graphs) == 1
+    assert torch.equal(doubled, 2 * x)
+    assert_close(out, expected[0], ops.rms_norm.tolerance(torch.float32))
+    assert_close(new_res, expected[1], ops.rms_norm.tolerance(torch.float32))
