@@ -791,7 +791,13 @@ class Aggregator:
             return "blocked", reasons
         median = _round(s.ratios.quantile(0.5))  # the figure the report prints is the one judged
         if s.compared == 0:
-            reasons.append("calls seen but none compared (mode off, or every call skipped)")
+            modes = {m for m, n in agg.modes.items() if n}
+            if modes == {"off"}:
+                reasons.append("called in mode off only: nothing compared (run with IRSHIM_DISPATCH=shadow)")
+            elif modes == {"on"}:
+                reasons.append("called in mode on only: the IR result was used, nothing compared")
+            else:
+                reasons.append("calls seen but none compared (every call skipped: see the skip reasons)")
         elif s.compared < t.min_compared:
             reasons.append(f"{s.compared} compared call(s), fewer than the {t.min_compared} needed")
         if s.compared and median is None:

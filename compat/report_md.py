@@ -54,7 +54,7 @@ def thresholds_text(report: dict) -> list[str]:
         "**blocked**: at least one mismatch (an output outside the op's tolerance, or NaN/Inf on one "
         "side only) or one IR-side exception.",
         "**review**: called, no disagreement, but not ready (too few compared calls, slower, "
-        "or nothing compared).",
+        "or nothing compared: mode off or on, or every call skipped).",
         "**unseen**: registered in a process of the run but never called.",
     ]
 

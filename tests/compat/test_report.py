@@ -216,7 +216,7 @@ def test_review_and_unseen_verdicts(result):
     assert ops["mul_and_silu"]["reasons"] == ["15 compared call(s), fewer than the 16 needed"]
     assert ops["mul_and_silu"]["buckets"][0]["dtype"] == "float32"
     assert ops["quant_fp8"]["verdict"] == "review"
-    assert ops["quant_fp8"]["reasons"] == ["calls seen but none compared (mode off, or every call skipped)"]
+    assert ops["quant_fp8"]["reasons"] == ["called in mode off only: nothing compared (run with IRSHIM_DISPATCH=shadow)"]
     assert ops["quant_fp8"]["modes"] == {"off": 10} and not ops["quant_fp8"]["registered"]
     assert ops["gelu_and_mul"]["verdict"] == "unseen"
     assert ops["gelu_and_mul"]["reasons"] == ["registered but never called"]
@@ -437,3 +437,14 @@ def test_quantiles_interpolate_between_calls():
         hist.add(value)
     assert hist.quantile(0.5) == 4.0 and hist.quantile(0.75) == 8.0
     assert rp.LogHistogram().quantile(0.5) is None
+
+
+@pytest.mark.parametrize("modes,reason", [
+    ({"on": 5}, "called in mode on only: the IR result was used, nothing compared"),
+    ({"shadow": 5}, "calls seen but none compared (every call skipped: see the skip reasons)"),
+])
+def test_nothing_compared_reasons(tmp_path, modes, reason):
+    records = [counts("rms_norm", seen=n, compared=0, mode=mode, skipped={"sampling": n} if mode == "shadow" else None)
+               for mode, n in modes.items()]
+    op = rp.aggregate([write_log(tmp_path / "records-h-1.jsonl", records)])["ops"]["rms_norm"]
+    assert op["verdict"] == "review" and op["reasons"] == [reason]
