@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-import functools
-
 import torch
 
 FAMILIES = ("cuda", "rocm", "xpu", "cpu")
 
+_family: str | None = None
 
-@functools.cache
+
 def device_family() -> str:
     """`cuda`, `rocm`, `xpu` or `cpu`: the accelerator torch would use, cached.
 
     ROCm builds of torch report through `torch.cuda`; `torch.version.hip` tells
-    them apart.
+    them apart. (A module-level cache, not functools.cache: Dynamo traces this
+    from compat code and warns about cache wrappers.)
     """
+    global _family
+    if _family is None:
+        _family = _detect()
+    return _family
+
+
+def _detect() -> str:
     if torch.cuda.is_available():
         return "rocm" if torch.version.hip else "cuda"
     xpu = getattr(torch, "xpu", None)
