@@ -8,7 +8,8 @@ from typing import Any
 VERDICT_ORDER = {"blocked": 0, "review": 1, "ready": 2, "unseen": 3}
 VERDICT_HELP = {
     "ready": "the IR path agrees with legacy on enough calls and is not slower: flip it on",
-    "review": "no disagreement, but not enough evidence or slower: run more traffic or look at the timing",
+    "review": ("no disagreement, but not ready: run more traffic if too few calls were compared, read the "
+               "bucket table if it is slower, run with IRSHIM_DISPATCH=shadow if nothing was compared"),
     "blocked": "the IR path disagreed or raised: fix the port or the provider before flipping it on",
     "unseen": "registered but never called in this run: exercise it, or ignore it",
 }
