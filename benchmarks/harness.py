@@ -159,11 +159,16 @@ def run_case(case: Case, providers: Sequence[Provider]) -> Row:
     calls = max(2, min(MAX_CALLS, GRAPH_BYTES // max(case.bytes, 1)))
     graphs: dict[str, torch.cuda.CUDAGraph] = {}
     eager_fns: dict[str, Callable[[], Any]] = {}
+    # Every bound callable stays alive until its graph has been replayed: a
+    # callable may own tensors its graph reads (Liger's pre-split halves), and
+    # freeing them before the replay made the graph read freed memory.
+    bound: dict[str, list[Callable[[], Any]]] = {}
     for provider in providers:
         try:
             fns = [provider.bind(case, args) for args in sets]
             if fns[0] is None:
                 continue
+            bound[provider.name] = fns
             graphs[provider.name] = capture(fns, calls)
             eager_fns[provider.name] = fns[0]
         except Exception as exc:  # one provider's failure must not hide the others
@@ -173,7 +178,7 @@ def run_case(case: Case, providers: Sequence[Provider]) -> Row:
     if case.eager:
         for name, fn in eager_fns.items():
             row.eager_us[name] = eager_time_us(fn)
-    del sets, eager_fns
+    del sets, eager_fns, bound
     torch.cuda.empty_cache()
     return row
 
