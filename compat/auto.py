@@ -185,7 +185,8 @@ def _guarded(layer: torch.nn.Module) -> Iterator[None]:
         for name, buf in module._buffers.items():
             if buf is not None:
                 module._buffers[name] = buf.clone()
-        params.extend((name, p, p._version) for name, p in module._parameters.items() if p is not None)
+        params.extend((name, p, p._version) for name, p in module._parameters.items()
+                      if p is not None and not p.is_inference())
     try:
         yield
     finally:

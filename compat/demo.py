@@ -198,12 +198,6 @@ def run_demo(steps: int = 8, device: str = "cpu", dtype: str = "bfloat16", mode:
 
     previous_run = os.environ.get(_flags.RUN_ID)
     os.environ[_flags.RUN_ID] = run_id
-    # The recorder writes its "ops" record (every known class, for `unseen`) once
-    # per process, not once per log file: in a process that logged before (tests,
-    # notebooks) the demo's run would lack it. Workaround until records.py
-    # re-sends it when the log path changes.
-    if hasattr(recorder, "_ops_written"):
-        recorder._ops_written = frozenset()
     generator = torch.Generator().manual_seed(1234)
     try:
         # Every flush in the block (records buffered past 512, the 10 s timer, the

@@ -9,8 +9,8 @@ Every line is one JSON object with these common keys:
     pid    process id
     ts     unix time in seconds (float)
 
-kind "ops" (written once per process at start-up, and again when new classes
-appear): every CustomOp class known to the process, so a report can say which
+kind "ops" (written at the first flush into each log file, and again when new
+classes appear): every CustomOp class known to the process, so a report can say which
 ops were never called ("unseen"):
     ops: [{"op": registered name, "cls": "module.QualName", "port": "ported" | "automatic"}]
 
@@ -20,7 +20,9 @@ process, so a reader sums them):
     seen: calls intercepted,
     compared: calls compared (one "compare" or "error" record each),
     skipped: {reason: count}, reasons: "sampling", "cuda_graph_capture",
-             "compiling", "port_refused" (the port does not accept this call)
+             "compiling", "port_refused" (the port does not accept this call),
+             "same_code" (an unported class whose legacy method is forward_native:
+             its IR side would run the same code, nothing to compare)
 
 kind "compare" (one per compared call):
     op, cls, mode,
@@ -34,7 +36,10 @@ kind "compare" (one per compared call):
                "numel": int, "max_abs": float, "max_rel": float,
                "n_outside": int (elements outside tolerance),
                "nonfinite_mismatch": bool (NaN/Inf where the other side has none),
-               "atol": float, "rtol": float, "passed": bool}],
+               "atol": float, "rtol": float, "passed": bool,
+               "note": str (optional: a shape/dtype/structure mismatch; the error
+               figures may then be missing)}],
+    Non-finite floats are written as null.
     passed: bool (all outputs passed),
     legacy_us, ir_us: time of each side in microseconds (float)
 
@@ -132,7 +137,8 @@ class Recorder:
         self._pid = os.getpid()
         self._buffer: list[dict[str, Any]] = []
         self._counters: dict[tuple[str, str, str], Counter] = {}
-        self._ops_written: frozenset[tuple[str, str, str]] = frozenset()
+        self._ops_written: dict[str, frozenset[tuple[str, str, str]]] = {}
+        """log path -> classes its "ops" records listed: each log file gets its own."""
         self._last_flush = time.monotonic()
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
@@ -194,7 +200,8 @@ class Recorder:
         with self._lock:
             records = self._buffer
             self._buffer = []
-            ops = self._ops_record()
+            path = self.path()
+            ops = self._ops_record(path)
             if ops is not None:
                 records.insert(0, ops)
             for counter in list(self._counters.values()):
@@ -206,7 +213,6 @@ class Recorder:
                 return 0
             common = {"v": SCHEMA_VERSION, "run": run_id(), "pid": os.getpid(), "ts": time.time()}
             lines = "".join(json.dumps(_jsonable({**common, **r}), allow_nan=False) + "\n" for r in records)
-            path = self.path()
             try:
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 # One write of whole lines on an O_APPEND file: a reader never sees half a record.
@@ -224,12 +230,13 @@ class Recorder:
                 return 0
             return len(records)
 
-    def _ops_record(self) -> dict[str, Any] | None:
+    def _ops_record(self, path: str) -> dict[str, Any] | None:
         known = list(self.known_classes())
         keys = frozenset((o["op"], o["cls"], o["port"]) for o in known)
-        if not keys or keys <= self._ops_written:
+        written = self._ops_written.get(path, frozenset())
+        if not keys or keys <= written:
             return None
-        self._ops_written = self._ops_written | keys
+        self._ops_written[path] = written | keys
         return {"kind": "ops", "ops": sorted(known, key=lambda o: (o["op"], o["cls"]))}
 
     def close(self) -> None:

@@ -102,7 +102,7 @@ def run_shadow(layer: Any, state: ClassState, args: tuple, kwargs: dict, legacy)
     counter.compared += 1
     entries = _compare_outputs(result, ir_result, plan)
     for name, real, snap, v_real, v_snap in inputs:
-        if real._version != v_real or snap._version != v_snap:
+        if _mutated(real, snap, v_real, v_snap):
             entries.append(_compare(f"mutated:{name}", real, snap, plan))
     pending = _Pending(base, entries, timer, has_ir_time=True, state=state, strict=flags.strict)
     if flags.strict or not timer.cuda:
@@ -113,9 +113,18 @@ def run_shadow(layer: Any, state: ClassState, args: tuple, kwargs: dict, legacy)
 
 
 # ------------------------------------------------------------- snapshots
+def _version(t: torch.Tensor) -> int | None:
+    """The tensor's version counter; None for inference tensors (vLLM runs under
+    torch.inference_mode, whose tensors have none)."""
+    return None if t.is_inference() else t._version
+
+
 def _snapshot(args: tuple, kwargs: dict, names: tuple[str, ...]):
+    """Copies of the input tensors for the IR side, and what is needed to tell
+    afterwards which inputs either side mutated: version counters, or for
+    inference tensors a pristine copy to compare with."""
     mapping: dict[int, torch.Tensor] = {}
-    inputs: list[tuple[str, torch.Tensor, torch.Tensor, int, int]] = []
+    inputs: list[tuple[str, torch.Tensor, torch.Tensor, Any, Any]] = []
 
     def snap(value: Any, name: str) -> Any:
         if isinstance(value, torch.Tensor):
@@ -123,7 +132,10 @@ def _snapshot(args: tuple, kwargs: dict, names: tuple[str, ...]):
             if copy is None:
                 copy = value.detach().clone()
                 mapping[id(value)] = copy
-                inputs.append((name, value, copy, value._version, copy._version))
+                v_real, v_snap = _version(value), _version(copy)
+                if v_real is None or v_snap is None:
+                    v_real = v_snap = value.detach().clone()  # pristine
+                inputs.append((name, value, copy, v_real, v_snap))
             return copy
         if isinstance(value, (list, tuple)) and any(isinstance(v, torch.Tensor) for v in value):
             return type(value)(snap(v, f"{name}[{i}]") for i, v in enumerate(value))
@@ -132,6 +144,17 @@ def _snapshot(args: tuple, kwargs: dict, names: tuple[str, ...]):
     snap_args = tuple(snap(a, names[i] if i < len(names) else f"arg{i}") for i, a in enumerate(args))
     snap_kwargs = {k: snap(v, k) for k, v in kwargs.items()}
     return snap_args, snap_kwargs, mapping, inputs
+
+
+def _mutated(real: torch.Tensor, snap: torch.Tensor, v_real: Any, v_snap: Any) -> bool:
+    if isinstance(v_real, torch.Tensor):  # inference tensors: compare with the pristine copy
+        return not (_same(real, v_real) and _same(snap, v_real))
+    return _version(real) != v_real or _version(snap) != v_snap
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.shape == b.shape and bool(torch.eq(a, b).logical_or_(a.isnan() & b.isnan()).all()) \
+        if a.is_floating_point() else torch.equal(a, b)
 
 
 _names_cache: dict[type, tuple[str, ...]] = {}

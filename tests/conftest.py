@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 import torch
@@ -14,6 +15,10 @@ HAS_CUDA = torch.cuda.is_available()
 # Triton kernels then run (slowly) on the CPU, which is how CI tests them.
 if not HAS_CUDA:
     os.environ.setdefault("TRITON_INTERPRET", "1")
+
+# Observation logs of the tests (and of the processes they start) go to a
+# temporary folder, not the repository's migration_reports/.
+os.environ["IRSHIM_REPORT_DIR"] = tempfile.mkdtemp(prefix="irshim-test-reports-")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -218,3 +218,29 @@ def test_mismatch_warning_is_rate_limited(shadow, caplog):
             layer(torch.randn(2, 16))
     assert sum("disagrees with legacy" in r.message for r in caplog.records) == 1
     assert len([r for r in shadow("compare") if r["op"] == "test_sh_rms_no_eps"]) == 5
+
+
+@pytest.mark.parametrize("case", ["rms_norm_residual_inplace", "silu_and_mul_bf16", "unported"])
+def test_shadow_under_inference_mode(case, shadow, monkeypatch):
+    """vLLM runs models under torch.inference_mode, whose tensors have no version counter."""
+    layer, make = CASES[case](monkeypatch)
+    with torch.inference_mode():
+        mine, theirs = make(torch.Generator().manual_seed(7)), make(torch.Generator().manual_seed(7))
+        reference = layer._forward_method(*theirs)
+        got = layer(*mine)
+    ref_list = list(reference) if isinstance(reference, tuple) else [reference]
+    got_list = list(got) if isinstance(got, tuple) else [got]
+    for a, b in zip(got_list, ref_list):
+        assert torch.equal(a, b)
+    for a, b in zip(mine, theirs):
+        assert torch.equal(a, b)
+    records = [r for r in shadow() if r["kind"] in ("compare", "error")]
+    if case == "unported":  # BrokenNative's IR side raises: recorded, legacy result returned
+        assert [r["kind"] for r in records] == ["error"]
+        return
+    assert len(records) == 1 and records[0]["kind"] == "compare", records
+    names = [o["name"] for o in records[0]["outputs"]]
+    if case == "rms_norm_residual_inplace":  # the in-place legacy path is still seen mutating its inputs
+        assert names == ["out0", "out1", "mutated:x", "mutated:residual"] and records[0]["passed"]
+    else:
+        assert not any(n.startswith("mutated:") for n in names)
