@@ -138,6 +138,8 @@ def main() -> None:
     rows = []
     for case in cases(ops, args.quick, H.int_list(args.tokens, TOKENS), H.int_list(args.widths, HIDDEN),
                       not args.no_fp16):
+        if args.eager_only and not case.eager:
+            continue
         row = H.summarise(H.run_case(case, provs), copy_gbs, "triton", peers)
         rows.append(row)
         H.print_table([row], names, header=not rows[:-1])

@@ -266,6 +266,7 @@ def parse_args(description: str) -> argparse.Namespace:
     parser.add_argument("--widths", default="", help="comma-separated hidden/intermediate sizes (default: all)")
     parser.add_argument("--no-fp16", action="store_true", help="skip the fp16 row")
     parser.add_argument("--name", default="", help="results file name (default: the script's)")
+    parser.add_argument("--eager-only", action="store_true", help="only the cases with an eager measurement")
     return parser.parse_args()
 
 

@@ -134,12 +134,13 @@ def _sm_count(device_index: int) -> int:
     return torch.cuda.get_device_properties(device_index).multi_processor_count
 
 
+@S.cached_config
 def act_config(n_rows: int, n_cols: int, element_size: int, sm_count: int = 132) -> ActConfig:
     """Launch configuration for ``n_rows x n_cols`` outputs (measurements above)."""
-    target = triton.next_power_of_2(max(1, n_rows * n_cols // (PROGRAMS_PER_SM * sm_count)))
+    target = S.next_pow2(max(1, n_rows * n_cols // (PROGRAMS_PER_SM * sm_count)))
     block = max(MIN_BLOCK, min(MAX_BLOCK, target))
-    block_n = min(block, triton.next_power_of_2(n_cols))
-    block_m = max(1, min(block // block_n, triton.next_power_of_2(max(n_rows, 1))))
+    block_n = min(block, S.next_pow2(n_cols))
+    block_m = max(1, min(block // block_n, S.next_pow2(max(n_rows, 1))))
     return ActConfig(block_m, block_n, WARPS)
 
 
@@ -160,7 +161,7 @@ def _launch_into(kernel, x: Tensor, out: Tensor, act: str, gated: bool, act_on_s
         return
     sms = _sm_count(x.device.index or 0) if x.is_cuda else 132
     cfg = config or act_config(n_rows, n_cols, x.element_size(), sms)
-    grid = (triton.cdiv(n_rows, cfg.block_m) * triton.cdiv(n_cols, cfg.block_n),)
+    grid = (S.cdiv(n_rows, cfg.block_m) * S.cdiv(n_cols, cfg.block_n),)
     if gated:
         kernel[grid](x2, S.row_stride(x2), out2, S.row_stride(out2), n_rows, n_cols, param,
                      ACT=act, ACT_ON_SECOND=act_on_second, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,

@@ -170,12 +170,13 @@ DECODE_MAX_WARPS = 8
 MAX_WARPS = 32
 
 
+@S.cached_config
 def norm_config(n_rows: int, n_cols: int, element_size: int, sm_count: int = 132) -> NormConfig:
     """Launch configuration for ``n_rows x n_cols`` (measurements above)."""
-    block_n = triton.next_power_of_2(n_cols)
+    block_n = S.next_pow2(n_cols)
     if block_n > MAX_SINGLE_PASS:
         return NormConfig(1, CHUNK, 8, False)
-    rows_pow2 = triton.next_power_of_2(max(n_rows, 1))
+    rows_pow2 = S.next_pow2(max(n_rows, 1))
     if n_rows < THROUGHPUT_ROWS:
         block_m = max(1, min(TILE // block_n, rows_pow2))
         max_warps = DECODE_MAX_WARPS
@@ -200,11 +201,11 @@ def _supports(x: Tensor, weight: Tensor | None, x_residual: Tensor | None = None
         return False
     if weight is not None:
         if not (weight.dim() == 1 and weight.shape[0] == x.shape[-1] and weight.dtype in S.DTYPES
-                and weight.device == x.device):
+                and S.same_device(weight, x)):
             return False
     if x_residual is not None:
         if not (x_residual.shape == x.shape and x_residual.dtype in S.DTYPES
-                and x_residual.device == x.device and S.rows_ok(x_residual)):
+                and S.same_device(x_residual, x) and S.rows_ok(x_residual)):
             return False
     return True
 
@@ -228,7 +229,7 @@ def _launch(kernel, x: Tensor, x_residual: Tensor | None, weight: Tensor | None,
     res2 = S.as_rows(residual_out) if has_residual else out2
     sms = _sm_count(x.device.index or 0) if x.is_cuda else 132
     cfg = config or norm_config(n_rows, n_cols, x.element_size(), sms)
-    grid = (triton.cdiv(n_rows, cfg.block_m),)
+    grid = (S.cdiv(n_rows, cfg.block_m),)
     kernel[grid](
         x2, S.row_stride(x2), r2, S.row_stride(r2),
         weight if weight is not None else x2, weight.stride(0) if weight is not None else 0,
