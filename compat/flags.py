@@ -251,3 +251,6 @@ def override(
                     os.environ[PRIORITY] = old_priority
                 _ir_priority.reload_env()
             _set(previous)
+
+
+reload()  # a malformed IRSHIM_* value stops start-up here, naming the variable

@@ -55,8 +55,19 @@ def test_override_restores_on_exception_and_validates():
     assert flags.current() == before and "rms_norm=native" != os.environ.get("IRSHIM_PRIORITY")
 
 
-def test_malformed_environment_stops_start_up():
+@pytest.mark.parametrize("start", ["from irshim.compat import CustomOp", "import irshim.compat.layers",
+                                   "import irshim.compat as c; c.install"])
+def test_malformed_environment_stops_start_up(start):
+    # Model code starts up by importing layers or the base: that is where it stops.
     env = dict(os.environ, IRSHIM_SHADOW_SAMPLE="2")
-    proc = subprocess.run([sys.executable, "-c", "import irshim.compat"], env=env, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", start], env=env, capture_output=True, text=True)
     assert proc.returncode != 0
     assert "IRSHIM_SHADOW_SAMPLE='2' is invalid" in proc.stderr and "0 < p <= 1" in proc.stderr
+
+
+def test_the_command_reports_a_malformed_setting_without_a_traceback():
+    env = dict(os.environ, IRSHIM_DISPATCH="bogus")
+    proc = subprocess.run([sys.executable, "-m", "irshim.compat.cli", "status"], env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("irshim status: IRSHIM_DISPATCH='bogus' is invalid")
