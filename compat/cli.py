@@ -194,30 +194,26 @@ def _status_data(tokens: int, hidden: int, dtype_name: str) -> dict:
     from .auto import auto_op_for
     from .ports import find_port
 
+    from irshim.ir import autotune
+
     flags = compat.flags.current()
     family = device_family()
     device = "cpu" if family == "cpu" else ("cuda" if family in ("cuda", "rocm") else family)
     dtype = getattr(torch, dtype_name)
     loaded = load_providers()
     ops = []
-    for name in sorted(IrOp.registry):
-        op = IrOp.registry[name]
-        entry: dict[str, Any] = {"op": name, "doc": op.doc}
-        try:
-            requested, source = op.requested_priority()
-            entry.update(requested=requested, source=source, priority=op.get_priority())
-        except Exception as exc:  # a bad IRSHIM_PRIORITY entry for this op
-            entry.update(requested=[], source="error", priority=[], error=str(exc))
-        try:
-            inputs = op.generate_inputs(tokens, hidden, dtype, device)
-            entry["verdicts"] = op.explain(*inputs)
-            entry["chosen"] = op.dispatch(*inputs).provider
-        except Exception as exc:
-            entry["verdicts"] = [(p, "supported" if impl.supported else "not supported on this platform")
-                                 for p, impl in op.impls.items()]
-            entry["chosen"] = None
-            entry["inputs_error"] = f"{type(exc).__name__}: {exc}"
-        ops.append(entry)
+    # `status` reports; it never measures: ops on `auto` show cached choices only.
+    tune_setting = os.environ.get("IRSHIM_TUNE")
+    os.environ["IRSHIM_TUNE"] = "off"
+    try:
+        tuned = autotune.cached_choices(device)
+        ops = _op_status(IrOp.registry, tokens, hidden, dtype, device)
+    finally:
+        if tune_setting is None:
+            os.environ.pop("IRSHIM_TUNE", None)
+        else:
+            os.environ["IRSHIM_TUNE"] = tune_setting
+    classes = []
     classes = []
     for known in sorted(dispatch.known_classes(), key=lambda c: (c["op"], c["cls"])):
         cls = _import_qualname(known["cls"])
@@ -247,8 +243,33 @@ def _status_data(tokens: int, hidden: int, dtype_name: str) -> dict:
         "provider_failures": dict(ir_providers.failures),
         "installed_bases": [f"{b.__module__}.{b.__qualname__}" for b in compat.installed()],
         "ir_ops": ops,
+        "tuned_choices": tuned,
+        "tuning_cache": str(autotune.TuneCache().path),
         "custom_ops": classes,
     }
+
+
+def _op_status(registry: dict, tokens: int, hidden: int, dtype: Any, device: str) -> list[dict]:
+    ops = []
+    for name in sorted(registry):
+        op = registry[name]
+        entry: dict[str, Any] = {"op": name, "doc": op.doc}
+        try:
+            requested, source = op.requested_priority()
+            entry.update(requested=requested, source=source, priority=op.get_priority())
+        except Exception as exc:  # a bad IRSHIM_PRIORITY entry for this op
+            entry.update(requested=[], source="error", priority=[], error=str(exc))
+        try:
+            inputs = op.generate_inputs(tokens, hidden, dtype, device)
+            entry["verdicts"] = op.explain(*inputs)
+            entry["chosen"] = op.dispatch(*inputs).provider
+        except Exception as exc:
+            entry["verdicts"] = [(p, "supported" if impl.supported else "not supported on this platform")
+                                 for p, impl in op.impls.items()]
+            entry["chosen"] = None
+            entry["inputs_error"] = f"{type(exc).__name__}: {exc}"
+        ops.append(entry)
+    return ops
 
 
 def _safe(fn: Any) -> Any:
@@ -317,6 +338,13 @@ def cmd_status(args: argparse.Namespace) -> int:
             if verdict == "not supported on this platform":
                 verdict = f"not supported on this platform ({data['device_family']})"
             print(f"      {provider:<14} {verdict}")
+    print(f"\nTuned choices for `auto` on this machine ({data['tuning_cache']}):")
+    if data["tuned_choices"]:
+        print(_table([[c["op"], c["bucket"], c["winner"],
+                       ", ".join(f"{p} {us:.1f}" for p, us in sorted(c["times_us"].items(), key=lambda kv: kv[1]))]
+                      for c in data["tuned_choices"]], ["op", "bucket", "winner", "candidates (µs)"]))
+    else:
+        print("  none (`irshim tune OP ...`, or IRSHIM_PRIORITY=op=auto tunes on first use)")
     print("\nCustomOp classes:")
     rows = []
     for c in data["custom_ops"]:
@@ -457,6 +485,43 @@ def cmd_scan(args: argparse.Namespace) -> int:
     return 0
 
 
+# -------------------------------------------------------------------- tune
+def cmd_tune(args: argparse.Namespace) -> int:
+    import torch
+
+    from irshim.ir import autotune, get_op
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = getattr(torch, args.dtype)
+    try:
+        tokens = [int(t) for t in args.tokens.split(",") if t.strip()]
+    except ValueError:
+        raise UserError(f"--tokens takes comma-separated integers, got {args.tokens!r}") from None
+    try:
+        ops = [get_op(name) for name in args.ops]
+    except KeyError as exc:
+        raise UserError(str(exc.args[0])) from None
+    rows, results = [], []
+    for op in ops:
+        for t in tokens:
+            call = op.generate_inputs(t, args.hidden, dtype, device)
+            choice = autotune.tune(op, call, force=args.force)
+            results.append(choice)
+            times = ", ".join(f"{p} {us:.1f}" for p, us in sorted(choice.times_us.items(), key=lambda kv: kv[1]))
+            out = "; ".join(f"{p}: {why}" for p, why in choice.disqualified.items()) or "-"
+            rows.append([op.name, choice.bucket, times or "-", choice.winner or "(none valid)", out,
+                         "cached" if choice.source == "disk" else f"{choice.tuning_ms:.0f} ms"])
+    if args.json:
+        import dataclasses
+        import json
+
+        print(json.dumps([dataclasses.asdict(c) for c in results], indent=1))
+        return 0
+    print(f"tuning on {device} ({args.dtype}, hidden {args.hidden}); cache: {autotune.TuneCache().path}")
+    print(_table(rows, ["op", "bucket", "candidates (µs)", "winner", "disqualified", "tuning"]))
+    return 0
+
+
 # -------------------------------------------------------------------- demo
 def cmd_demo(args: argparse.Namespace) -> int:
     from . import report as rp
@@ -549,6 +614,28 @@ examples:
     p.add_argument("--recursive", action="store_true", help="also import every submodule of a package")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_scan)
+
+    p = sub.add_parser(
+        "tune", formatter_class=fmt, help="measure providers now and cache the winners for `auto`",
+        description="Pre-tune IR ops for the priority entry `auto`: for each op and token count, time "
+                    "every supported provider on fresh inputs from the op's input generator, disqualify "
+                    "those outside the op's tolerance against native, and cache the fastest (the cache "
+                    "`auto` reads: $IRSHIM_TUNE_CACHE or ~/.cache/irshim).",
+        epilog="""\
+examples:
+  irshim tune rms_norm silu_and_mul --tokens 1,16,128,1024
+  irshim tune fused_add_rms_norm --tokens 4096 --hidden 8192 --dtype float16 --force
+then use the choices:  IRSHIM_PRIORITY='rms_norm=auto;silu_and_mul=auto' python serve.py""")
+    p.add_argument("ops", nargs="+", metavar="OP", help="IR op names (see `irshim status`)")
+    p.add_argument("--tokens", default="1,16,128,1024", help="comma-separated token counts (default: %(default)s)")
+    p.add_argument("--hidden", type=int, default=4096,
+                   help="hidden size given to the op's input generator (default: %(default)s)")
+    p.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"),
+                   help="dtype (default: %(default)s)")
+    p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
+    p.add_argument("--force", action="store_true", help="measure again even where the cache has a choice")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser(
         "demo", formatter_class=fmt, help="run a small model in shadow mode and write a migration report",

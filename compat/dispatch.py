@@ -16,7 +16,6 @@ from typing import Any
 
 import torch
 
-from . import custom_op as _custom_op
 from . import flags as _flags
 from .ports import Refusal, find_port
 from .records import recorder
@@ -296,6 +295,10 @@ def _log_once(op: str, reason: str, level: int, msg: str, *args: Any) -> None:
     _logged.add(key)
     logger.log(level, msg, *args)
 
+
+# Imported last: custom_op imports this module's `_states` and `call`, so
+# either module may be imported first.
+from . import custom_op as _custom_op  # noqa: E402
 
 BASES.append(_custom_op.CustomOp)
 _flags.on_change(prepare_all)

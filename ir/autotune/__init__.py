@@ -10,6 +10,6 @@ and on disk (`cache.py`).
 
 from .bucket import default_bucket
 from .cache import TuneCache, cache_dir
-from .tuner import AutoImpl, Choice, stats, tune
+from .tuner import AutoImpl, Choice, cached_choices, stats, tune
 
-__all__ = ["AutoImpl", "Choice", "TuneCache", "cache_dir", "default_bucket", "stats", "tune"]
+__all__ = ["AutoImpl", "Choice", "TuneCache", "cache_dir", "cached_choices", "default_bucket", "stats", "tune"]

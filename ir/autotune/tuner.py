@@ -285,3 +285,16 @@ def tune(op: IrOp, args: tuple, kwargs: dict | None = None, *, candidates: list[
     if choice.winner:
         cache.put(key, {k: v for k, v in asdict(choice).items() if k != "source"})
     return choice
+
+
+def cached_choices(device_type: str = "cpu") -> list[dict[str, Any]]:
+    """The choices the disk cache holds for this machine (for `irshim status`)."""
+    prefix = machine_key(device_type) + "|"
+    choices = []
+    for key, entry in sorted(TuneCache().entries().items()):
+        if not key.startswith(prefix) or not isinstance(entry, dict):
+            continue
+        op, bucket, providers = (key[len(prefix):].split("|", 2) + ["", ""])[:3]
+        choices.append({"op": op, "bucket": bucket, "candidates": providers, "winner": entry.get("winner"),
+                        "times_us": entry.get("times_us", {}), "disqualified": entry.get("disqualified", {})})
+    return choices
