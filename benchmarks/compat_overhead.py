@@ -67,6 +67,14 @@ class IrshimIdentity(CustomOp):
         return x
 
 
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def _per_call_us(fn, number: int) -> float:
     return timeit.timeit(fn, number=number) / number * 1e6
 
@@ -112,7 +120,7 @@ def main(argv=None) -> dict:
         }, args.number // 4, args.repeats)
 
     result = {
-        "machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
+        "machine": {"cpu": _cpu_name(), "python": platform.python_version(),
                     "torch": torch.__version__},
         "off_us": off, "on_us": on,
         "off_overhead_us": off["irshim CustomOp, off"] - off["no irshim"],

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import timeit
@@ -41,6 +42,14 @@ def _cases():
         "fused_add_rms_norm": (x, x.clone(), w, 1e-6),
         "silu_and_mul": (torch.randn(1, 16),),
     }
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
 
 
 def measure(op: ir.IrOp, args: tuple, number: int, repeats: int) -> dict:
@@ -76,7 +85,7 @@ def to_markdown(result: dict) -> str:
     lines = [
         "# Dispatch overhead (CPU, tiny tensors)",
         "",
-        f"Machine: {env['cpu']} ({env['cores']} cores), Python {env['python']}, torch {env['torch']}.",
+        f"Machine: {env['cpu']} ({env['cores']} cores; torch limited to 1 thread), Python {env['python']}, torch {env['torch']}.",
         f"Median of {result['repeats']} interleaved repeats of {result['number']} calls each.",
         f"Target: an eager IR call adds <= {TARGET_US} µs to the direct provider call.",
         "",
@@ -101,8 +110,8 @@ def main() -> None:
     torch.set_num_threads(1)
     result = {
         "environment": {
-            "cpu": platform.processor() or platform.machine(),
-            "cores": torch.get_num_threads(),
+            "cpu": cpu_name(),
+            "cores": os.cpu_count(),
             "python": platform.python_version(),
             "torch": torch.__version__,
         },
