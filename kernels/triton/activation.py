@@ -162,6 +162,11 @@ def _launch_into(kernel, x: Tensor, out: Tensor, act: str, gated: bool, act_on_s
     sms = _sm_count(x.device.index or 0) if x.is_cuda else 132
     cfg = config or act_config(n_rows, n_cols, x.element_size(), sms)
     grid = (S.cdiv(n_rows, cfg.block_m) * S.cdiv(n_cols, cfg.block_n),)
+    with S.on_device(x):
+        _call(kernel, grid, cfg, x2, out2, n_rows, n_cols, act, gated, act_on_second, param)
+
+
+def _call(kernel, grid, cfg, x2, out2, n_rows, n_cols, act, gated, act_on_second, param):
     if gated:
         kernel[grid](x2, S.row_stride(x2), out2, S.row_stride(out2), n_rows, n_cols, param,
                      ACT=act, ACT_ON_SECOND=act_on_second, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,

@@ -230,6 +230,11 @@ def _launch(kernel, x: Tensor, x_residual: Tensor | None, weight: Tensor | None,
     sms = _sm_count(x.device.index or 0) if x.is_cuda else 132
     cfg = config or norm_config(n_rows, n_cols, x.element_size(), sms)
     grid = (S.cdiv(n_rows, cfg.block_m),)
+    with S.on_device(x):
+        _call(kernel, grid, cfg, x2, r2, res2, out2, weight, n_rows, n_cols, epsilon, has_residual, gemma)
+
+
+def _call(kernel, grid, cfg, x2, r2, res2, out2, weight, n_rows, n_cols, epsilon, has_residual, gemma):
     kernel[grid](
         x2, S.row_stride(x2), r2, S.row_stride(r2),
         weight if weight is not None else x2, weight.stride(0) if weight is not None else 0,
