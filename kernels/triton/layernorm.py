@@ -152,7 +152,8 @@ MAX_SINGLE_PASS = 16384
 CHUNK = 4096
 # Two regimes (H200, bf16, CUDA-graph µs; run 2 of the sweep in benchmarks/bench_norms.py,
 # "rows/warps", all loads issued before the reduction):
-# - Decode, fewer than THROUGHPUT_ROWS rows: one row a program, at most 8 warps.
+# - Decode, fewer rows than THROUGHPUT_ROWS_PER_SM x SMs (264 on H100/H200): one row a
+#   program, at most 8 warps.
 #     rms_norm       1 x 4096: 1/8 1.41  1/16 1.44  1/32 1.76 | 1 x 8192: 1/8 1.90  1/16 1.92  1/32 2.05
 #                   64 x 4096: 1/8 1.73  1/16 1.78            | 64 x 8192: 1/8 2.16  1/16 2.21
 #     fused_add      1 x 8192: 1/8 2.10  1/32 2.26            | 64 x 8192: 1/8 2.44  1/32 2.54
@@ -163,7 +164,7 @@ CHUNK = 4096
 #     rms_norm    1024 x 8192: 1/16 9.95  1/4 9.85 | 16384 x 8192: 1/16 133.6 2/8 130.8
 #     fused_add   1024 x 8192: 1/16 18.7  1/4 18.4 | 16384 x 8192: 1/16 266.9 1/32 260.8
 TILE = 2048
-THROUGHPUT_ROWS = 256
+THROUGHPUT_ROWS_PER_SM = 2
 PROGRAM_ELEMENTS = 8192
 ELEMENTS_PER_THREAD = 16
 DECODE_MAX_WARPS = 8
@@ -177,7 +178,7 @@ def norm_config(n_rows: int, n_cols: int, element_size: int, sm_count: int = 132
     if block_n > MAX_SINGLE_PASS:
         return NormConfig(1, CHUNK, 8, False)
     rows_pow2 = S.next_pow2(max(n_rows, 1))
-    if n_rows < THROUGHPUT_ROWS:
+    if n_rows < THROUGHPUT_ROWS_PER_SM * sm_count:
         block_m = max(1, min(TILE // block_n, rows_pow2))
         max_warps = DECODE_MAX_WARPS
     else:
