@@ -1,0 +1,597 @@
+"""Triton FP8 quantization: static, dynamic per-tensor / per-token / per-group, and
+RMS norm fused with static or dynamic per-token quantization.
+
+Kernels first (one per access pattern), then launch configurations, launchers,
+the graph-visible ``triton_op`` forms and the IR registrations.
+
+Semantics are the IR's (``ir/ops/quant.py``): float32 arithmetic,
+``scale = max(amax / 448, MIN_SCALE)``, ``q = fp8(clamp(x / scale, ±448))``
+with IEEE division (``div_rn``) and round-to-nearest-even; the fused kernels
+round the norm output to x's dtype before quantizing, as the unfused pair does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+from torch.library import triton_op, wrap_triton
+
+from irshim.ir.ops import quant as qops
+
+from . import _support as S
+
+OPS = tuple(op.name for op in qops.OPS)
+
+FP8_DTYPE = qops.FP8_DTYPE
+FP8_MAX: tl.constexpr = tl.constexpr(qops.FP8_MAX)
+MIN_SCALE: tl.constexpr = tl.constexpr(qops.MIN_SCALE)
+
+
+# ---------------------------------------------------------------- kernels
+
+
+@triton.jit
+def _to_fp8(x, scale, Q):
+    """x (float32) / scale, saturated to ±448, rounded to nearest even in Q's FP8 type."""
+    y = tl.math.div_rn(x, scale)
+    y = tl.minimum(tl.maximum(y, -FP8_MAX), FP8_MAX)
+    return y.to(Q.dtype.element_ty, fp_downcast_rounding="rtne")
+
+
+@triton.jit
+def _scale_of(amax):
+    return tl.maximum(tl.math.div_rn(amax, FP8_MAX), MIN_SCALE)
+
+
+@triton.jit
+def _amax_kernel(
+    X, X_ROW_STRIDE,      # input rows
+    AMAX,                 # [1] float32, zero-initialised: atomically maxed
+    N_ROWS, N_COLS,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    mask = (rows < N_ROWS)[:, None] & (cols < N_COLS)[None, :]
+    x = tl.load(X + rows.to(tl.int64)[:, None] * X_ROW_STRIDE + cols[None, :], mask=mask, other=0.0)
+    tl.atomic_max(AMAX, tl.max(tl.max(tl.abs(x.to(tl.float32)), axis=1), axis=0))
+
+
+@triton.jit
+def _static_quant_kernel(
+    X, X_ROW_STRIDE, Q, Q_ROW_STRIDE,
+    SCALE,                # [1] float32: the scale, or the amax when FROM_AMAX
+    SCALE_OUT,            # [1] float32: the scale derived from the amax (FROM_AMAX only)
+    N_ROWS, N_COLS,
+    FROM_AMAX: tl.constexpr,   # dynamic per-tensor: scale = max(amax / 448, MIN_SCALE)
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    pid_m, pid_n = tl.program_id(0), tl.program_id(1)
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    mask = (rows < N_ROWS)[:, None] & (cols < N_COLS)[None, :]
+    rows = rows.to(tl.int64)
+    x = tl.load(X + rows[:, None] * X_ROW_STRIDE + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+    scale = tl.load(SCALE)
+    if FROM_AMAX:
+        scale = _scale_of(scale)
+        # Program (0, 0) writes the scale (a 2-vector store: scalar masks are not portable).
+        two = tl.arange(0, 2)
+        tl.store(SCALE_OUT + two, scale + tl.zeros([2], tl.float32), mask=(two + pid_m + pid_n) == 0)
+    tl.store(Q + rows[:, None] * Q_ROW_STRIDE + cols[None, :], _to_fp8(x, scale, Q), mask=mask)
+
+
+@triton.jit
+def _per_token_quant_kernel(
+    X, X_ROW_STRIDE, Q, Q_ROW_STRIDE,
+    SCALES,               # [rows] float32 out (the [..., 1] scales, contiguous)
+    UB,                   # [1] float32 amax cap (HAS_UB only)
+    N_ROWS, N_COLS,
+    HAS_UB: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    SINGLE_PASS: tl.constexpr,   # whole rows in registers; else an amax pass and a quant pass
+):
+    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    row_mask = rows < N_ROWS
+    x_rows = X + rows.to(tl.int64)[:, None] * X_ROW_STRIDE
+    q_rows = Q + rows.to(tl.int64)[:, None] * Q_ROW_STRIDE
+    if SINGLE_PASS:
+        cols = tl.arange(0, BLOCK_N)
+        mask = row_mask[:, None] & (cols < N_COLS)[None, :]
+        x = tl.load(x_rows + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+        amax = tl.max(tl.abs(x), axis=1)
+    else:
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        for start in range(0, N_COLS, BLOCK_N):
+            cols = start + tl.arange(0, BLOCK_N)
+            mask = row_mask[:, None] & (cols < N_COLS)[None, :]
+            acc = tl.maximum(acc, tl.abs(tl.load(x_rows + cols[None, :], mask=mask, other=0.0).to(tl.float32)))
+        amax = tl.max(acc, axis=1)
+    if HAS_UB:
+        amax = tl.minimum(amax, tl.load(UB))
+    scale = _scale_of(amax)
+    tl.store(SCALES + rows, scale, mask=row_mask)
+    if SINGLE_PASS:
+        tl.store(q_rows + cols[None, :], _to_fp8(x, scale[:, None], Q), mask=mask)
+    else:
+        for start in range(0, N_COLS, BLOCK_N):
+            cols = start + tl.arange(0, BLOCK_N)
+            mask = row_mask[:, None] & (cols < N_COLS)[None, :]
+            x = tl.load(x_rows + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+            tl.store(q_rows + cols[None, :], _to_fp8(x, scale[:, None], Q), mask=mask)
+
+
+@triton.jit
+def _group_quant_kernel(
+    X, X_ROW_STRIDE, Q, Q_ROW_STRIDE,
+    SCALES, SCALES_ROW_STRIDE,   # [rows, groups_per_row] float32 out
+    N_GROUPS, GROUPS_PER_ROW,    # groups in the whole tensor, per row
+    GROUP: tl.constexpr,         # group size (a power of two)
+    BLOCK_G: tl.constexpr,       # groups per program
+):
+    groups = tl.program_id(0) * BLOCK_G + tl.arange(0, BLOCK_G)
+    group_mask = groups < N_GROUPS
+    row = (groups // GROUPS_PER_ROW).to(tl.int64)
+    col0 = (groups % GROUPS_PER_ROW) * GROUP
+    cols = tl.arange(0, GROUP)
+    mask = group_mask[:, None]
+    x = tl.load(X + row[:, None] * X_ROW_STRIDE + col0[:, None] + cols[None, :], mask=mask, other=0.0)
+    x = x.to(tl.float32)
+    scale = _scale_of(tl.max(tl.abs(x), axis=1))
+    tl.store(SCALES + row * SCALES_ROW_STRIDE + groups % GROUPS_PER_ROW, scale, mask=group_mask)
+    tl.store(Q + row[:, None] * Q_ROW_STRIDE + col0[:, None] + cols[None, :], _to_fp8(x, scale[:, None], Q),
+             mask=mask)
+
+
+@triton.jit
+def _rms_norm_quant_kernel(
+    # inputs: x and the residual to add (unused unless HAS_RESIDUAL), row strides
+    X, X_ROW_STRIDE, R, R_ROW_STRIDE,
+    # weight [N_COLS] and its stride (unused unless HAS_WEIGHT)
+    W, W_STRIDE,
+    # outputs: FP8 rows, the sum x + residual (HAS_RESIDUAL), per-row scales (DYNAMIC)
+    Q, Q_ROW_STRIDE, RES_OUT, RES_OUT_ROW_STRIDE, SCALES,
+    # the static scale (not DYNAMIC), the amax cap (HAS_UB)
+    SCALE, UB,
+    N_ROWS, N_COLS, EPS,
+    HAS_RESIDUAL: tl.constexpr, HAS_WEIGHT: tl.constexpr,
+    DYNAMIC: tl.constexpr,        # per-token scales from the normed rows; else SCALE
+    HAS_UB: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    SINGLE_PASS: tl.constexpr,    # whole rows in registers; else 2 (static) or 3 (dynamic) passes
+):
+    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    row_mask = rows < N_ROWS
+    rows64 = rows.to(tl.int64)
+    x_rows = X + rows64[:, None] * X_ROW_STRIDE
+    r_rows = R + rows64[:, None] * R_ROW_STRIDE
+    q_rows = Q + rows64[:, None] * Q_ROW_STRIDE
+    res_rows = RES_OUT + rows64[:, None] * RES_OUT_ROW_STRIDE
+    eps = tl.cast(EPS, tl.float32)  # Inductor passes float scalars as fp64: keep the math fp32
+
+    if SINGLE_PASS:
+        cols = tl.arange(0, BLOCK_N)
+        col_mask = cols < N_COLS
+        mask = row_mask[:, None] & col_mask[None, :]
+        # Every load is issued before the reduction (one memory round trip at decode sizes).
+        x = tl.load(x_rows + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+        if HAS_RESIDUAL:
+            r = tl.load(r_rows + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+        if HAS_WEIGHT:
+            w = tl.load(W + cols * W_STRIDE, mask=col_mask, other=0.0).to(tl.float32)
+        if not DYNAMIC:
+            scale = tl.load(SCALE)
+        if HAS_RESIDUAL:
+            s = (x + r).to(RES_OUT.dtype.element_ty)  # the residual is rounded to x's dtype
+            tl.store(res_rows + cols[None, :], s, mask=mask)
+            x = s.to(tl.float32)
+        rstd = tl.rsqrt(tl.sum(x * x, axis=1) / N_COLS + eps)
+        y = x * rstd[:, None]
+        if HAS_WEIGHT:
+            y = y * w[None, :]
+        y = y.to(X.dtype.element_ty).to(tl.float32)  # the norm output, rounded as the unfused pair
+        if DYNAMIC:
+            amax = tl.max(tl.abs(y), axis=1)
+            if HAS_UB:
+                amax = tl.minimum(amax, tl.load(UB))
+            row_scale = _scale_of(amax)
+            tl.store(SCALES + rows, row_scale, mask=row_mask)
+            tl.store(q_rows + cols[None, :], _to_fp8(y, row_scale[:, None], Q), mask=mask)
+        else:
+            tl.store(q_rows + cols[None, :], _to_fp8(y, scale, Q), mask=mask)
+    else:
+        # Pass 1: sum of squares (and the residual, written once).
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        for start in range(0, N_COLS, BLOCK_N):
+            cols = start + tl.arange(0, BLOCK_N)
+            mask = row_mask[:, None] & (cols < N_COLS)[None, :]
+            x = tl.load(x_rows + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+            if HAS_RESIDUAL:
+                r = tl.load(r_rows + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+                s = (x + r).to(RES_OUT.dtype.element_ty)
+                tl.store(res_rows + cols[None, :], s, mask=mask)
+                x = s.to(tl.float32)
+            acc += x * x
+        rstd = tl.rsqrt(tl.sum(acc, axis=1) / N_COLS + eps)
+        if HAS_RESIDUAL:
+            tl.debug_barrier()  # later passes re-read the residual this program wrote
+            src_rows = res_rows
+        else:
+            src_rows = x_rows
+        if DYNAMIC:
+            # Pass 2: amax of the (rounded) normed rows.
+            peak = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+            for start in range(0, N_COLS, BLOCK_N):
+                cols = start + tl.arange(0, BLOCK_N)
+                col_mask = cols < N_COLS
+                mask = row_mask[:, None] & col_mask[None, :]
+                x = tl.load(src_rows + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+                y = x * rstd[:, None]
+                if HAS_WEIGHT:
+                    y = y * tl.load(W + cols * W_STRIDE, mask=col_mask, other=0.0).to(tl.float32)[None, :]
+                peak = tl.maximum(peak, tl.abs(y.to(X.dtype.element_ty).to(tl.float32)))
+            amax = tl.max(peak, axis=1)
+            if HAS_UB:
+                amax = tl.minimum(amax, tl.load(UB))
+            row_scale = _scale_of(amax)
+            tl.store(SCALES + rows, row_scale, mask=row_mask)
+            scale2 = row_scale[:, None]
+        else:
+            scale2 = tl.load(SCALE) + tl.zeros((BLOCK_M, 1), dtype=tl.float32)
+        # Last pass: normalise again and quantize.
+        for start in range(0, N_COLS, BLOCK_N):
+            cols = start + tl.arange(0, BLOCK_N)
+            col_mask = cols < N_COLS
+            mask = row_mask[:, None] & col_mask[None, :]
+            x = tl.load(src_rows + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+            y = x * rstd[:, None]
+            if HAS_WEIGHT:
+                y = y * tl.load(W + cols * W_STRIDE, mask=col_mask, other=0.0).to(tl.float32)[None, :]
+            y = y.to(X.dtype.element_ty).to(tl.float32)
+            tl.store(q_rows + cols[None, :], _to_fp8(y, scale2, Q), mask=mask)
+
+
+# ---------------------------------------------------------- launch config
+
+
+@dataclass(frozen=True)
+class RowConfig:
+    """Row kernels (per-token, fused norm): rows a program, columns a step, warps."""
+
+    block_m: int
+    block_n: int
+    num_warps: int
+    single_pass: bool
+
+
+@dataclass(frozen=True)
+class TileConfig:
+    """Element-wise kernels (static quant, amax): a [block_m, block_n] tile a program."""
+
+    block_m: int
+    block_n: int
+    num_warps: int
+
+
+@dataclass(frozen=True)
+class GroupConfig:
+    block_g: int
+    num_warps: int
+
+
+# Not yet measured on a GPU (the session that wrote them had none): the row
+# regimes copy the RMS-norm heuristic of layernorm.py, whose kernels read and
+# write rows the same way (H200 sweep there: one row a program below 256 rows,
+# ~8192 elements a program above). Element-wise tiles of 4096 elements, 4 warps,
+# like the activation kernels. benchmarks/bench_quant.py --sweep checks them.
+MAX_SINGLE_PASS = 16384
+CHUNK = 4096
+TILE = 2048
+THROUGHPUT_ROWS = 256
+PROGRAM_ELEMENTS = 8192
+ELEMENTS_PER_THREAD = 16
+DECODE_MAX_WARPS = 8
+MAX_WARPS = 32
+TILE_ELEMENTS = 4096
+TILE_MAX_COLS = 1024
+TILE_WARPS = 4
+GROUP_ELEMENTS = 4096
+MAX_GROUP = 4096
+
+
+@S.cached_config
+def row_config(n_rows: int, n_cols: int) -> RowConfig:
+    block_n = S.next_pow2(n_cols)
+    if block_n > MAX_SINGLE_PASS:
+        return RowConfig(1, CHUNK, 8, False)
+    rows_pow2 = S.next_pow2(max(n_rows, 1))
+    if n_rows < THROUGHPUT_ROWS:
+        block_m, max_warps = max(1, min(TILE // block_n, rows_pow2)), DECODE_MAX_WARPS
+    else:
+        block_m, max_warps = max(1, min(PROGRAM_ELEMENTS // block_n, rows_pow2)), MAX_WARPS
+    num_warps = max(1, min(max_warps, block_m * block_n // (ELEMENTS_PER_THREAD * 32)))
+    return RowConfig(block_m, block_n, num_warps, True)
+
+
+@S.cached_config
+def tile_config(n_rows: int, n_cols: int) -> TileConfig:
+    block_n = min(S.next_pow2(n_cols), TILE_MAX_COLS)
+    block_m = max(1, min(TILE_ELEMENTS // block_n, S.next_pow2(max(n_rows, 1))))
+    return TileConfig(block_m, block_n, TILE_WARPS)
+
+
+@S.cached_config
+def group_config(n_groups: int, group: int) -> GroupConfig:
+    block_g = max(1, min(GROUP_ELEMENTS // group, S.next_pow2(max(n_groups, 1))))
+    return GroupConfig(block_g, max(1, min(8, block_g * group // (ELEMENTS_PER_THREAD * 32))))
+
+
+# ------------------------------------------------------------- predicates
+
+
+def _scalar_ok(t: Tensor | None, x: Tensor) -> bool:
+    return t is None or (t.numel() == 1 and t.dtype == torch.float32 and S.same_device(t, x))
+
+
+def _x_ok(x: Tensor) -> bool:
+    return x.dim() >= 1 and x.dtype in S.DTYPES and S.device_ok(x) and S.rows_ok(x)
+
+
+def _weight_ok(weight: Tensor | None, x: Tensor) -> bool:
+    return weight is None or (weight.dim() == 1 and weight.shape[0] == x.shape[-1]
+                              and weight.dtype in S.DTYPES and S.same_device(weight, x))
+
+
+def _static_args(x, scale):
+    return _x_ok(x) and scale is not None and _scalar_ok(scale, x)
+
+
+def _dynamic_args(x):
+    return _x_ok(x)
+
+
+def _per_token_args(x, scale_ub=None):
+    return _x_ok(x) and _scalar_ok(scale_ub, x)
+
+
+def _group_args(x, group_size):
+    # The kernel loads a group as one power-of-two block of columns.
+    return (_x_ok(x) and 0 < group_size <= MAX_GROUP and group_size & (group_size - 1) == 0
+            and x.shape[-1] % group_size == 0)
+
+
+def _norm_static_args(x, weight, epsilon, scale):
+    return _x_ok(x) and _weight_ok(weight, x) and scale is not None and _scalar_ok(scale, x)
+
+
+def _fused_add_static_args(x, x_residual, weight, epsilon, scale):
+    return (_norm_static_args(x, weight, epsilon, scale) and x_residual.shape == x.shape
+            and x_residual.dtype in S.DTYPES and S.same_device(x_residual, x) and S.rows_ok(x_residual))
+
+
+def _norm_dynamic_args(x, weight, epsilon, scale_ub=None):
+    return _x_ok(x) and _weight_ok(weight, x) and _scalar_ok(scale_ub, x)
+
+
+# --------------------------------------------------------------- launchers
+# `kernel(...)` arguments are the jitted kernels (eager) or wrap_triton(...) of
+# them (inside the triton_ops). Outputs are fresh and contiguous.
+
+
+def _on_device(t: Tensor):
+    """Launch on t's GPU (Triton launches on the current device)."""
+    if t.is_cuda and t.get_device() != torch.cuda.current_device():
+        return torch.cuda.device(t.get_device())
+    return contextlib.nullcontext()
+
+
+def _fp8_like(x: Tensor) -> Tensor:
+    return torch.empty(x.shape, dtype=FP8_DTYPE, device=x.device)
+
+
+def static_quant(x: Tensor, scale: Tensor, kernel=_static_quant_kernel, config: TileConfig | None = None) -> Tensor:
+    q = _fp8_like(x)
+    if x.numel():
+        x2, q2 = S.as_rows(x), S.as_rows(q)
+        n_rows, n_cols = x2.shape
+        cfg = config or tile_config(n_rows, n_cols)
+        grid = (S.cdiv(n_rows, cfg.block_m), S.cdiv(n_cols, cfg.block_n))
+        with _on_device(x):
+            kernel[grid](x2, S.row_stride(x2), q2, S.row_stride(q2), scale, scale, n_rows, n_cols,
+                         FROM_AMAX=False, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, num_warps=cfg.num_warps)
+    return q
+
+
+def dynamic_quant(x: Tensor, amax_kernel=_amax_kernel, quant_kernel=_static_quant_kernel,
+                  config: TileConfig | None = None) -> tuple[Tensor, Tensor]:
+    q = _fp8_like(x)
+    if not x.numel():
+        return q, torch.full((1,), qops.MIN_SCALE, dtype=torch.float32, device=x.device)
+    scale = torch.empty(1, dtype=torch.float32, device=x.device)
+    amax = torch.zeros(1, dtype=torch.float32, device=x.device)
+    x2, q2 = S.as_rows(x), S.as_rows(q)
+    n_rows, n_cols = x2.shape
+    cfg = config or tile_config(n_rows, n_cols)
+    grid = (S.cdiv(n_rows, cfg.block_m), S.cdiv(n_cols, cfg.block_n))
+    with _on_device(x):
+        amax_kernel[grid](x2, S.row_stride(x2), amax, n_rows, n_cols,
+                          BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, num_warps=cfg.num_warps)
+        quant_kernel[grid](x2, S.row_stride(x2), q2, S.row_stride(q2), amax, scale, n_rows, n_cols,
+                           FROM_AMAX=True, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, num_warps=cfg.num_warps)
+    return q, scale
+
+
+def per_token_quant(x: Tensor, scale_ub: Tensor | None, kernel=_per_token_quant_kernel,
+                    config: RowConfig | None = None) -> tuple[Tensor, Tensor]:
+    q = _fp8_like(x)
+    scales = torch.empty((*x.shape[:-1], 1), dtype=torch.float32, device=x.device)
+    if x.numel():
+        x2, q2 = S.as_rows(x), S.as_rows(q)
+        n_rows, n_cols = x2.shape
+        cfg = config or row_config(n_rows, n_cols)
+        with _on_device(x):
+            kernel[(S.cdiv(n_rows, cfg.block_m),)](
+                x2, S.row_stride(x2), q2, S.row_stride(q2), scales, scale_ub if scale_ub is not None else scales,
+                n_rows, n_cols, HAS_UB=scale_ub is not None,
+                BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, SINGLE_PASS=cfg.single_pass, num_warps=cfg.num_warps)
+    return q, scales
+
+
+def group_quant(x: Tensor, group_size: int, kernel=_group_quant_kernel,
+                config: GroupConfig | None = None) -> tuple[Tensor, Tensor]:
+    q = _fp8_like(x)
+    groups_per_row = x.shape[-1] // group_size
+    scales = torch.empty((*x.shape[:-1], groups_per_row), dtype=torch.float32, device=x.device)
+    if x.numel():
+        x2, q2, s2 = S.as_rows(x), S.as_rows(q), S.as_rows(scales)
+        n_groups = x2.shape[0] * groups_per_row
+        cfg = config or group_config(n_groups, group_size)
+        with _on_device(x):
+            kernel[(S.cdiv(n_groups, cfg.block_g),)](
+                x2, S.row_stride(x2), q2, S.row_stride(q2), s2, s2.stride(0), n_groups, groups_per_row,
+                GROUP=group_size, BLOCK_G=cfg.block_g, num_warps=cfg.num_warps)
+    return q, scales
+
+
+def rms_norm_quant(x: Tensor, x_residual: Tensor | None, weight: Tensor | None, epsilon: float,
+                   scale: Tensor | None, scale_ub: Tensor | None, kernel=_rms_norm_quant_kernel,
+                   config: RowConfig | None = None) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """(q, residual or None, per-token scales or None): static when `scale` is given, else dynamic."""
+    dynamic = scale is None
+    q = _fp8_like(x)
+    residual = torch.empty(x.shape, dtype=x.dtype, device=x.device) if x_residual is not None else None
+    scales = torch.empty((*x.shape[:-1], 1), dtype=torch.float32, device=x.device) if dynamic else None
+    if x.numel():
+        x2, q2 = S.as_rows(x), S.as_rows(q)
+        n_rows, n_cols = x2.shape
+        r2 = S.as_rows(x_residual) if x_residual is not None else x2
+        res2 = S.as_rows(residual) if residual is not None else x2
+        cfg = config or row_config(n_rows, n_cols)
+        with _on_device(x):
+            kernel[(S.cdiv(n_rows, cfg.block_m),)](
+                x2, S.row_stride(x2), r2, S.row_stride(r2),
+                weight if weight is not None else x2, weight.stride(0) if weight is not None else 0,
+                q2, S.row_stride(q2), res2, S.row_stride(res2), scales if dynamic else q2,
+                scale if not dynamic else x2, scale_ub if scale_ub is not None else x2,
+                n_rows, n_cols, epsilon,
+                HAS_RESIDUAL=x_residual is not None, HAS_WEIGHT=weight is not None,
+                DYNAMIC=dynamic, HAS_UB=scale_ub is not None,
+                BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, SINGLE_PASS=cfg.single_pass,
+                num_warps=cfg.num_warps)
+    return q, residual, scales
+
+
+# ------------------------------------------------ graph-visible triton_ops
+# torch.ops.irshim_triton.<op>: what torch.compile / make_fx / export record.
+
+
+@functools.cache
+def _wrapped(kernel):
+    return wrap_triton(kernel)
+
+
+@triton_op(f"{S.NAMESPACE}::static_scaled_fp8_quant", mutates_args=())
+def static_scaled_fp8_quant_op(x: Tensor, scale: Tensor) -> Tensor:
+    return static_quant(x, scale, kernel=_wrapped(_static_quant_kernel))
+
+
+@triton_op(f"{S.NAMESPACE}::dynamic_scaled_fp8_quant", mutates_args=())
+def dynamic_scaled_fp8_quant_op(x: Tensor) -> tuple[Tensor, Tensor]:
+    return dynamic_quant(x, _wrapped(_amax_kernel), _wrapped(_static_quant_kernel))
+
+
+@triton_op(f"{S.NAMESPACE}::dynamic_per_token_scaled_fp8_quant", mutates_args=())
+def dynamic_per_token_scaled_fp8_quant_op(x: Tensor, scale_ub: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    return per_token_quant(x, scale_ub, kernel=_wrapped(_per_token_quant_kernel))
+
+
+@triton_op(f"{S.NAMESPACE}::per_token_group_fp8_quant", mutates_args=())
+def per_token_group_fp8_quant_op(x: Tensor, group_size: int) -> tuple[Tensor, Tensor]:
+    return group_quant(x, group_size, kernel=_wrapped(_group_quant_kernel))
+
+
+@triton_op(f"{S.NAMESPACE}::rms_norm_static_fp8_quant", mutates_args=())
+def rms_norm_static_fp8_quant_op(x: Tensor, weight: Tensor | None, epsilon: float, scale: Tensor) -> Tensor:
+    return rms_norm_quant(x, None, weight, epsilon, scale, None, kernel=_wrapped(_rms_norm_quant_kernel))[0]
+
+
+@triton_op(f"{S.NAMESPACE}::fused_add_rms_norm_static_fp8_quant", mutates_args=())
+def fused_add_rms_norm_static_fp8_quant_op(x: Tensor, x_residual: Tensor, weight: Tensor | None, epsilon: float,
+                                           scale: Tensor) -> tuple[Tensor, Tensor]:
+    q, residual, _ = rms_norm_quant(x, x_residual, weight, epsilon, scale, None,
+                                    kernel=_wrapped(_rms_norm_quant_kernel))
+    return q, residual
+
+
+@triton_op(f"{S.NAMESPACE}::rms_norm_dynamic_per_token_fp8_quant", mutates_args=())
+def rms_norm_dynamic_per_token_fp8_quant_op(x: Tensor, weight: Tensor | None, epsilon: float,
+                                            scale_ub: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    q, _, scales = rms_norm_quant(x, None, weight, epsilon, None, scale_ub, kernel=_wrapped(_rms_norm_quant_kernel))
+    return q, scales
+
+
+# ------------------------------------------------------ IR registrations
+# Eager: launch directly. Traced: the triton_op above (see _support.py).
+
+
+@qops.static_scaled_fp8_quant.register_impl("triton", supported=S.platform_supported, supports_args=_static_args)
+def static_scaled_fp8_quant(x: Tensor, scale: Tensor) -> Tensor:
+    if S.tracing():
+        return static_scaled_fp8_quant_op(x, scale)
+    return static_quant(x, scale)
+
+
+@qops.dynamic_scaled_fp8_quant.register_impl("triton", supported=S.platform_supported, supports_args=_dynamic_args)
+def dynamic_scaled_fp8_quant(x: Tensor) -> tuple[Tensor, Tensor]:
+    if S.tracing():
+        return dynamic_scaled_fp8_quant_op(x)
+    return dynamic_quant(x)
+
+
+@qops.dynamic_per_token_scaled_fp8_quant.register_impl("triton", supported=S.platform_supported,
+                                                       supports_args=_per_token_args)
+def dynamic_per_token_scaled_fp8_quant(x: Tensor, scale_ub: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    if S.tracing():
+        return dynamic_per_token_scaled_fp8_quant_op(x, scale_ub)
+    return per_token_quant(x, scale_ub)
+
+
+@qops.per_token_group_fp8_quant.register_impl("triton", supported=S.platform_supported, supports_args=_group_args)
+def per_token_group_fp8_quant(x: Tensor, group_size: int) -> tuple[Tensor, Tensor]:
+    if S.tracing():
+        return per_token_group_fp8_quant_op(x, group_size)
+    return group_quant(x, group_size)
+
+
+@qops.rms_norm_static_fp8_quant.register_impl("triton", supported=S.platform_supported,
+                                              supports_args=_norm_static_args)
+def rms_norm_static_fp8_quant(x: Tensor, weight: Tensor | None, epsilon: float, scale: Tensor) -> Tensor:
+    if S.tracing():
+        return rms_norm_static_fp8_quant_op(x, weight, epsilon, scale)
+    return rms_norm_quant(x, None, weight, epsilon, scale, None)[0]
+
+
+@qops.fused_add_rms_norm_static_fp8_quant.register_impl("triton", supported=S.platform_supported,
+                                                        supports_args=_fused_add_static_args)
+def fused_add_rms_norm_static_fp8_quant(x: Tensor, x_residual: Tensor, weight: Tensor | None, epsilon: float,
+                                        scale: Tensor) -> tuple[Tensor, Tensor]:
+    if S.tracing():
+        return fused_add_rms_norm_static_fp8_quant_op(x, x_residual, weight, epsilon, scale)
+    q, residual, _ = rms_norm_quant(x, x_residual, weight, epsilon, scale, None)
+    return q, residual
+
+
+@qops.rms_norm_dynamic_per_token_fp8_quant.register_impl("triton", supported=S.platform_supported,
+                                                         supports_args=_norm_dynamic_args)
+def rms_norm_dynamic_per_token_fp8_quant(x: Tensor, weight: Tensor | None, epsilon: float,
+                                         scale_ub: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    if S.tracing():
+        return rms_norm_dynamic_per_token_fp8_quant_op(x, weight, epsilon, scale_ub)
+    q, _, scales = rms_norm_quant(x, None, weight, epsilon, None, scale_ub)
+    return q, scales
