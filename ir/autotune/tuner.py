@@ -5,7 +5,7 @@ Per call it finds the bucket's choice in memory, else in the disk cache, else
 measures: fresh inputs shaped like the call (from the op's input generator),
 each candidate checked against ``native`` with the op's tolerance (outside it:
 disqualified, with the reason kept), then timed — warm-up, then the median of
-several runs (CUDA events on a GPU, a monotonic clock on the CPU).
+several runs (CUDA-graph replay on a GPU, a monotonic clock on the CPU).
 """
 
 from __future__ import annotations
@@ -106,7 +106,15 @@ def tuning_inputs(op: IrOp, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
 
 # ------------------------------------------------------------------ timing
 def _time_us(run: Callable[[], Any], prepare: Callable[[], None], device: torch.device) -> float:
-    """Median of RUNS timed calls after WARMUP; `prepare` (untimed) refreshes inputs."""
+    """Median time of one call: CUDA-graph replay on a GPU (the launch-free time a
+    graph-captured model sees, and what do_bench_cudagraph reports), per-call CUDA
+    events where a candidate cannot be captured, a monotonic clock on the CPU.
+    `prepare` (untimed) refreshes the inputs of in-place candidates."""
+    if device.type == "cuda":
+        try:
+            return _graph_time_us(run, prepare, device)
+        except Exception as exc:  # not capturable: time it call by call
+            logger.debug("autotune: CUDA-graph timing failed (%s); timing with events", exc)
     for _ in range(WARMUP):
         prepare()
         run()
@@ -127,6 +135,35 @@ def _time_us(run: Callable[[], Any], prepare: Callable[[], None], device: torch.
             t0 = time.perf_counter()
             run()
             samples.append((time.perf_counter() - t0) * 1e6)
+    return statistics.median(samples)
+
+
+REPLAYS = 10
+"""Graph replays per timed sample: enough to hide the replay's own launch."""
+
+
+def _graph_time_us(run: Callable[[], Any], prepare: Callable[[], None], device: torch.device) -> float:
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):  # warm-up off the capture stream, as capture requires
+        for _ in range(WARMUP):
+            prepare()
+            run()
+    torch.cuda.current_stream(device).wait_stream(side)
+    prepare()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        run()
+    graph.replay()
+    samples = []
+    for _ in range(RUNS):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(REPLAYS):
+            graph.replay()
+        end.record()
+        end.synchronize()
+        samples.append(start.elapsed_time(end) * 1e3 / REPLAYS)
     return statistics.median(samples)
 
 
