@@ -29,6 +29,7 @@ from torch._inductor.custom_graph_pass import CustomGraphPass
 from .fusion import fuse_residual_add_norm
 from .inplace import functionalize_inplace
 from .lowering import Selection, lower_ir_nodes, priority_fingerprint
+from .quant_fusion import fuse_norm_quant
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class IrPasses(CustomGraphPass):
     def __call__(self, graph: fx.Graph) -> None:
         global _last_selections
         fused = fuse_residual_add_norm(graph) if self.fusion else 0
+        fused += fuse_norm_quant(graph) if self.fusion else 0  # after: it fuses the fused_add nodes made above
         functionalized = functionalize_inplace(graph)
         selections = lower_ir_nodes(graph) if self.lowering else []
         graph.lint()
