@@ -23,6 +23,7 @@ import triton.language as tl
 from torch import Tensor
 from torch.library import triton_op, wrap_triton
 
+import irshim.ir.ops.rotary  # noqa: F401  (registers the op)
 from irshim.ir import ops
 
 from . import _support as S
