@@ -159,72 +159,96 @@ class Port:
 
 
     # ------------------------------------------------------------ on mode
+    def runner(self, legacy_method: str, nargs: int) -> Callable[[Any, tuple], Any]:
+        """`run(layer, args)` for `on` mode: the IR call for `nargs` positional
+        arguments (no keywords), returning what the legacy call would return or a
+        `Refusal`. Generated once per (legacy method, nargs) from the port table, so
+        a call costs the refusal checks, a few attribute reads and the IR op call
+        (benchmarks/results/compat_overhead.md)."""
+        key = (legacy_method, nargs)
+        run = self._runners.get(key)
+        if run is None:
+            run = self._runners[key] = self._compile_runner(legacy_method, nargs)
+        return run
+
     def call_on(self, layer: Any, args: tuple, kwargs: Mapping[str, Any], legacy_method: str) -> Any:
-        """Run the call on the IR path and return what the legacy call would return,
-        or a `Refusal`. This is `plan(...).run()` for `on` mode, without building a
-        plan: calls with every parameter given positionally use a runner compiled
-        once per (legacy method, which arguments are None) — a few attribute reads
-        and the IR op call (benchmarks/results/compat_overhead.md)."""
-        if kwargs or len(args) != len(self._names):
+        """`plan(...).run()` for `on` mode, through a compiled runner when it can."""
+        if kwargs:
             plan = self.plan(layer, args, kwargs, legacy_method)
             return Refusal(plan) if isinstance(plan, str) else plan.run()
-        key = (legacy_method, *[a is None for a in args])
-        runner = self._runners.get(key)
-        if runner is None:
-            runner = self._runners[key] = self._compile_runner(legacy_method, key[1:])
-        return runner(layer, args)
+        return self.runner(legacy_method, len(args))(layer, args)
 
-    def _compile_runner(self, legacy_method: str, none_pattern: tuple[bool, ...]) -> Callable:
-        """Generate `run(layer, a)` for calls whose positional args have this None pattern."""
-        bound = {n: (None if is_none else torch.empty(0)) for n, is_none in zip(self._names, none_pattern)}
-        variant = next((v for v in self.variants if v.matches(bound)), None)
+    def _compile_runner(self, legacy_method: str, nargs: int) -> Callable:
         env: dict[str, Any] = {"_Refusal": Refusal, "_Tensor": torch.Tensor}
+        names = self._names
+        missing = [n for n in names[nargs:] if n not in self._defaults]
+        if nargs > len(names) or missing:
+            env["_bad"] = Refusal(f"{nargs} positional arguments, convention is {self.params}")
+            exec("def run(layer, a):\n    return _bad", env)  # noqa: S102
+            return env["run"]
+        # Parameters not passed take their default (None): a literal in the code.
+        value = {n: (f"a[{i}]" if i < nargs else "None") for i, n in enumerate(names)}
         lines = ["def run(layer, a):"]
         if self.refuse:
             lines.append("    try:")
             for i, (reason, predicate) in enumerate(self.refuse.items()):
                 env[f"_p{i}"], env[f"_r{i}"] = predicate, Refusal(reason)
-                lines.append(f"        if _p{i}(layer, *a): return _r{i}")
+                lines.append(f"        if _p{i}(layer, {', '.join(value[n] for n in names)}): return _r{i}")
             lines += ["    except Exception as exc:",
                       "        return _Refusal(f'refusal check raised {type(exc).__name__}: {exc}')"]
-        if variant is None:
+        for k, variant in enumerate(self.variants):
+            tests = []
+            for name, kind in variant.when.items():
+                if kind is None and value[name] != "None":
+                    tests.append(f"{value[name]} is None")
+                elif kind is TENSOR:
+                    tests.append(f"isinstance({value[name]}, _Tensor)")
+            if any(kind is TENSOR and value[n] == "None" for n, kind in variant.when.items()):
+                continue  # needs an argument this call shape never passes
+            body = self._variant_code(variant, k, value, legacy_method, env)
+            if tests:
+                lines.append(f"    if {' and '.join(tests)}:")
+                lines += ["    " + line for line in body]
+            else:
+                lines += body
+                break
+        else:
             env["_none"] = Refusal(f"no variant of port {self.name!r} matches this call")
             lines.append("    return _none")
-        else:
-            index = {n: i for i, n in enumerate(self._names)}
-            for name, kind in variant.when.items():
-                if kind is TENSOR:
-                    env["_mismatch"] = Refusal(f"{name} is not a tensor")
-                    lines.append(f"    if not isinstance(a[{index[name]}], _Tensor): return _mismatch")
-            op = get_op(variant.op)
-            parts = []
-            for i, (kind, key) in enumerate(variant._sources):
-                if kind == 0:
-                    parts.append(f"a[{index[key]}]")
-                elif kind == 1:
-                    parts.append(f"layer.{key}")
-                else:
-                    env[f"_c{i}"] = key
-                    parts.append(f"_c{i}")
-            call = ", ".join(parts) + ("," if len(parts) == 1 else "")
-            write_back = dict(variant.write_back) if legacy_method in variant.inplace_methods else {}
-            # An in-place legacy method overwrites its inputs: the IR op may do the same.
-            env["_op"] = op.maybe_inplace if write_back and op.allow_inplace else op
-            lines.append(f"    o = _op({call})")
-            target_of = {out: index[param] for param, out in write_back.items()}
-            for out, arg in target_of.items():
-                lines.append(f"    if o[{out}] is not a[{arg}]: a[{arg}].copy_(o[{out}])")
-
-            def result(i: int) -> str:
-                return f"a[{target_of[i]}]" if i in target_of else f"o[{i}]"
-
-            if isinstance(variant.returns, int):
-                returns_tuple = op.schema.rsplit("->", 1)[1].strip().startswith("(")
-                lines.append(f"    return {result(variant.returns)}" if returns_tuple else "    return o")
-            else:
-                lines.append(f"    return ({', '.join(result(i) for i in variant.returns)},)")
         exec("\n".join(lines), env)  # noqa: S102 - code generated from the port table only
         return env["run"]
+
+    @staticmethod
+    def _variant_code(variant: Variant, k: int, value: dict[str, str], legacy_method: str,
+                      env: dict[str, Any]) -> list[str]:
+        """Lines (indented once) running one variant's IR call and mapping its results back."""
+        op = get_op(variant.op)
+        parts = []
+        for i, (kind, key) in enumerate(variant._sources):
+            if kind == 0:
+                parts.append(value[key])
+            elif kind == 1:
+                parts.append(f"layer.{key}")
+            else:
+                env[f"_c{k}_{i}"] = key
+                parts.append(f"_c{k}_{i}")
+        write_back = dict(variant.write_back) if legacy_method in variant.inplace_methods else {}
+        # An in-place legacy method overwrites its inputs: the IR op may do the same.
+        env[f"_op{k}"] = op.maybe_inplace if write_back and op.allow_inplace else op
+        lines = [f"    o = _op{k}({', '.join(parts)})"]
+        target_of = {out: value[param] for param, out in write_back.items()}
+        for out, arg in target_of.items():
+            lines.append(f"    if o[{out}] is not {arg}: {arg}.copy_(o[{out}])")
+
+        def result(i: int) -> str:
+            return target_of.get(i, f"o[{i}]")
+
+        if isinstance(variant.returns, int):
+            returns_tuple = op.schema.rsplit("->", 1)[1].strip().startswith("(")
+            lines.append(f"    return {result(variant.returns)}" if returns_tuple else "    return o")
+        else:
+            lines.append(f"    return ({', '.join(result(i) for i in variant.returns)},)")
+        return lines
 
 
 class PortPlan:
@@ -293,4 +317,4 @@ def find_port(cls: type) -> Port | None:
     return None
 
 
-from . import activation, layernorm  # noqa: E402,F401  (fill the table)
+from . import activation, layernorm, rotary  # noqa: E402,F401  (fill the table)
