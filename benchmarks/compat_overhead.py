@@ -61,6 +61,22 @@ class ForeignIdentity(ForeignBase):
         return x
 
 
+class PlainNorm(nn.Module):
+    """No irshim: an nn.Module whose forward calls the IR op (the layer-call baseline)."""
+
+    def __init__(self, weight, eps):
+        super().__init__()
+        self.weight, self.eps = weight, eps
+
+    def forward(self, x):
+        return ir.ops.rms_norm(x, self.weight, self.eps)
+
+
+class PlainSiluAndMul(nn.Module):
+    def forward(self, x):
+        return ir.ops.silu_and_mul(x)
+
+
 @CustomOp.register("bench_compat_identity")
 class IrshimIdentity(CustomOp):
     def forward_native(self, x):
@@ -112,10 +128,13 @@ def main(argv=None) -> dict:
     w, eps, x2 = norm.weight.data, norm.variance_epsilon, torch.randn(1, 16)
     with compat.override(dispatch="on", ops="all"):
         norm(x), act(x2)
+        plain_norm, plain_act = PlainNorm(w, eps), PlainSiluAndMul()
         on = measure({
             "ir.ops.rms_norm direct": lambda: ir.ops.rms_norm(x, w, eps),
+            "nn.Module calling ir.ops.rms_norm": lambda: plain_norm(x),
             "RMSNorm layer, on": lambda: norm(x),
             "ir.ops.silu_and_mul direct": lambda: ir.ops.silu_and_mul(x2),
+            "nn.Module calling ir.ops.silu_and_mul": lambda: plain_act(x2),
             "SiluAndMul layer, on": lambda: act(x2),
         }, args.number // 4, args.repeats)
 
@@ -127,6 +146,8 @@ def main(argv=None) -> dict:
         "off_overhead_foreign_us": off["foreign base + install(), off"] - off["no irshim"],
         "on_overhead_rms_norm_us": on["RMSNorm layer, on"] - on["ir.ops.rms_norm direct"],
         "on_overhead_silu_and_mul_us": on["SiluAndMul layer, on"] - on["ir.ops.silu_and_mul direct"],
+        "on_shim_rms_norm_us": on["RMSNorm layer, on"] - on["nn.Module calling ir.ops.rms_norm"],
+        "on_shim_silu_and_mul_us": on["SiluAndMul layer, on"] - on["nn.Module calling ir.ops.silu_and_mul"],
         "targets_us": {"off": OFF_TARGET_US, "on": ON_TARGET_US},
     }
     result["off_within_target"] = result["off_overhead_us"] <= OFF_TARGET_US
@@ -139,7 +160,12 @@ def main(argv=None) -> dict:
            f"| off: irshim CustomOp - no irshim | {result['off_overhead_us']:.3f} | <= {OFF_TARGET_US} |",
            f"| off: foreign base via install() (wrapt) - no irshim | {result['off_overhead_foreign_us']:.3f} | (<= {OFF_TARGET_US}) |",
            f"| on: RMSNorm layer - ir.ops.rms_norm | {result['on_overhead_rms_norm_us']:.3f} | <= {ON_TARGET_US} |",
-           f"| on: SiluAndMul layer - ir.ops.silu_and_mul | {result['on_overhead_silu_and_mul_us']:.3f} | <= {ON_TARGET_US} |"]
+           f"| on: SiluAndMul layer - ir.ops.silu_and_mul | {result['on_overhead_silu_and_mul_us']:.3f} | <= {ON_TARGET_US} |",
+           f"| on, shim only: RMSNorm layer - nn.Module calling the op | {result['on_shim_rms_norm_us']:.3f} | |",
+           f"| on, shim only: SiluAndMul layer - nn.Module calling the op | {result['on_shim_silu_and_mul_us']:.3f} | |",
+           "",
+           "The first two `on` rows follow the issue's definition (the layer call against the bare op "
+           "call), so they include nn.Module's own call cost; the shim-only rows subtract it."]
     text = "\n".join(md) + "\n"
     print(text)
     if args.out:

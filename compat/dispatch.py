@@ -32,7 +32,8 @@ BASES: list[type] = []
 class ClassState:
     """What the shim knows about one CustomOp subclass, for one flags generation."""
 
-    __slots__ = ("cls", "op", "label", "generation", "mode", "fast", "port", "counter", "_auto", "base", "_methods")
+    __slots__ = ("cls", "op", "label", "generation", "mode", "fast", "port", "on_port", "counter", "_auto", "base",
+                 "_methods")
 
     def __init__(self, cls: type, generation: int):
         self.cls = cls
@@ -46,6 +47,8 @@ class ClassState:
         self.counter = None if flags.dispatch == _flags.OFF else recorder.counter(self.op, self.label, self.mode)
         self.fast = self.mode == _flags.OFF and self.counter is None
         self.port = find_port(cls)
+        self.on_port = self.port if self.mode == _flags.ON else None
+        """The port, when calls take the `on` fast path (see `call`)."""
         self._auto = None
         # function -> the forward_* whose code it runs; filled now because
         # torch.compile traces legacy_method() and cannot take the slow path.
@@ -197,11 +200,22 @@ recorder.known_classes = known_classes
 # --------------------------------------------------------------- the call
 def call(layer: Any, args: tuple, kwargs: dict, legacy: Callable[..., Any] | None = None) -> Any:
     """Run one intercepted call in the class's mode; `legacy` defaults to `layer._forward_method`."""
+    if _is_compiling():
+        return _call_compiling(layer, args, kwargs, legacy or layer._forward_method)
+    state = _states.get(type(layer))
+    if state is None or state.generation != _flags.generation:
+        state = state_of(type(layer))
+    port = state.on_port
+    if port is not None and not kwargs:
+        # `on` with a port, the common case: straight to the port's compiled runner.
+        state.counter.seen += 1
+        result = port.runner(state.legacy_method(layer), len(args))(layer, args)
+        if type(result) is not Refusal:
+            return result
+        _skip(state, result)
+        return (legacy or layer._forward_method)(*args)
     if legacy is None:
         legacy = layer._forward_method
-    if _is_compiling():
-        return _call_compiling(layer, args, kwargs, legacy)
-    state = state_of(type(layer))
     mode = state.mode
     if mode == _flags.OFF:
         if state.counter is not None:
