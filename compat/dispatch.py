@@ -206,14 +206,14 @@ def call(layer: Any, args: tuple, kwargs: dict, legacy: Callable[..., Any] | Non
     if state is None or state.generation != _flags.generation:
         state = state_of(type(layer))
     port = state.on_port
-    if port is not None and not kwargs:
-        # `on` with a port, the common case: straight to the port's compiled runner.
+    if port is not None:
+        # `on` with a port, the common case: the port runs the call (compiled runners).
         state.counter.seen += 1
-        result = port.runner(state.legacy_method(layer), len(args))(layer, args)
+        result = port.call_on(layer, args, kwargs, state.legacy_method(layer))
         if type(result) is not Refusal:
             return result
         _skip(state, result)
-        return (legacy or layer._forward_method)(*args)
+        return (legacy or layer._forward_method)(*args, **kwargs)
     if legacy is None:
         legacy = layer._forward_method
     mode = state.mode
@@ -229,15 +229,9 @@ def call(layer: Any, args: tuple, kwargs: dict, legacy: Callable[..., Any] | Non
 
 
 def _call_on(layer: Any, state: ClassState, args: tuple, kwargs: dict, legacy: Callable[..., Any]) -> Any:
+    """`on` for an unported class (ported ones take the fast path in `call`)."""
     state.counter.seen += 1
-    method = state.legacy_method(layer)
-    if state.port is not None:
-        result = state.port.call_on(layer, args, kwargs, method)
-        if type(result) is not Refusal:
-            return result
-        _skip(state, result)
-        return legacy(*args, **kwargs)
-    plan = state.plan(layer, args, kwargs, method, shadow=False)
+    plan = state.plan(layer, args, kwargs, state.legacy_method(layer), shadow=False)
     if isinstance(plan, str):
         _skip(state, plan)
         return legacy(*args, **kwargs)
