@@ -12,6 +12,8 @@ for step in "$@"; do
   start=$(date +%s)
   case $step in
     tests) python3 -m pytest tests/ir tests/compat -m cuda -q -p no:cacheprovider 2>&1 | tail -8 ;;
+    kernels) python3 -m pytest tests/kernels/test_triton_norms.py tests/kernels/test_triton_activations.py \
+               -q -p no:cacheprovider 2>&1 | tail -6 ;;
     shadow) python3 benchmarks/shadow_overhead.py --out "$R" 2>&1 | tail -20 ;;
     compile) python3 benchmarks/compile_decoder.py --out "$R" 2>&1 | tail -20 ;;
     autotune) python3 benchmarks/autotune_check.py --tokens "${TUNE_TOKENS:-1,16,128,1024,4096,16384}" --out "$R" 2>&1 | tail -80 ;;
