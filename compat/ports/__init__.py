@@ -317,4 +317,4 @@ def find_port(cls: type) -> Port | None:
     return None
 
 
-from . import activation, layernorm, rotary  # noqa: E402,F401  (fill the table)
+from . import activation, layernorm, quant, rotary  # noqa: E402,F401  (fill the table)
