@@ -2,8 +2,9 @@
 
 The model is vLLM-shaped: tokens flattened to ``[num_tokens, hidden]``,
 RMSNorm layers that take and return the residual (the fused add-norm path),
-rotary embedding and causal attention in plain torch, and a gated MLP whose
-activation is the SiluAndMul CustomOp. Weights come from a fixed seed, so two
+the RotaryEmbedding CustomOp on query and key (GQA: fewer key heads), causal
+attention in plain torch, and a gated MLP whose activation is the SiluAndMul
+CustomOp. Weights come from a fixed seed, so two
 runs see the same numbers. Each step runs a forward pass with irshim `off` and
 then in the demo's mode; in `shadow` the two logits must be bit-identical (the
 legacy path is sacred), in `on` the difference is printed.
@@ -25,6 +26,7 @@ import torch.nn.functional as F
 
 from . import flags as _flags
 from .layers import RMSNorm, SiluAndMul
+from .layers.rotary_embedding import RotaryEmbedding
 from .records import recorder
 
 logger = logging.getLogger(__name__)
@@ -43,20 +45,12 @@ class DemoConfig:
     intermediate_size: int = 704
     num_layers: int = 4
     rope_theta: float = 10000.0
+    max_position_embeddings: int = 2048
     rms_norm_eps: float = 1e-6
 
     @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_heads
-
-
-def rotary(positions: torch.Tensor, x: torch.Tensor, head_dim: int, theta: float) -> torch.Tensor:
-    """Neox-style rotary embedding of ``x [tokens, heads, head_dim]`` (plain torch, float32 math)."""
-    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=x.device, dtype=torch.float32) / head_dim))
-    freqs = positions.to(torch.float32)[:, None] * inv_freq[None, :]
-    cos, sin = freqs.cos()[:, None, :], freqs.sin()[:, None, :]
-    x1, x2 = x.float().chunk(2, dim=-1)
-    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1).to(x.dtype)
 
 
 class Attention(nn.Module):
@@ -67,12 +61,15 @@ class Attention(nn.Module):
         self.q_size, self.kv_size = q, kv
         self.qkv_proj = nn.Linear(cfg.hidden_size, q + 2 * kv, bias=False, dtype=dtype)
         self.o_proj = nn.Linear(q, cfg.hidden_size, bias=False, dtype=dtype)
+        self.rotary_emb = RotaryEmbedding(cfg.head_dim, cfg.head_dim, cfg.max_position_embeddings, cfg.rope_theta,
+                                          is_neox_style=True, dtype=dtype)
 
     def forward(self, positions: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
         cfg, tokens = self.cfg, hidden.shape[0]
         q, k, v = self.qkv_proj(hidden).split([self.q_size, self.kv_size, self.kv_size], dim=-1)
-        q = rotary(positions, q.view(tokens, cfg.num_heads, cfg.head_dim), cfg.head_dim, cfg.rope_theta)
-        k = rotary(positions, k.view(tokens, cfg.num_kv_heads, cfg.head_dim), cfg.head_dim, cfg.rope_theta)
+        # vLLM's call: q and k are column slices of the qkv output; forward_cuda rotates them in place.
+        q, k = self.rotary_emb(positions, q, k)
+        q, k = q.view(tokens, cfg.num_heads, cfg.head_dim), k.view(tokens, cfg.num_kv_heads, cfg.head_dim)
         v = v.view(tokens, cfg.num_kv_heads, cfg.head_dim)
         group = cfg.num_heads // cfg.num_kv_heads
         k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)

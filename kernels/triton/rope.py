@@ -1,0 +1,328 @@
+"""Triton rotary embedding: ``rotary_embedding`` (vLLM's RotaryEmbedding.forward).
+
+One kernel: a program takes BLOCK_T tokens, loads their cos/sin rows once and
+rotates every query head, then every key head, of those tokens; NeoX (split
+halves) or GPT-J (interleaved pairs) by a constexpr. Then the launch
+configuration, the launcher, the graph-visible ``triton_op`` forms and the
+IR registrations.
+
+Two providers, as for fused_add_rms_norm: ``triton`` (functional: fresh
+outputs, the pass-through features copied) and ``triton_inplace`` (rotates
+query and key where they lie, like vLLM's kernel; the pass-through features
+are neither read nor written). Semantics are the IR's (``ir/ops/rotary.py``):
+float32 arithmetic, one rounding to the input's dtype.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+from torch.library import triton_op, wrap_triton
+
+import irshim.ir.ops.rotary  # noqa: F401  (registers the op)
+from irshim.ir import ops
+
+from . import _support as S
+
+OPS = ("rotary_embedding",)
+
+
+# ---------------------------------------------------------------- kernel
+
+
+@triton.jit
+def _rotate_heads(
+    X, X_T_STRIDE, X_H_STRIDE, OUT, OUT_T_STRIDE, OUT_H_STRIDE,
+    tokens, token_mask, cos, sin, N_HEADS,
+    HALF: tl.constexpr, BLOCK_HALF: tl.constexpr,
+    N_PASS: tl.constexpr, BLOCK_PASS: tl.constexpr,
+    NEOX: tl.constexpr, COPY_PASS: tl.constexpr, BLOCK_H: tl.constexpr,
+):
+    """Rotate heads [0, N_HEADS) of `tokens` ([BLOCK_T] int64) from X into OUT."""
+    half = tl.arange(0, BLOCK_HALF)
+    if NEOX:  # pair (i, i + HALF)
+        a_cols = half
+        b_cols = half + HALF
+    else:  # pair (2i, 2i + 1)
+        a_cols = 2 * half
+        b_cols = 2 * half + 1
+    x_rows = tokens[:, None, None] * X_T_STRIDE
+    out_rows = tokens[:, None, None] * OUT_T_STRIDE
+    for h0 in range(0, N_HEADS, BLOCK_H):
+        heads = h0 + tl.arange(0, BLOCK_H)
+        mask = token_mask[:, None, None] & (heads < N_HEADS)[None, :, None] & (half < HALF)[None, None, :]
+        x_heads = X + x_rows + heads[None, :, None] * X_H_STRIDE
+        out_heads = OUT + out_rows + heads[None, :, None] * OUT_H_STRIDE
+        a = tl.load(x_heads + a_cols[None, None, :], mask=mask, other=0.0).to(tl.float32)
+        b = tl.load(x_heads + b_cols[None, None, :], mask=mask, other=0.0).to(tl.float32)
+        ra = a * cos - b * sin
+        rb = b * cos + a * sin
+        tl.store(out_heads + a_cols[None, None, :], ra.to(OUT.dtype.element_ty), mask=mask)
+        tl.store(out_heads + b_cols[None, None, :], rb.to(OUT.dtype.element_ty), mask=mask)
+        if COPY_PASS:  # features [2 * HALF, head_size) pass through
+            rest = tl.arange(0, BLOCK_PASS)
+            pmask = token_mask[:, None, None] & (heads < N_HEADS)[None, :, None] & (rest < N_PASS)[None, None, :]
+            p = tl.load(x_heads + 2 * HALF + rest[None, None, :], mask=pmask, other=0.0)
+            tl.store(out_heads + 2 * HALF + rest[None, None, :], p, mask=pmask)
+
+
+@triton.jit
+def _rope_kernel(
+    # positions [T] and the cache [max_position, 2 * HALF] (cos half, then sin half)
+    POS, POS_STRIDE, CACHE, CACHE_ROW_STRIDE,
+    # query in and out: [T, heads, head_size] with unit stride along the head
+    Q, Q_T_STRIDE, Q_H_STRIDE, Q_OUT, Q_OUT_T_STRIDE, Q_OUT_H_STRIDE,
+    # key in and out (unused unless HAS_KEY)
+    K, K_T_STRIDE, K_H_STRIDE, K_OUT, K_OUT_T_STRIDE, K_OUT_H_STRIDE,
+    # sizes
+    N_TOKENS, N_Q_HEADS, N_K_HEADS,
+    HALF: tl.constexpr,          # rotary_dim / 2
+    BLOCK_HALF: tl.constexpr,    # next power of two >= HALF
+    N_PASS: tl.constexpr,        # head_size - rotary_dim
+    BLOCK_PASS: tl.constexpr,
+    NEOX: tl.constexpr,
+    HAS_KEY: tl.constexpr,
+    COPY_PASS: tl.constexpr,     # functional form with N_PASS > 0
+    BLOCK_T: tl.constexpr,       # tokens per program
+    BLOCK_HQ: tl.constexpr,      # query heads per step
+    BLOCK_HK: tl.constexpr,      # key heads per step
+):
+    tokens = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
+    token_mask = tokens < N_TOKENS
+    tokens = tokens.to(tl.int64)
+    pos = tl.load(POS + tokens * POS_STRIDE, mask=token_mask, other=0).to(tl.int64)
+    half = tl.arange(0, BLOCK_HALF)
+    cs_mask = token_mask[:, None, None] & (half < HALF)[None, None, :]
+    cs_rows = CACHE + pos[:, None, None] * CACHE_ROW_STRIDE + half[None, None, :]
+    # [BLOCK_T, 1, BLOCK_HALF]: broadcast over heads; loaded once for query and key.
+    cos = tl.load(cs_rows, mask=cs_mask, other=0.0).to(tl.float32)
+    sin = tl.load(cs_rows + HALF, mask=cs_mask, other=0.0).to(tl.float32)
+    _rotate_heads(Q, Q_T_STRIDE, Q_H_STRIDE, Q_OUT, Q_OUT_T_STRIDE, Q_OUT_H_STRIDE,
+                  tokens, token_mask, cos, sin, N_Q_HEADS,
+                  HALF, BLOCK_HALF, N_PASS, BLOCK_PASS, NEOX, COPY_PASS, BLOCK_HQ)
+    if HAS_KEY:
+        _rotate_heads(K, K_T_STRIDE, K_H_STRIDE, K_OUT, K_OUT_T_STRIDE, K_OUT_H_STRIDE,
+                      tokens, token_mask, cos, sin, N_K_HEADS,
+                      HALF, BLOCK_HALF, N_PASS, BLOCK_PASS, NEOX, COPY_PASS, BLOCK_HK)
+
+
+# ---------------------------------------------------------- launch config
+
+
+@dataclass(frozen=True)
+class RopeConfig:
+    block_t: int
+    block_hq: int
+    block_hk: int
+    num_warps: int
+
+
+# A program's tile is BLOCK_T tokens x all query heads x the rotated pairs:
+# about PROGRAM_PAIRS pairs (two loads, two stores of that many elements),
+# ELEMENTS_PER_THREAD of them a thread. Heads are stepped through BLOCK_H at a
+# time so a step holds at most MAX_STEP_PAIRS pairs. Llama-3-8B (32 q heads x
+# 64 pairs = 2048) gets one token a program, 70B at TP8 (8 x 64 = 512) four.
+# These are first choices from the norm kernels' numbers (a program of ~8k
+# elements, 16 a thread: benchmarks/results/bench_norms.md), NOT yet measured
+# for this kernel: `benchmarks/bench_rope.py --sweep` on the GPU decides.
+PROGRAM_PAIRS = 2048
+MAX_STEP_PAIRS = 4096
+DECODE_TOKENS = 64
+"""Below this many tokens, one token a program: the launch is latency-bound, programs are cheap."""
+ELEMENTS_PER_THREAD = 16
+MAX_WARPS = 8
+
+
+@S.cached_config
+def rope_config(n_tokens: int, n_q_heads: int, n_k_heads: int, half: int) -> RopeConfig:
+    """Launch configuration (reasoning above)."""
+    block_half = S.next_pow2(half)
+    pairs_per_token = S.next_pow2(max(n_q_heads, 1)) * block_half
+    block_t = 1
+    if n_tokens >= DECODE_TOKENS:
+        block_t = max(1, min(PROGRAM_PAIRS // pairs_per_token, S.next_pow2(n_tokens)))
+    max_heads = max(1, MAX_STEP_PAIRS // (block_t * block_half))
+    block_hq = min(S.next_pow2(max(n_q_heads, 1)), max_heads)
+    block_hk = min(S.next_pow2(max(n_k_heads, 1)), max_heads)
+    pairs = block_t * block_hq * block_half
+    num_warps = max(1, min(MAX_WARPS, 2 * pairs // (ELEMENTS_PER_THREAD * 32)))
+    return RopeConfig(block_t, block_hq, block_hk, num_warps)
+
+
+# --------------------------------------------------------------- launcher
+
+
+def _heads(x: Tensor, head_size: int) -> tuple[int, int, int]:
+    """(heads, token stride, head stride) of x as [T, heads, head_size]."""
+    if x.dim() == 2:
+        return x.shape[1] // head_size, x.stride(0), head_size
+    return x.shape[1], x.stride(0), x.stride(1)
+
+
+def _launch(kernel, positions: Tensor, query: Tensor, key: Tensor | None, head_size: int, rotary_dim: int,
+            cos_sin_cache: Tensor, is_neox_style: bool, q_out: Tensor, k_out: Tensor | None,
+            config: RopeConfig | None = None) -> None:
+    """Rotate query (and key) into q_out (and k_out): the same tensors for the in-place form.
+
+    `kernel` is the jitted kernel (eager) or ``wrap_triton(kernel)`` (traced).
+    """
+    n_tokens = query.shape[0]
+    if n_tokens == 0:
+        return
+    half, n_pass = rotary_dim // 2, head_size - rotary_dim
+    hq, q_ts, q_hs = _heads(query, head_size)
+    qo_hq, qo_ts, qo_hs = _heads(q_out, head_size)
+    has_key = key is not None
+    if has_key:
+        hk, k_ts, k_hs = _heads(key, head_size)
+        _, ko_ts, ko_hs = _heads(k_out, head_size)
+    else:
+        key, k_out, hk, k_ts, k_hs, ko_ts, ko_hs = query, q_out, 0, 0, 0, 0, 0
+    cfg = config or rope_config(n_tokens, hq, hk, half)
+    copy_pass = n_pass > 0 and q_out.data_ptr() != query.data_ptr()
+    grid = (S.cdiv(n_tokens, cfg.block_t),)
+    kernel[grid](
+        positions, positions.stride(0), cos_sin_cache, cos_sin_cache.stride(0),
+        query, q_ts, q_hs, q_out, qo_ts, qo_hs,
+        key, k_ts, k_hs, k_out, ko_ts, ko_hs,
+        n_tokens, hq, hk,
+        HALF=half, BLOCK_HALF=S.next_pow2(half), N_PASS=n_pass, BLOCK_PASS=S.next_pow2(max(n_pass, 1)),
+        NEOX=is_neox_style, HAS_KEY=has_key, COPY_PASS=copy_pass,
+        BLOCK_T=cfg.block_t, BLOCK_HQ=cfg.block_hq, BLOCK_HK=cfg.block_hk,
+        num_warps=cfg.num_warps,
+    )
+
+
+def rotary_embedding_into(positions, query, key, head_size, rotary_dim, cos_sin_cache, is_neox_style,
+                          config=None, kernel=_rope_kernel) -> tuple[Tensor, Tensor]:
+    """Functional form: fresh contiguous outputs shaped like the inputs (key None: an empty tensor)."""
+    q_out = torch.empty(query.shape, dtype=query.dtype, device=query.device)
+    k_out = (torch.empty(key.shape, dtype=key.dtype, device=key.device) if key is not None
+             else torch.empty(0, dtype=query.dtype, device=query.device))
+    _launch(kernel, positions, query, key, head_size, rotary_dim, cos_sin_cache, is_neox_style,
+            q_out, k_out if key is not None else None, config)
+    return q_out, k_out
+
+
+def rotary_embedding_inplace_(positions, query, key, head_size, rotary_dim, cos_sin_cache, is_neox_style,
+                              config=None, kernel=_rope_kernel) -> None:
+    """In-place form: query and key rotated where they lie."""
+    _launch(kernel, positions, query, key, head_size, rotary_dim, cos_sin_cache, is_neox_style,
+            query, key, config)
+
+
+# ------------------------------------------------------------ predicates
+
+
+def _heads_ok(x: Tensor, tokens: int, head_size: int, dtype_ok: bool = True) -> bool:
+    """x is [T, H * head_size] or [T, H, head_size], unit stride along a head's
+    features, heads that do not overlap, on a Triton device."""
+    if not (dtype_ok and x.dtype in S.DTYPES and S.device_ok(x)) or x.shape[0] != tokens:
+        return False
+    if x.dim() == 2:
+        return x.shape[1] % head_size == 0 and (x.stride(1) == 1 or x.shape[1] <= 1)
+    if x.dim() == 3:
+        return x.shape[2] == head_size and (x.stride(2) == 1 or head_size == 1) and (
+            x.shape[1] <= 1 or x.stride(1) >= head_size)
+    return False
+
+
+def _span(x: Tensor) -> int:
+    """Elements one token's row of x covers, from its first ([T, H*D] or [T, H, D], checked by `_heads_ok`)."""
+    return x.shape[1] if x.dim() == 2 else (x.shape[1] - 1) * x.stride(1) + x.shape[2]
+
+
+def _rows_apart(x: Tensor) -> bool:
+    """Tokens do not share memory (an in-place write of one cannot clobber another)."""
+    return x.shape[0] <= 1 or x.stride(0) >= _span(x)
+
+
+def qk_apart(query: Tensor, key: Tensor) -> bool:
+    """query and key share no element. Exact for vLLM's case (column slices of one
+    qkv buffer: same token stride, disjoint column ranges), else by memory extents."""
+    if S.disjoint(query, key):
+        return True
+    if query.dtype != key.dtype or query.shape[0] <= 1 or query.stride(0) != key.stride(0):
+        return False
+    stride, size = query.stride(0), query.element_size()
+    offset = key.data_ptr() - query.data_ptr()
+    if offset % size:
+        return False
+    offset //= size
+    return offset % stride >= _span(query) and (-offset) % stride >= _span(key)
+
+
+def _args_ok(positions, query, key, head_size, rotary_dim, cos_sin_cache) -> bool:
+    if head_size <= 0 or rotary_dim <= 0 or rotary_dim > head_size or rotary_dim % 2:
+        return False
+    tokens = query.shape[0] if query.dim() else -1
+    if not (positions.dim() == 1 and positions.shape[0] == tokens
+            and positions.dtype in (torch.int64, torch.int32) and S.same_device(positions, query)):
+        return False
+    if not (cos_sin_cache.dim() == 2 and cos_sin_cache.shape[1] == rotary_dim and cos_sin_cache.dtype in S.DTYPES
+            and (cos_sin_cache.stride(1) == 1 or rotary_dim == 1) and S.same_device(cos_sin_cache, query)):
+        return False
+    if not _heads_ok(query, tokens, head_size):
+        return False
+    return key is None or (_heads_ok(key, tokens, head_size) and S.same_device(key, query))
+
+
+def _functional_args(positions, query, key, head_size, rotary_dim, cos_sin_cache, is_neox_style):
+    return _args_ok(positions, query, key, head_size, rotary_dim, cos_sin_cache)
+
+
+def _inplace_args(positions, query, key, head_size, rotary_dim, cos_sin_cache, is_neox_style):
+    # Writing in place also needs tokens that do not share memory, and query and key apart.
+    return (_args_ok(positions, query, key, head_size, rotary_dim, cos_sin_cache) and _rows_apart(query)
+            and (key is None or (_rows_apart(key) and qk_apart(query, key))))
+
+
+# ------------------------------------------------ graph-visible triton_ops
+# torch.ops.irshim_triton.<op>: what torch.compile / make_fx / export record.
+
+
+@triton_op(f"{S.NAMESPACE}::rotary_embedding", mutates_args=())
+def rotary_embedding_op(positions: Tensor, query: Tensor, key: Tensor | None, head_size: int, rotary_dim: int,
+                        cos_sin_cache: Tensor, is_neox_style: bool) -> tuple[Tensor, Tensor]:
+    return rotary_embedding_into(positions, query, key, head_size, rotary_dim, cos_sin_cache, is_neox_style,
+                                 kernel=wrap_triton(_rope_kernel))
+
+
+@triton_op(f"{S.NAMESPACE}::rotary_embedding_inplace", mutates_args=("query", "key"))
+def rotary_embedding_inplace_op(positions: Tensor, query: Tensor, key: Tensor | None, head_size: int,
+                                rotary_dim: int, cos_sin_cache: Tensor, is_neox_style: bool) -> None:
+    rotary_embedding_inplace_(positions, query, key, head_size, rotary_dim, cos_sin_cache, is_neox_style,
+                              kernel=wrap_triton(_rope_kernel))
+
+
+# ------------------------------------------------------ IR registrations
+# Eager: launch directly. Traced: the triton_op above (see _support.py).
+# `triton` is the functional provider (first in the CUDA default, so that the
+# default overload never pays the clones an in-place impl would need);
+# `triton_inplace` writes into query and key like vLLM's kernel and moves
+# fewer bytes under partial rotary (the pass-through features stay put).
+# Callers of `maybe_inplace` pick it with a priority:
+# IRSHIM_PRIORITY=rotary_embedding=triton_inplace,triton,native.
+
+
+@ops.rotary_embedding.register_impl("triton", supported=S.platform_supported, supports_args=_functional_args)
+def rotary_embedding(positions: Tensor, query: Tensor, key: Tensor | None, head_size: int, rotary_dim: int,
+                     cos_sin_cache: Tensor, is_neox_style: bool) -> tuple[Tensor, Tensor]:
+    if S.tracing():
+        return rotary_embedding_op(positions, query, key, head_size, rotary_dim, cos_sin_cache, is_neox_style)
+    return rotary_embedding_into(positions, query, key, head_size, rotary_dim, cos_sin_cache, is_neox_style)
+
+
+@ops.rotary_embedding.register_impl("triton_inplace", supported=S.platform_supported,
+                                    supports_args=_inplace_args, inplace=True)
+def rotary_embedding_inplace(positions: Tensor, query: Tensor, key: Tensor | None, head_size: int,
+                             rotary_dim: int, cos_sin_cache: Tensor, is_neox_style: bool) -> tuple[Tensor, Tensor]:
+    if S.tracing():
+        rotary_embedding_inplace_op(positions, query, key, head_size, rotary_dim, cos_sin_cache, is_neox_style)
+    else:
+        rotary_embedding_inplace_(positions, query, key, head_size, rotary_dim, cos_sin_cache, is_neox_style)
+    return query, key if key is not None else query.new_empty(0)
