@@ -26,7 +26,8 @@ from typing import Any
 
 import torch
 
-from irshim.ir.tolerances import Tolerance, outside
+from irshim.ir.ops.compare import tolerance_stats as _tolerance_stats
+from irshim.ir.tolerances import Tolerance
 
 from . import flags as _flags
 from .dispatch import ClassState, _log_once, _skip, effective_method, legacy_method_name
@@ -254,20 +255,8 @@ def _compare(name: str, legacy: Any, ir: Any, plan: Any) -> _Entry:
     tol = plan.tolerance(legacy.dtype)
     fields.update(atol=tol.atol, rtol=tol.rtol)
     with torch.no_grad():
-        ir = ir.to(legacy.device)
-        e = legacy.detach().to(torch.float64)
-        a = ir.detach().to(torch.float64)
-        fin_e, fin_a = e.isfinite(), a.isfinite()
-        both = fin_e & fin_a
-        diff = torch.where(both, (a - e).abs(), torch.zeros((), dtype=torch.float64, device=e.device))
-        rel = diff / e.abs().clamp_min(torch.finfo(torch.float64).tiny)
-        zero = torch.zeros((), dtype=torch.float64, device=e.device)
-        stats = torch.stack([
-            diff.max() if diff.numel() else zero,
-            rel.max() if rel.numel() else zero,
-            outside(ir, legacy, tol).sum().to(torch.float64),
-            (fin_e != fin_a).any().to(torch.float64) if diff.numel() else zero,
-        ])
+        # One IR op computes every figure (one kernel launch per output on a GPU).
+        stats = _tolerance_stats(ir.detach().to(legacy.device), legacy.detach(), tol.atol, tol.rtol)
     return _Entry(fields, stats, tol)
 
 
