@@ -11,7 +11,8 @@ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 for step in "$@"; do
   start=$(date +%s)
   case $step in
-    tests) python3 -m pytest tests/ir tests/compat -m cuda -q -p no:cacheprovider 2>&1 | tail -8 ;;
+    tests) python3 -m pytest tests/ir tests/compat -m cuda -q -p no:cacheprovider 2>&1 | tail -8
+           python3 -m pytest tests/ir/ops/test_compare.py -q -p no:cacheprovider 2>&1 | tail -3 ;;
     kernels) python3 -m pytest tests/kernels/test_triton_norms.py tests/kernels/test_triton_activations.py \
                -q -p no:cacheprovider 2>&1 | tail -6 ;;
     shadow) python3 benchmarks/shadow_overhead.py --out "$R" 2>&1 | tail -20 ;;
