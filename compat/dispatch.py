@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import random
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -32,8 +33,8 @@ BASES: list[type] = []
 class ClassState:
     """What the shim knows about one CustomOp subclass, for one flags generation."""
 
-    __slots__ = ("cls", "op", "label", "generation", "mode", "fast", "port", "on_port", "counter", "_auto", "base",
-                 "_methods")
+    __slots__ = ("cls", "op", "label", "generation", "mode", "fast", "port", "on_port", "sample", "counter",
+                 "_auto", "base", "_methods")
 
     def __init__(self, cls: type, generation: int):
         self.cls = cls
@@ -49,6 +50,7 @@ class ClassState:
         self.port = find_port(cls)
         self.on_port = self.port if self.mode == _flags.ON else None
         """The port, when calls take the `on` fast path (see `call`)."""
+        self.sample = flags.shadow_sample
         self._auto = None
         # function -> the forward_* whose code it runs; filled now because
         # torch.compile traces legacy_method() and cannot take the slow path.
@@ -223,9 +225,12 @@ def call(layer: Any, args: tuple, kwargs: dict, legacy: Callable[..., Any] | Non
         return legacy(*args, **kwargs)
     if mode == _flags.ON:
         return _call_on(layer, state, args, kwargs, legacy)
-    from .shadow import run_shadow
-
-    return run_shadow(layer, state, args, kwargs, legacy)
+    counter = state.counter
+    counter.seen += 1
+    if state.sample < 1.0 and _random() >= state.sample:  # most shadow calls at a low sample
+        counter.skip("sampling")
+        return legacy(*args, **kwargs)
+    return _shadow.run_shadow(layer, state, args, kwargs, legacy)
 
 
 def _call_on(layer: Any, state: ClassState, args: tuple, kwargs: dict, legacy: Callable[..., Any]) -> Any:
@@ -304,9 +309,12 @@ def _log_once(op: str, reason: str, level: int, msg: str, *args: Any) -> None:
     logger.log(level, msg, *args)
 
 
-# Imported last: custom_op imports this module's `_states` and `call`, so
-# either module may be imported first.
+# Imported last: custom_op imports this module's `_states` and `call`, and
+# shadow imports this module, so any of them may be imported first.
 from . import custom_op as _custom_op  # noqa: E402
+from . import shadow as _shadow  # noqa: E402
+
+_random = random.Random().random
 
 BASES.append(_custom_op.CustomOp)
 _flags.on_change(prepare_all)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import random
 import threading
 import time
 import traceback
@@ -38,7 +37,6 @@ logger = logging.getLogger(__name__)
 MAX_PENDING = 256
 """Deferred comparisons kept before they are fetched from the device in one go."""
 
-_rng = random.Random()
 _dispatch_modes = torch._C._len_torch_dispatch_stack
 
 
@@ -51,12 +49,9 @@ def _capturing() -> bool:
 
 
 def run_shadow(layer: Any, state: ClassState, args: tuple, kwargs: dict, legacy) -> Any:
+    """One sampled call (dispatch.call counted it and drew the sample)."""
     counter = state.counter
-    counter.seen += 1
     flags = _flags.current()
-    if flags.shadow_sample < 1.0 and _rng.random() >= flags.shadow_sample:
-        counter.skip("sampling")
-        return legacy(*args, **kwargs)
     if _capturing():
         counter.skip("cuda_graph_capture")
         return legacy(*args, **kwargs)
