@@ -11,6 +11,8 @@ from .activation import (
     SiluAndMul,
 )
 from .layernorm import GemmaRMSNorm, RMSNorm
+from .quant_fp8 import QuantFP8
+from .rotary_embedding import RotaryEmbedding
 
 __all__ = [
     "FastGELU",
@@ -19,8 +21,10 @@ __all__ = [
     "GemmaRMSNorm",
     "MulAndSilu",
     "NewGELU",
+    "QuantFP8",
     "QuickGELU",
     "RMSNorm",
     "ReLUSquaredActivation",
+    "RotaryEmbedding",
     "SiluAndMul",
 ]

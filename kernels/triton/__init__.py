@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from irshim.ir.priority import set_platform_default
 
-from . import activation, compare, layernorm
+from . import activation, compare, layernorm, quant, rope
 
-OPS = (*layernorm.OPS, *activation.OPS, "tolerance_stats")
+OPS = (*layernorm.OPS, *activation.OPS, *quant.OPS, *rope.OPS, "tolerance_stats")
 """Names of the IR ops that have a ``triton`` provider."""
 
 for _name in OPS:
