@@ -225,3 +225,26 @@ def test_buckets():
     assert default_bucket(op, (torch.zeros(100, 64), None, 1e-6), {}).endswith("weight=None")
     gelu = default_bucket(ir.ops.gelu_and_mul, (torch.zeros(3, 8, dtype=torch.bfloat16), "tanh"), {})
     assert gelu == "x=bfloat16@cpu:T4x8,approximate='tanh'"
+
+
+def test_cuda_graph_capture_falls_back_without_measuring(tune_env, monkeypatch):
+    # A CPU stand-in for capture: the check irshim makes reports a capture in progress.
+    from irshim.ir import op as op_module
+
+    op, _ = tune_env
+    monkeypatch.setattr(op_module, "capturing_cuda_graph", lambda: True)
+    with op.set_priority(["auto", "small_fast", "native"]):
+        assert op.dispatch(torch.randn(64, 8)).provider == "small_fast"  # the static order
+    assert autotune.stats == {"fallback_cuda_graph_capture": 1}
+    assert autotune.TuneCache().entries() == {}
+
+
+@pytest.mark.cuda
+def test_real_cuda_graph_capture_falls_back(tune_env):
+    op, _ = tune_env
+    x = torch.randn(64, 8, device="cuda")
+    graph = torch.cuda.CUDAGraph()
+    with op.set_priority(["auto", "big_fast", "native"]):
+        with torch.cuda.graph(graph):
+            chosen = op.dispatch(x).provider
+    assert chosen == "big_fast" and autotune.stats == {"fallback_cuda_graph_capture": 1}
