@@ -128,33 +128,11 @@ def main() -> None:
         sweep()
         return
     ops = [o for o in args.ops.split(",") if o] or OPS
-    env = H.environment()
-    copy = H.copy_bandwidth_gbs()
-    copy_gbs = copy["copy"]
-    print(f"{env['gpu']}: copy {copy}", flush=True)
-    provs = providers()
-    names = [p.name for p in provs]
-    peers = [p.name for p in provs if p.peer]
-    rows = []
-    for case in cases(ops, args.quick, H.int_list(args.tokens, TOKENS), H.int_list(args.widths, HIDDEN),
-                      not args.no_fp16):
-        if args.eager_only and not case.eager:
-            continue
-        row = H.summarise(H.run_case(case, provs), copy_gbs, "triton", peers)
-        rows.append(row)
-        H.print_table([row], names, header=not rows[:-1])
-        for p, e in row["errors"].items():
-            print(f"  error {p}: {e}", flush=True)
-    copy_end = H.copy_bandwidth_gbs()
-    print(f"copy bandwidth: {copy} at start, {copy_end} at end; using the larger", flush=True)
-    if copy_end["copy"] > copy_gbs:
-        copy, copy_gbs = copy_end, copy_end["copy"]
-        rows = [H.summarise(H.Row(**{k: r[k] for k in ("op", "shape", "dtype", "tokens", "bytes", "graph_us",
-                                                         "eager_us", "errors")}), copy_gbs, "triton", peers)
-                for r in rows]
-    H.write_results(args.name or "bench_norms", args.out, env, copy, rows, names, "triton",
-                    notes="Liger: casting_mode='gemma' (float32 throughout, the IR's semantics). "
-                          "triton_op: the graph-visible op called eagerly (not a peer).")
+    widths = H.int_list(args.widths, HIDDEN)
+    suite = cases(ops, args.quick, H.int_list(args.tokens, TOKENS), widths, not args.no_fp16)
+    H.run_suite("bench_norms", args, suite, providers(),
+                notes="Liger: casting_mode='gemma' (float32 throughout, the IR's semantics). "
+                      "triton_op: the graph-visible op called eagerly (not a peer).")
 
 
 if __name__ == "__main__":

@@ -168,29 +168,12 @@ def acceptance(rows: list[dict]) -> list[str]:
 
 
 def _run_gpu(args, ops) -> None:
-    env = H.environment()
-    copy = H.copy_bandwidth_gbs()
-    print(f"{env['gpu']}: copy {copy}", flush=True)
-    provs = providers(ops)
-    names = [p.name for p in provs]
-    peers = [p.name for p in provs if p.peer]
-    rows = []
-    for case in cases(ops, H.int_list(args.tokens, [1, 1024, 16384] if args.quick else TOKENS),
-                      H.int_list(args.widths, [4096] if args.quick else HIDDEN), "cuda"):
-        if args.eager_only and not case.eager:
-            continue
-        errors = check(case, provs)
-        row = H.run_case(case, provs)
-        row.errors.update(errors)
-        rows.append(H.summarise(row, copy["copy"], "triton", peers))
-        H.print_table(rows[-1:], names, header=len(rows) == 1)
-        for p, e in row.errors.items():
-            print(f"  error {p}: {e}", flush=True)
-    name = args.name or "bench_quant"
-    H.write_results(name, args.out, env, copy, rows, names, "triton",
-                    notes="triton_pair: the unfused Triton norm kernel then the quant kernel (fused ops only). "
-                          "Inputs bf16; scales float32.")
-    md = args.out / f"{name}.md"
+    suite = cases(ops, H.int_list(args.tokens, [1, 1024, 16384] if args.quick else TOKENS),
+                  H.int_list(args.widths, [4096] if args.quick else HIDDEN), "cuda")
+    rows = H.run_suite("bench_quant", args, suite, providers(ops), check=check,
+                       notes="triton_pair: the unfused Triton norm kernel then the quant kernel (fused ops only). "
+                             "Inputs bf16; scales float32.")
+    md = args.out / f"{args.name or 'bench_quant'}.md"
     md.write_text(md.read_text() + "\n".join(acceptance(rows)) + "\n")
 
 

@@ -282,32 +282,8 @@ def main() -> None:
     if args.sweep:
         sweep()
         return
-    env = H.environment()
-    copy = H.copy_bandwidth_gbs()
-    copy_gbs = copy["copy"]
-    print(f"{env['gpu']}: copy {copy}", flush=True)
-    provs = providers()
-    names = [p.name for p in provs]
-    peers = [p.name for p in provs if p.peer]
-    rows = []
-    for case in cases(args.quick, H.int_list(args.tokens, TOKENS)):
-        if args.eager_only and not case.eager:
-            continue
-        row = H.run_case(case, provs)
-        row.errors.update(check(case, provs))
-        rows.append(H.summarise(row, copy_gbs, "triton", peers))
-        H.print_table(rows[-1:], names, header=len(rows) == 1)
-        for p, e in row.errors.items():
-            print(f"  error {p}: {e}", flush=True)
-    copy_end = H.copy_bandwidth_gbs()
-    print(f"copy bandwidth: {copy} at start, {copy_end} at end; using the larger", flush=True)
-    if copy_end["copy"] > copy_gbs:
-        copy, copy_gbs = copy_end, copy_end["copy"]
-        rows = [H.summarise(H.Row(**{k: r[k] for k in ("op", "shape", "dtype", "tokens", "bytes", "graph_us",
-                                                         "eager_us", "errors")}), copy_gbs, "triton", peers)
-                for r in rows]
-    H.write_results(args.name or "bench_rope", args.out, env, copy, rows, names, "triton",
-                    notes="Liger: per-token float32 cos/sin gathered outside the timed region, in place. "
+    H.run_suite("bench_rope", args, cases(args.quick, H.int_list(args.tokens, TOKENS)), providers(),
+                check=check, notes="Liger: per-token float32 cos/sin gathered outside the timed region, in place. "
                           "vllm_c: vLLM's ops.rotary_embedding (in place), when vLLM is installed. "
                           "triton_inplace: irshim's in-place provider (not a peer).")
 

@@ -22,7 +22,7 @@ import math
 import platform
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -249,6 +249,38 @@ def write_results(name: str, out_dir: Path, env: dict[str, Any], copy: dict[str,
     if errors:
         lines += ["", "## Errors", ""] + [f"- {o} {s} {p}: {e}" for o, s, p, e in errors]
     (out_dir / f"{name}.md").write_text("\n".join(lines) + "\n")
+
+
+def run_suite(name: str, args: argparse.Namespace, cases: Iterable[Case], providers: Sequence[Provider],
+              notes: str = "", check: Callable[[Case, Sequence[Provider]], dict[str, str]] | None = None,
+              subject: str = "triton") -> list[dict[str, Any]]:
+    """Every benchmark script's main loop: time each case with every provider (after
+    `check`, which returns provider -> error for results that disagree with native),
+    print as it goes, measure the copy bandwidth before and after (the larger is the
+    reference), and write JSON + Markdown under ``args.out``."""
+    env = environment()
+    copy = copy_bandwidth_gbs()
+    print(f"{env['gpu']}: copy {copy}", flush=True)
+    names = [p.name for p in providers]
+    peers = [p.name for p in providers if p.peer]
+    raw: list[Row] = []
+    for case in cases:
+        if args.eager_only and not case.eager:
+            continue
+        errors = check(case, providers) if check else {}
+        row = run_case(case, providers)
+        row.errors.update(errors)
+        raw.append(row)
+        print_table([summarise(row, copy["copy"], subject, peers)], names, header=len(raw) == 1)
+        for p, e in row.errors.items():
+            print(f"  error {p}: {e}", flush=True)
+    copy_end = copy_bandwidth_gbs()
+    print(f"copy bandwidth: {copy} at start, {copy_end} at end; using the larger", flush=True)
+    if copy_end["copy"] > copy["copy"]:
+        copy = copy_end
+    rows = [summarise(row, copy["copy"], subject, peers) for row in raw]
+    write_results(args.name or name, args.out, env, copy, rows, names, subject, notes=notes)
+    return rows
 
 
 def inductor(fn: Callable) -> Callable:

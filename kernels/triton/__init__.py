@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from irshim.ir.priority import set_platform_default
 
-from . import activation, compare, layernorm, quant, rope
+from . import activation, compare, layernorm, quant, rope  # noqa: F401  (compare registers, OPS below)
 
 OPS = (*layernorm.OPS, *activation.OPS, *quant.OPS, *rope.OPS, "tolerance_stats")
 """Names of the IR ops that have a ``triton`` provider."""

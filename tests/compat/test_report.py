@@ -4,7 +4,6 @@ bad lines counted, ranges and workers giving the same result, a 1M-record log in
 from __future__ import annotations
 
 import json
-import math
 import pickle
 import random
 import re

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.metadata
 
-import pytest
 
 import irshim.ir as ir
 from irshim.ir import providers
