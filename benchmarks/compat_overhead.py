@@ -21,11 +21,11 @@ import statistics
 import timeit
 from pathlib import Path
 
-import torch
-import torch.nn as nn
-
 import irshim.compat as compat
 import irshim.ir as ir
+import torch
+import torch.nn as nn
+from harness import cpu_name
 from irshim.compat import CustomOp
 from irshim.compat.layers import RMSNorm, SiluAndMul
 
@@ -83,14 +83,6 @@ class IrshimIdentity(CustomOp):
         return x
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
-
-
 def _per_call_us(fn, number: int) -> float:
     return timeit.timeit(fn, number=number) / number * 1e6
 
@@ -139,7 +131,7 @@ def main(argv=None) -> dict:
         }, args.number // 4, args.repeats)
 
     result = {
-        "machine": {"cpu": _cpu_name(), "python": platform.python_version(),
+        "machine": {"cpu": cpu_name(), "python": platform.python_version(),
                     "torch": torch.__version__},
         "off_us": off, "on_us": on,
         "off_overhead_us": off["irshim CustomOp, off"] - off["no irshim"],

@@ -19,10 +19,10 @@ import statistics
 import timeit
 from pathlib import Path
 
-import torch
-from torch import Tensor
-
 import irshim.ir as ir
+import torch
+from harness import cpu_name
+from torch import Tensor
 
 TARGET_US = 1.5
 
@@ -42,14 +42,6 @@ def _cases():
         "fused_add_rms_norm": (x, x.clone(), w, 1e-6),
         "silu_and_mul": (torch.randn(1, 16),),
     }
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def measure(op: ir.IrOp, args: tuple, number: int, repeats: int) -> dict:

@@ -36,6 +36,15 @@ REPLAYS = 20
 EAGER_CALLS = 200
 
 
+def cpu_name() -> str:
+    """The CPU model (for CPU-bound figures such as dispatch overheads)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 @dataclass
 class Case:
     """One benchmark point. `make_args(device)` returns fresh inputs (a tuple)."""
