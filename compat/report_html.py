@@ -18,6 +18,7 @@ from .report_md import (
     sorted_ops,
     source_text,
     thresholds_text,
+    time_summary,
 )
 
 COLORS = {"ready": "#2e7d32", "review": "#e0a100", "blocked": "#c62828", "unseen": "#9e9e9e"}
@@ -224,11 +225,7 @@ def _op_section(name: str, op: dict) -> str:
             f"<li><b>worst rel error</b>: {_worst_html(op['worst_rel'])}</li>",
             f"<li><b>elements outside tolerance</b>: {op['elements_outside']}; NaN/Inf disagreements: "
             f"{op['nonfinite_mismatches']}</li>",
-            f"<li><b>time</b> per call over {op['timed']} calls: legacy median {fmt_us(op['legacy_us_median'])} µs "
-            f"(mean {fmt_us(op['legacy_us_mean'])}), IR median {fmt_us(op['ir_us_median'])} µs "
-            f"(mean {fmt_us(op['ir_us_mean'])}); IR/legacy median {fmt_ratio(op['time_ratio_median'])} "
-            f"(p10 {fmt_ratio(op['time_ratio_p10'])}, p90 {fmt_ratio(op['time_ratio_p90'])}), total "
-            f"{fmt_ratio(op['time_ratio_total'])}</li>",
+            f"<li><b>time</b> {escape(time_summary(op))}</li>",
         ]
     items += [f"<li><b>mismatch note</b> ({n}x): {escape(text)}</li>" for text, n in op["mismatch_notes"].items()]
     items += [f"<li><b>note</b>: {escape(n)}</li>" for n in op["notes"]]

@@ -15,6 +15,15 @@ VERDICT_HELP = {
 }
 
 
+
+def time_summary(op: dict[str, Any]) -> str:
+    """One sentence on an op's legacy and IR times (Markdown and HTML reports)."""
+    return (f"per call over {op['timed']} calls: legacy median {fmt_us(op['legacy_us_median'])} µs "
+            f"(mean {fmt_us(op['legacy_us_mean'])}), IR median {fmt_us(op['ir_us_median'])} µs "
+            f"(mean {fmt_us(op['ir_us_mean'])}); IR/legacy median {fmt_ratio(op['time_ratio_median'])} "
+            f"(p10 {fmt_ratio(op['time_ratio_p10'])}, p90 {fmt_ratio(op['time_ratio_p90'])}), "
+            f"total {fmt_ratio(op['time_ratio_total'])}")
+
 def fmt_err(value: Any) -> str:
     """An error magnitude: 3 significant digits, "0" for exact, "-" for none."""
     if value is None:
@@ -170,11 +179,7 @@ def render_markdown(report: dict) -> str:
             f"- **worst rel error**: {worst_text(op['worst_rel'])}",
             f"- **elements outside tolerance**: {op['elements_outside']}; "
             f"NaN/Inf disagreements: {op['nonfinite_mismatches']}",
-            f"- **time** per call over {op['timed']} calls: legacy median {fmt_us(op['legacy_us_median'])} µs "
-            f"(mean {fmt_us(op['legacy_us_mean'])}), IR median {fmt_us(op['ir_us_median'])} µs "
-            f"(mean {fmt_us(op['ir_us_mean'])}); IR/legacy median {fmt_ratio(op['time_ratio_median'])} "
-            f"(p10 {fmt_ratio(op['time_ratio_p10'])}, p90 {fmt_ratio(op['time_ratio_p90'])}), "
-            f"total {fmt_ratio(op['time_ratio_total'])}",
+            f"- **time** {time_summary(op)}",
         ]
         lines += [f"- **mismatch note** ({n}x): {text}" for text, n in op["mismatch_notes"].items()]
         lines += [f"- **note**: {n}" for n in op["notes"]]
