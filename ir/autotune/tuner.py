@@ -16,8 +16,9 @@ import statistics
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -266,8 +267,9 @@ class AutoImpl:
 
     def choose(self, args: tuple, kwargs: dict) -> IrOpImpl:
         """The tuned provider for this call's bucket (measuring it if needed and allowed)."""
-        from ..op import capturing_cuda_graph, tracing
         from torch._subclasses.fake_tensor import FakeTensor, unset_fake_temporarily
+
+        from ..op import capturing_cuda_graph, tracing
 
         bucket = _bucket(self.op, args, kwargs)
         impl = self._memo.get(bucket)

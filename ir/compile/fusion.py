@@ -31,11 +31,9 @@ _ADD_FUNCTIONS = {operator.add, operator.iadd, torch.add, torch.ops.aten.add.Ten
 
 def _add_operands(node: fx.Node) -> tuple[fx.Node, fx.Node] | None:
     """The two tensor operands of a plain same-shape, same-dtype add (alpha 1), else None."""
-    if node.op == "call_function" and node.target in _ADD_FUNCTIONS:
-        pass
-    elif node.op == "call_method" and node.target == "add":
-        pass
-    else:
+    is_add = (node.op == "call_function" and node.target in _ADD_FUNCTIONS) or (
+        node.op == "call_method" and node.target == "add")
+    if not is_add:
         return None
     if len(node.args) != 2 or any(k != "alpha" or v != 1 for k, v in node.kwargs.items()):
         return None
