@@ -639,8 +639,8 @@ then use the choices:  IRSHIM_PRIORITY='rms_norm=auto;silu_and_mul=auto' python 
 
     p = sub.add_parser(
         "demo", formatter_class=fmt, help="run a small model in shadow mode and write a migration report",
-        description="Build a small Llama-style decoder (embedding, RMSNorm with residual, rotary "
-                    "embedding and attention in plain torch, gated MLP with SiluAndMul) from irshim's "
+        description="Build a small Llama-style decoder (embedding, RMSNorm with residual, "
+                    "RotaryEmbedding, attention in plain torch, gated MLP with SiluAndMul) from irshim's "
                     "CustomOp layers with fixed weights, run a few forward passes with both paths, and "
                     "write the report. Needs no GPU, network or settings.",
         epilog="example:\n  irshim demo --device cuda --steps 12")
