@@ -134,6 +134,11 @@ class AutoOp:
             provider, method = "native", "forward_native"
             if legacy == "forward_native":
                 return "same_code"
+        elif method == legacy:
+            # The legacy choice itself: run the layer's bound method, which may be
+            # more than the plain forward_* (vLLM's maybe_compile wraps
+            # forward_native in torch.compile when compile_native is set).
+            method = "_forward_method"
         return AutoPlan(self, layer, provider, method, args, kwargs, guard=shadow)
 
 

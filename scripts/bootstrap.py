@@ -6,6 +6,11 @@
 
 Only `python3` is assumed. The environment is rebuilt when pyproject.toml,
 setup.py or the constraints file change (a stamp file records their hash).
+The test job also installs vLLM 0.33.0 and the exact set of packages its layer
+modules import on a CPU (constraints/vllm-cpu.txt, without dependency
+resolution: vLLM's metadata would pull a CUDA torch), for the `vllm`-marked
+integration tests; a second stamp covers that file. The demo job never
+installs vLLM.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv"
 CONSTRAINTS = ROOT / "constraints" / "cpu.txt"
+VLLM_SET = ROOT / "constraints" / "vllm-cpu.txt"
 INPUTS = (ROOT / "pyproject.toml", ROOT / "setup.py", CONSTRAINTS)
+VLLM_INPUTS = (*INPUTS, VLLM_SET)
 PYTEST_NO_TESTS = 5
 
 
@@ -27,9 +34,9 @@ def _venv_python() -> Path:
     return VENV / ("Scripts" if os.name == "nt" else "bin") / "python"
 
 
-def _inputs_hash() -> str:
+def _inputs_hash(inputs: tuple[Path, ...] = INPUTS) -> str:
     digest = hashlib.sha256()
-    for path in INPUTS:
+    for path in inputs:
         digest.update(path.read_bytes())
     return digest.hexdigest()
 
@@ -48,10 +55,23 @@ def ensure_venv() -> Path:
         return python
     if not python.exists():
         _run([sys.executable, "-m", "venv", VENV])
-    pip = [python, "-m", "pip", "--disable-pip-version-check", "-q"]
-    _run([*pip, "install", "-c", CONSTRAINTS, "-e", ".[dev]"])
+    _run([*_pip(python), "install", "-c", CONSTRAINTS, "-e", ".[dev]"])
     stamp.write_text(wanted)
     return python
+
+
+def _pip(python: Path) -> list[str | os.PathLike]:
+    return [python, "-m", "pip", "--disable-pip-version-check", "-q"]
+
+
+def ensure_vllm(python: Path) -> None:
+    """Add vLLM and its CPU import set to `.venv` (exact pins, no dependency resolution)."""
+    stamp = VENV / ".irshim-vllm-inputs"
+    wanted = _inputs_hash(VLLM_INPUTS)
+    if stamp.exists() and stamp.read_text() == wanted:
+        return
+    _run([*_pip(python), "install", "--no-deps", "-c", CONSTRAINTS, "-r", VLLM_SET])
+    stamp.write_text(wanted)
 
 
 def main(argv: list[str]) -> int:
@@ -62,6 +82,7 @@ def main(argv: list[str]) -> int:
     python = ensure_venv()
     if job == "demo":
         return subprocess.call([python, "-m", "irshim.compat.cli", "demo", *rest], cwd=ROOT)
+    ensure_vllm(python)
     rc = subprocess.call([python, "-m", "pytest", *rest], cwd=ROOT)
     if rc == PYTEST_NO_TESTS:
         print("pytest collected no tests: treated as a failure", file=sys.stderr)

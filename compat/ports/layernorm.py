@@ -10,14 +10,23 @@ def _var_override(layer, x, residual) -> bool:
 
 
 def _weight_dtype_differs(layer, x, residual) -> bool:
-    # vLLM's forward_native returns x.to(dtype) * weight, promoted to the
-    # weight's dtype; IR ops return x's dtype.
+    # Older vLLM returned x.to(dtype) * weight, promoted to the weight's dtype;
+    # vLLM 0.33 rounds the normed x to the weight's dtype before the product.
+    # IR ops take the product in float32 and return x's dtype.
     return layer.weight.dtype != x.dtype
+
+
+def _weightless(layer, x, residual) -> bool:
+    # vLLM 0.33 RMSNorm(has_weight=False) passes weight=None (pass_weight /
+    # pass_weight_add); the port passes self.weight, so it declines such calls.
+    flag = "pass_weight" if residual is None else "pass_weight_add"
+    return getattr(layer, flag, True) is False or getattr(layer, "has_weight", True) is False
 
 
 _REFUSE = {
     "variance_size_override (norm over a prefix of the hidden size) has no IR op": _var_override,
     "weight dtype differs from x dtype (legacy result would be promoted)": _weight_dtype_differs,
+    "weightless norm (has_weight=False / pass_weight=False): the port passes a weight": _weightless,
 }
 
 register_port(Port(
