@@ -14,6 +14,14 @@ package) starts without importing torch and can report a bad setting itself.
 
 from __future__ import annotations
 
+if __name__ != "irshim.compat":  # e.g. `compat` found through a checkout's root on sys.path
+    raise ImportError(
+        f"{__file__} is irshim's `compat` folder, imported here as {__name__!r}; it is the package "
+        "`irshim.compat` (pip install -e . from the checkout) and must not be imported under another name: "
+        "its ops and providers would register twice"
+    )
+
+
 import importlib
 from typing import Any
 

@@ -7,6 +7,14 @@ and says so at debug level: the ops then run their `native` semantics.
 
 from __future__ import annotations
 
+if __name__ != "irshim.kernels":  # e.g. `kernels` found through a checkout's root on sys.path
+    raise ImportError(
+        f"{__file__} is irshim's `kernels` folder, imported here as {__name__!r}; it is the package "
+        "`irshim.kernels` (pip install -e . from the checkout) and must not be imported under another name: "
+        "its ops and providers would register twice"
+    )
+
+
 import logging
 
 logger = logging.getLogger(__name__)
