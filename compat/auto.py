@@ -33,7 +33,7 @@ import torch
 
 from irshim.ir import ConfigError, device_family
 from irshim.ir import priority as _ir_priority
-from irshim.ir.tolerances import Tolerance, default_tolerance
+from irshim.ir.tolerances import Tolerance, comparison_tolerance
 
 from . import flags as _flags
 from .custom_op import FORWARD_METHODS, PLATFORM_METHOD
@@ -154,12 +154,7 @@ class AutoPlan:
         return f"{self.op.name}/{self.provider}"
 
     def tolerance(self, dtype: torch.dtype) -> Tolerance:
-        if not dtype.is_floating_point:
-            return Tolerance(0.0, 0.0, "exact for non-float dtypes")
-        try:
-            return default_tolerance(dtype)
-        except ValueError:
-            return default_tolerance(torch.float32)
+        return comparison_tolerance(dtype)
 
     def rebind(self, mapping: dict[int, torch.Tensor]) -> AutoPlan:
         def sub(value: Any) -> Any:

@@ -37,6 +37,17 @@ def default_tolerance(dtype: torch.dtype) -> Tolerance:
         ) from None
 
 
+def comparison_tolerance(dtype: torch.dtype, op=None) -> Tolerance:
+    """What to compare values of `dtype` with: exact for non-float dtypes, else the op's
+    tolerance (or the dtype's default), falling back to float32's for dtypes without one."""
+    if not dtype.is_floating_point:
+        return Tolerance(0.0, 0.0, "exact for non-float dtypes")
+    try:
+        return op.tolerance(dtype) if op is not None else default_tolerance(dtype)
+    except ValueError:
+        return default_tolerance(torch.float32)
+
+
 def outside(actual: torch.Tensor, expected: torch.Tensor, tol: Tolerance) -> torch.Tensor:
     """Boolean mask of elements outside ``|a - e| <= atol + rtol * |e|``.
 

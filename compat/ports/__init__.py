@@ -25,7 +25,7 @@ import torch
 
 from irshim.ir import get_op
 from irshim.ir.op import IrOp
-from irshim.ir.tolerances import Tolerance, default_tolerance
+from irshim.ir.tolerances import Tolerance, comparison_tolerance
 
 logger = logging.getLogger(__name__)
 
@@ -264,12 +264,7 @@ class PortPlan:
         return f"{self.op.name}/{self.op.dispatch(*self.args).provider}"
 
     def tolerance(self, dtype: torch.dtype) -> Tolerance:
-        if not dtype.is_floating_point:
-            return Tolerance(0.0, 0.0, "exact for non-float dtypes")
-        try:
-            return self.op.tolerance(dtype)
-        except ValueError:
-            return default_tolerance(torch.float32)
+        return comparison_tolerance(dtype, self.op)
 
     def run(self) -> Any:
         result = self.op(*self.args)
