@@ -248,3 +248,12 @@ def test_real_cuda_graph_capture_falls_back(tune_env):
         with torch.cuda.graph(graph):
             chosen = op.dispatch(x).provider
     assert chosen == "big_fast" and autotune.stats == {"fallback_cuda_graph_capture": 1}
+
+
+def test_bucket_function_is_overridable_per_op(tune_env, monkeypatch):
+    op, _ = tune_env
+    monkeypatch.setattr(op, "tuning_bucket", lambda op, args, kwargs: "one bucket", raising=False)
+    with op.set_priority(["auto"]):
+        first = op.dispatch(torch.randn(4, 8)).provider
+        assert op.dispatch(torch.randn(1000, 8)).provider == first  # same bucket: no new measurement
+    assert autotune.stats["measured"] == 1 and autotune.stats["memory_hits"] == 1
