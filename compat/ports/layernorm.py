@@ -5,8 +5,18 @@ from __future__ import annotations
 from . import TENSOR, Port, Variant, register_port
 
 
+def _attr(layer, name: str, default=None):
+    """A plain attribute of the layer or its class. Not getattr: a missing name makes
+    nn.Module.__getattr__ build and raise an AttributeError, ~1 µs per refusal check."""
+    found = layer.__dict__.get(name, _MISSING)
+    return getattr(type(layer), name, default) if found is _MISSING else found
+
+
+_MISSING = object()
+
+
 def _var_override(layer, x, residual) -> bool:
-    return getattr(layer, "variance_size_override", None) is not None
+    return _attr(layer, "variance_size_override") is not None
 
 
 def _weight_dtype_differs(layer, x, residual) -> bool:
@@ -20,7 +30,7 @@ def _weightless(layer, x, residual) -> bool:
     # vLLM 0.33 RMSNorm(has_weight=False) passes weight=None (pass_weight /
     # pass_weight_add); the port passes self.weight, so it declines such calls.
     flag = "pass_weight" if residual is None else "pass_weight_add"
-    return getattr(layer, flag, True) is False or getattr(layer, "has_weight", True) is False
+    return _attr(layer, flag, True) is False or _attr(layer, "has_weight", True) is False
 
 
 _REFUSE = {
