@@ -122,8 +122,6 @@ def sweep() -> None:
 
 def main() -> None:
     args = H.parse_args(__doc__.split("\n")[0])
-    torch._dynamo.config.cache_size_limit = 1024
-    torch._dynamo.config.accumulated_cache_size_limit = 4096
     if args.sweep:
         sweep()
         return

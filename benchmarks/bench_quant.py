@@ -258,8 +258,6 @@ def _configured(name, args, cfg):
 
 def main() -> None:
     args = H.parse_args(__doc__.split("\n")[0])
-    torch._dynamo.config.cache_size_limit = 1024
-    torch._dynamo.config.accumulated_cache_size_limit = 4096
     ops = [o for o in args.ops.split(",") if o] or OPS
     ir.set_priority({name: ["triton", "native"] for name in OPS})
     if SMOKE:

@@ -277,8 +277,6 @@ def main() -> None:
         smoke(out)
         return
     args = H.parse_args(__doc__.split("\n")[0])
-    torch._dynamo.config.cache_size_limit = 1024
-    torch._dynamo.config.accumulated_cache_size_limit = 4096
     if args.sweep:
         sweep()
         return

@@ -308,7 +308,11 @@ def parse_args(description: str) -> argparse.Namespace:
     parser.add_argument("--no-fp16", action="store_true", help="skip the fp16 row")
     parser.add_argument("--name", default="", help="results file name (default: the script's)")
     parser.add_argument("--eager-only", action="store_true", help="only the cases with an eager measurement")
-    return parser.parse_args()
+    args = parser.parse_args()
+    # The Inductor peer is compiled once per shape (static shapes): dozens per script.
+    torch._dynamo.config.cache_size_limit = 1024
+    torch._dynamo.config.accumulated_cache_size_limit = 4096
+    return args
 
 
 def print_table(rows: list[dict[str, Any]], providers: Sequence[str], header: bool = True) -> None:
