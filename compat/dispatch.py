@@ -24,7 +24,6 @@ from .records import recorder
 logger = logging.getLogger(__name__)
 
 _is_compiling = torch.compiler.is_compiling
-_dispatch_modes = torch._C._len_torch_dispatch_stack
 
 BASES: list[type] = []
 """CustomOp bases whose subclasses are intercepted: irshim's own, then installed foreign ones."""

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from irshim.ir import capturing_cuda_graph, tracing
 from irshim.ir.ops.compare import tolerance_stats as _tolerance_stats
 from irshim.ir.tolerances import Tolerance
 
@@ -37,25 +38,20 @@ logger = logging.getLogger(__name__)
 MAX_PENDING = 256
 """Deferred comparisons kept before they are fetched from the device in one go."""
 
-_dispatch_modes = torch._C._len_torch_dispatch_stack
 
 
 class ShadowMismatch(AssertionError):
     """Raised in strict mode (IRSHIM_STRICT=1) when the IR path disagrees with legacy."""
 
 
-def _capturing() -> bool:
-    return torch.cuda.is_available() and torch.cuda.is_initialized() and torch.cuda.is_current_stream_capturing()
-
-
 def run_shadow(layer: Any, state: ClassState, args: tuple, kwargs: dict, legacy) -> Any:
     """One sampled call (dispatch.call counted it and drew the sample)."""
     counter = state.counter
     flags = _flags.current()
-    if _capturing():
+    if capturing_cuda_graph():
         counter.skip("cuda_graph_capture")
         return legacy(*args, **kwargs)
-    if _dispatch_modes() > 0:
+    if tracing():  # a dispatch mode (make_fx, fake tensors); Dynamo never gets here
         counter.skip("compiling")
         return legacy(*args, **kwargs)
 

@@ -421,8 +421,7 @@ class IrOp:
             args = self._clone_activations(args)
         return impl.impl_fn(*args, **kwargs)
 
-    def _torch_kernel(self, *args: Any, **kwargs: Any) -> Any:
-        return self._run_functional(*args, **kwargs)
+    _torch_kernel = _run_functional  # what torch.ops.irshim.<op> runs (CompositeExplicitAutograd)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # While tracing, the op must stay one node: go through torch.ops.
@@ -438,7 +437,7 @@ class IrOp:
                 if impl.inplace:
                     args = self._clone_activations(args)
                 return impl.impl_fn(*args, **kwargs)
-        return self._run_functional(*args, **kwargs)  # unreachable; keeps one source of truth
+        raise AssertionError("unreachable: the last provider in a resolved priority accepts all arguments")
 
     def __repr__(self) -> str:
         return f"IrOp({self.name!r})"
