@@ -218,7 +218,7 @@ def sweep(ops) -> None:
     and the pair (input for `row_config`; * marks the heuristic's choice)."""
     import triton
 
-    print("sweep: op shape | rows/warps:us ... | inductor, pair", flush=True)
+    print("sweep: op shape | rows/warps:us (c<chunk>/warps: multi-pass) ... | inductor, pair", flush=True)
     provs = {p.name: p for p in providers(ops)}
     for name in [o for o in ops if o in FUSED or o == "dynamic_per_token_scaled_fp8_quant"]:
         op = ir.get_op(name)
@@ -228,19 +228,24 @@ def sweep(ops) -> None:
                 calls = max(2, min(100, (1 << 30) // _bytes(name, t, h, 2)))
                 chosen = TQ.row_config(t, h)
                 results = []
-                for block_m in (1, 2) if t >= 1024 else (1,):
-                    for warps in (4, 8, 16, 32):
-                        cfg = TQ.RowConfig(block_m, triton.next_power_of_2(h), warps, True)
-                        fns = [_configured(name, a, cfg) for a in sets]
-                        results.append((H.graph_time_us(fns, calls), block_m, warps))
+                configs = [TQ.RowConfig(block_m, triton.next_power_of_2(h), warps, True)
+                           for block_m in ((1, 2) if t >= 1024 else (1,)) for warps in (4, 8, 16, 32)]
+                configs += [TQ.RowConfig(1, chunk, warps, False) for chunk in (1024, 2048, 4096) for warps in (4, 8, 16)
+                            if chunk < h and chunk // warps >= 64]
+                for cfg in configs:
+                    fns = [_configured(name, a, cfg) for a in sets]
+                    results.append((H.graph_time_us(fns, calls), cfg))
                 case = H.Case(name, f"{t}x{h}", "bfloat16", t, 0, lambda: None)
                 peers = {p: H.graph_time_us([provs[p].bind(case, a) for a in sets], calls)
                          for p in ("inductor", "triton_pair") if provs[p].bind(case, sets[0]) is not None}
-                results.sort()
-                line = " ".join(f"{m}/{w}:{us:.2f}{'*' if (m, w) == (chosen.block_m, chosen.num_warps) else ''}"
-                                for us, m, w in results)
+                results.sort(key=lambda r: r[0])
+                line = " ".join(f"{_label(c)}:{us:.2f}{'*' if c == chosen else ''}" for us, c in results[:10])
                 print(f"sweep {name} {t}x{h} | {line} | " + " ".join(f"{p}:{us:.2f}" for p, us in peers.items()),
                       flush=True)
+
+
+def _label(cfg) -> str:
+    return f"{cfg.block_m}/{cfg.num_warps}" if cfg.single_pass else f"c{cfg.block_n}/{cfg.num_warps}"
 
 
 def _configured(name, args, cfg):

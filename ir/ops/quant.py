@@ -48,7 +48,10 @@ def _quantize(x32: Tensor, scale: Tensor) -> Tensor:
 
 
 def _scale_of(amax: Tensor) -> Tensor:
-    return (amax.float() / FP8_MAX).clamp(min=MIN_SCALE)
+    # Divide by a tensor, not a Python float: CUDA's div kernel turns a scalar divisor
+    # into a multiplication by its reciprocal, which rounds some scales one ulp off the
+    # IEEE quotient (and so some q one FP8 step off), on the GPU only.
+    return (amax.float() / torch.full((), FP8_MAX, device=amax.device)).clamp(min=MIN_SCALE)
 
 
 def _tensor_amax(x: Tensor) -> Tensor:

@@ -6,14 +6,13 @@ the graph-visible ``triton_op`` forms and the IR registrations.
 
 Semantics are the IR's (``ir/ops/quant.py``): float32 arithmetic,
 ``scale = max(amax / 448, MIN_SCALE)``, ``q = fp8(clamp(x / scale, ±448))``
-with IEEE division (``div_rn``) and round-to-nearest-even; the fused kernels
+with IEEE division (see `_to_fp8`) and round-to-nearest-even; the fused kernels
 round the norm output to x's dtype before quantizing, as the unfused pair does.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 from dataclasses import dataclass
 
 import torch
@@ -38,8 +37,21 @@ MIN_SCALE: tl.constexpr = tl.constexpr(qops.MIN_SCALE)
 
 @triton.jit
 def _to_fp8(x, scale, Q):
-    """x (float32) / scale, saturated to ±448, rounded to nearest even in Q's FP8 type."""
-    y = tl.math.div_rn(x, scale)
+    """x (float32) / scale, saturated to ±448, rounded to nearest even in Q's FP8 type.
+
+    The quotient is IEEE division's without a division per element: with
+    inv = RN(1 / scale) (one division per row or program, `scale` being a
+    scalar or a [rows, 1] column), y = RN(x * inv) is within an ulp of x / scale,
+    and one Newton step with the exact remainder (an FMA) rounds it correctly
+    (Markstein's theorem). A full-precision division per element made the kernels
+    ALU-bound on wide rows (H200 sweep, 16384 x 14336 per-token quant: 323 µs
+    against Inductor's 244 with its approximate division).
+    """
+    inv = tl.math.div_rn(tl.full(scale.shape, 1.0, tl.float32), scale)
+    y = x * inv
+    rem = tl.fma(-y, scale, x)
+    # rem = 0: y is exact (and keeps the sign of -0); x = ±inf: rem is NaN and y right.
+    y = tl.where(tl.abs(rem) > 0, tl.fma(rem, inv, y), y)
     y = tl.minimum(tl.maximum(y, -FP8_MAX), FP8_MAX)
     return y.to(Q.dtype.element_ty, fp_downcast_rounding="rtne")
 
@@ -285,38 +297,51 @@ class GroupConfig:
     num_warps: int
 
 
-# Not yet measured on a GPU (the session that wrote them had none): the row
-# regimes copy the RMS-norm heuristic of layernorm.py, whose kernels read and
-# write rows the same way (H200 sweep there: one row a program below 256 rows,
-# ~8192 elements a program above). Element-wise tiles of 4096 elements, 4 warps,
-# like the activation kernels. benchmarks/bench_quant.py --sweep checks them.
+# Row kernels (per-token quant, norm + quant). H100 sweep (benchmarks/bench_quant.py
+# --sweep, bf16, CUDA-graph µs, "rows/warps", c<chunk>/warps = multi-pass; * = old rule):
+# - Decode (< THROUGHPUT_ROWS rows): one row a program (rows under ROW_GROUP_ELEMENTS are grouped), one warp per DECODE_COLS_PER_WARP
+#   columns, at most 16 warps.
+#     per-token   1 x 8192:  1/16 2.12  1/8 2.17 |  1 x 14336: 1/16 2.77  1/8 2.91
+#     norm+dyn    1 x 14336: 1/16 4.00  1/8 4.09 | norm+static 1 x 14336: 1/16 3.36  1/8 3.47
+# - Throughput: one row a program, one warp per COLS_PER_WARP columns (32 a thread).
+#     per-token   16384 x 4096: 1/4 67.7 (best; 2/16* 72.2) | 16384 x 14336: 1/16 243.2 (1/32* 257.7)
+#     norm+dyn    16384 x 8192: 1/8 147.5 (1/16* 186.4)     | 1024 x 14336: 1/16 24.2 (best)
+#   except static norm + quant over rows longer than MAX_STATIC_SINGLE_PASS: two passes
+#   over CHUNK columns (the second re-reads the row from L2), 16 warps:
+#     norm+static 16384 x 14336: c4096/16 271.8  2/8 314.4  1/16 > 318
+#     fused-add   16384 x 14336: c4096/16 564.9  1/16 596.6
+#   (dynamic norm + quant needs three passes when chunked: 1/16 301.6 against c2048/16 365.5).
 MAX_SINGLE_PASS = 16384
+MAX_STATIC_SINGLE_PASS = 8192
 CHUNK = 4096
-TILE = 2048
+CHUNK_WARPS = 16
 THROUGHPUT_ROWS = 256
-PROGRAM_ELEMENTS = 8192
-ELEMENTS_PER_THREAD = 16
-DECODE_MAX_WARPS = 8
-MAX_WARPS = 32
+DECODE_COLS_PER_WARP = 512
+COLS_PER_WARP = 1024
+MAX_WARPS = 16
+ROW_GROUP_ELEMENTS = 2048
+"""Rows shorter than this are grouped, several a program (not swept: no model has them)."""
+# Element-wise tiles (static / per-tensor quant, amax): 4096 elements, 4 warps, like
+# the activation kernels; groups: 4096 elements a program.
 TILE_ELEMENTS = 4096
 TILE_MAX_COLS = 1024
 TILE_WARPS = 4
 GROUP_ELEMENTS = 4096
 MAX_GROUP = 4096
+ELEMENTS_PER_THREAD = 16
 
 
 @S.cached_config
-def row_config(n_rows: int, n_cols: int) -> RowConfig:
+def row_config(n_rows: int, n_cols: int, static_norm: bool = False) -> RowConfig:
+    """Launch configuration of the row kernels (measurements above); `static_norm`:
+    the norm + static quant kernel, which chunks long rows sooner."""
     block_n = S.next_pow2(n_cols)
-    if block_n > MAX_SINGLE_PASS:
-        return RowConfig(1, CHUNK, 8, False)
-    rows_pow2 = S.next_pow2(max(n_rows, 1))
-    if n_rows < THROUGHPUT_ROWS:
-        block_m, max_warps = max(1, min(TILE // block_n, rows_pow2)), DECODE_MAX_WARPS
-    else:
-        block_m, max_warps = max(1, min(PROGRAM_ELEMENTS // block_n, rows_pow2)), MAX_WARPS
-    num_warps = max(1, min(max_warps, block_m * block_n // (ELEMENTS_PER_THREAD * 32)))
-    return RowConfig(block_m, block_n, num_warps, True)
+    if block_n > MAX_SINGLE_PASS or (static_norm and n_rows >= THROUGHPUT_ROWS
+                                     and block_n > MAX_STATIC_SINGLE_PASS):
+        return RowConfig(1, CHUNK, CHUNK_WARPS, False)
+    block_m = max(1, min(ROW_GROUP_ELEMENTS // block_n, S.next_pow2(max(n_rows, 1))))
+    per_warp = DECODE_COLS_PER_WARP if n_rows < THROUGHPUT_ROWS else COLS_PER_WARP
+    return RowConfig(block_m, block_n, max(1, min(MAX_WARPS, block_m * block_n // per_warp)), True)
 
 
 @S.cached_config
@@ -472,7 +497,7 @@ def rms_norm_quant(x: Tensor, x_residual: Tensor | None, weight: Tensor | None, 
         n_rows, n_cols = x2.shape
         r2 = S.as_rows(x_residual) if x_residual is not None else x2
         res2 = S.as_rows(residual) if residual is not None else x2
-        cfg = config or row_config(n_rows, n_cols)
+        cfg = config or row_config(n_rows, n_cols, static_norm=not dynamic)
         with _on_device(x):
             kernel[(S.cdiv(n_rows, cfg.block_m),)](
                 x2, S.row_stride(x2), r2, S.row_stride(r2),
@@ -489,50 +514,48 @@ def rms_norm_quant(x: Tensor, x_residual: Tensor | None, weight: Tensor | None, 
 
 # ------------------------------------------------ graph-visible triton_ops
 # torch.ops.irshim_triton.<op>: what torch.compile / make_fx / export record.
-
-
-@functools.cache
-def _wrapped(kernel):
-    return wrap_triton(kernel)
+# wrap_triton is called on every trace, never cached: outside functionalization it
+# returns the raw kernel, and a cached raw kernel broke the next compile on the GPU
+# ("Cannot access data pointer of Tensor").
 
 
 @triton_op(f"{S.NAMESPACE}::static_scaled_fp8_quant", mutates_args=())
 def static_scaled_fp8_quant_op(x: Tensor, scale: Tensor) -> Tensor:
-    return static_quant(x, scale, kernel=_wrapped(_static_quant_kernel))
+    return static_quant(x, scale, kernel=wrap_triton(_static_quant_kernel))
 
 
 @triton_op(f"{S.NAMESPACE}::dynamic_scaled_fp8_quant", mutates_args=())
 def dynamic_scaled_fp8_quant_op(x: Tensor) -> tuple[Tensor, Tensor]:
-    return dynamic_quant(x, _wrapped(_amax_kernel), _wrapped(_static_quant_kernel))
+    return dynamic_quant(x, wrap_triton(_amax_kernel), wrap_triton(_static_quant_kernel))
 
 
 @triton_op(f"{S.NAMESPACE}::dynamic_per_token_scaled_fp8_quant", mutates_args=())
 def dynamic_per_token_scaled_fp8_quant_op(x: Tensor, scale_ub: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    return per_token_quant(x, scale_ub, kernel=_wrapped(_per_token_quant_kernel))
+    return per_token_quant(x, scale_ub, kernel=wrap_triton(_per_token_quant_kernel))
 
 
 @triton_op(f"{S.NAMESPACE}::per_token_group_fp8_quant", mutates_args=())
 def per_token_group_fp8_quant_op(x: Tensor, group_size: int) -> tuple[Tensor, Tensor]:
-    return group_quant(x, group_size, kernel=_wrapped(_group_quant_kernel))
+    return group_quant(x, group_size, kernel=wrap_triton(_group_quant_kernel))
 
 
 @triton_op(f"{S.NAMESPACE}::rms_norm_static_fp8_quant", mutates_args=())
 def rms_norm_static_fp8_quant_op(x: Tensor, weight: Tensor | None, epsilon: float, scale: Tensor) -> Tensor:
-    return rms_norm_quant(x, None, weight, epsilon, scale, None, kernel=_wrapped(_rms_norm_quant_kernel))[0]
+    return rms_norm_quant(x, None, weight, epsilon, scale, None, kernel=wrap_triton(_rms_norm_quant_kernel))[0]
 
 
 @triton_op(f"{S.NAMESPACE}::fused_add_rms_norm_static_fp8_quant", mutates_args=())
 def fused_add_rms_norm_static_fp8_quant_op(x: Tensor, x_residual: Tensor, weight: Tensor | None, epsilon: float,
                                            scale: Tensor) -> tuple[Tensor, Tensor]:
     q, residual, _ = rms_norm_quant(x, x_residual, weight, epsilon, scale, None,
-                                    kernel=_wrapped(_rms_norm_quant_kernel))
+                                    kernel=wrap_triton(_rms_norm_quant_kernel))
     return q, residual
 
 
 @triton_op(f"{S.NAMESPACE}::rms_norm_dynamic_per_token_fp8_quant", mutates_args=())
 def rms_norm_dynamic_per_token_fp8_quant_op(x: Tensor, weight: Tensor | None, epsilon: float,
                                             scale_ub: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    q, _, scales = rms_norm_quant(x, None, weight, epsilon, None, scale_ub, kernel=_wrapped(_rms_norm_quant_kernel))
+    q, _, scales = rms_norm_quant(x, None, weight, epsilon, None, scale_ub, kernel=wrap_triton(_rms_norm_quant_kernel))
     return q, scales
 
 

@@ -35,39 +35,58 @@ OPS = ("rotary_embedding",)
 
 
 @triton.jit
-def _rotate_heads(
-    X, X_T_STRIDE, X_H_STRIDE, OUT, OUT_T_STRIDE, OUT_H_STRIDE,
-    tokens, token_mask, cos, sin, N_HEADS,
-    HALF: tl.constexpr, BLOCK_HALF: tl.constexpr,
-    N_PASS: tl.constexpr, BLOCK_PASS: tl.constexpr,
+def _load_pairs(
+    X, X_T_STRIDE, X_H_STRIDE, tokens, token_mask, h0, N_HEADS,
+    HALF: tl.constexpr, BLOCK_HALF: tl.constexpr, NEOX: tl.constexpr, BLOCK_H: tl.constexpr,
+):
+    """The rotated pairs (a, b) of heads [h0, h0 + BLOCK_H) of `tokens`, in float32:
+    NeoX pairs features (i, i + HALF), GPT-J (2i, 2i + 1). GPT-J's pairs are loaded
+    as one contiguous run and split in registers: two stride-2 loads made the H100
+    run 11x slower than NeoX (4096 tokens, Llama-3-8B heads: 336 against 31 µs)."""
+    heads = h0 + tl.arange(0, BLOCK_H)
+    x_heads = X + tokens[:, None, None] * X_T_STRIDE + heads[None, :, None] * X_H_STRIDE
+    if NEOX:
+        half = tl.arange(0, BLOCK_HALF)
+        mask = token_mask[:, None, None] & (heads < N_HEADS)[None, :, None] & (half < HALF)[None, None, :]
+        a = tl.load(x_heads + half[None, None, :], mask=mask, other=0.0).to(tl.float32)
+        b = tl.load(x_heads + HALF + half[None, None, :], mask=mask, other=0.0).to(tl.float32)
+    else:
+        rot = tl.arange(0, 2 * BLOCK_HALF)
+        mask = token_mask[:, None, None] & (heads < N_HEADS)[None, :, None] & (rot < 2 * HALF)[None, None, :]
+        x = tl.load(x_heads + rot[None, None, :], mask=mask, other=0.0).to(tl.float32)
+        a, b = tl.split(tl.reshape(x, [x.shape[0], BLOCK_H, BLOCK_HALF, 2]))
+    return a, b
+
+
+@triton.jit
+def _store_rotated(
+    a, b, cos, sin,
+    X, X_T_STRIDE, X_H_STRIDE, OUT, OUT_T_STRIDE, OUT_H_STRIDE, tokens, token_mask, h0, N_HEADS,
+    HALF: tl.constexpr, BLOCK_HALF: tl.constexpr, N_PASS: tl.constexpr, BLOCK_PASS: tl.constexpr,
     NEOX: tl.constexpr, COPY_PASS: tl.constexpr, BLOCK_H: tl.constexpr,
 ):
-    """Rotate heads [0, N_HEADS) of `tokens` ([BLOCK_T] int64) from X into OUT."""
-    half = tl.arange(0, BLOCK_HALF)
-    if NEOX:  # pair (i, i + HALF)
-        a_cols = half
-        b_cols = half + HALF
-    else:  # pair (2i, 2i + 1)
-        a_cols = 2 * half
-        b_cols = 2 * half + 1
-    x_rows = tokens[:, None, None] * X_T_STRIDE
-    out_rows = tokens[:, None, None] * OUT_T_STRIDE
-    for h0 in range(0, N_HEADS, BLOCK_H):
-        heads = h0 + tl.arange(0, BLOCK_H)
+    """Rotate the pairs loaded by `_load_pairs` and store them (and, functional with
+    partial rotary, copy the pass-through features) into OUT."""
+    heads = h0 + tl.arange(0, BLOCK_H)
+    out_heads = OUT + tokens[:, None, None] * OUT_T_STRIDE + heads[None, :, None] * OUT_H_STRIDE
+    ra = (a * cos - b * sin).to(OUT.dtype.element_ty)
+    rb = (b * cos + a * sin).to(OUT.dtype.element_ty)
+    if NEOX:
+        half = tl.arange(0, BLOCK_HALF)
         mask = token_mask[:, None, None] & (heads < N_HEADS)[None, :, None] & (half < HALF)[None, None, :]
-        x_heads = X + x_rows + heads[None, :, None] * X_H_STRIDE
-        out_heads = OUT + out_rows + heads[None, :, None] * OUT_H_STRIDE
-        a = tl.load(x_heads + a_cols[None, None, :], mask=mask, other=0.0).to(tl.float32)
-        b = tl.load(x_heads + b_cols[None, None, :], mask=mask, other=0.0).to(tl.float32)
-        ra = a * cos - b * sin
-        rb = b * cos + a * sin
-        tl.store(out_heads + a_cols[None, None, :], ra.to(OUT.dtype.element_ty), mask=mask)
-        tl.store(out_heads + b_cols[None, None, :], rb.to(OUT.dtype.element_ty), mask=mask)
-        if COPY_PASS:  # features [2 * HALF, head_size) pass through
-            rest = tl.arange(0, BLOCK_PASS)
-            pmask = token_mask[:, None, None] & (heads < N_HEADS)[None, :, None] & (rest < N_PASS)[None, None, :]
-            p = tl.load(x_heads + 2 * HALF + rest[None, None, :], mask=pmask, other=0.0)
-            tl.store(out_heads + 2 * HALF + rest[None, None, :], p, mask=pmask)
+        tl.store(out_heads + half[None, None, :], ra, mask=mask)
+        tl.store(out_heads + HALF + half[None, None, :], rb, mask=mask)
+    else:
+        rot = tl.arange(0, 2 * BLOCK_HALF)
+        mask = token_mask[:, None, None] & (heads < N_HEADS)[None, :, None] & (rot < 2 * HALF)[None, None, :]
+        tl.store(out_heads + rot[None, None, :], tl.reshape(tl.join(ra, rb), [ra.shape[0], BLOCK_H, 2 * BLOCK_HALF]),
+                 mask=mask)
+    if COPY_PASS:  # features [2 * HALF, head_size) pass through
+        rest = tl.arange(0, BLOCK_PASS)
+        pmask = token_mask[:, None, None] & (heads < N_HEADS)[None, :, None] & (rest < N_PASS)[None, None, :]
+        x_heads = X + tokens[:, None, None] * X_T_STRIDE + heads[None, :, None] * X_H_STRIDE
+        p = tl.load(x_heads + 2 * HALF + rest[None, None, :], mask=pmask, other=0.0)
+        tl.store(out_heads + 2 * HALF + rest[None, None, :], p, mask=pmask)
 
 
 @triton.jit
@@ -90,10 +109,19 @@ def _rope_kernel(
     BLOCK_T: tl.constexpr,       # tokens per program
     BLOCK_HQ: tl.constexpr,      # query heads per step
     BLOCK_HK: tl.constexpr,      # key heads per step
+    ONE_STEP: tl.constexpr,      # all heads in one step: query and key loaded first
 ):
     tokens = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
     token_mask = tokens < N_TOKENS
     tokens = tokens.to(tl.int64)
+    if ONE_STEP:
+        # Query and key loads go out before the position -> cache row chain (two
+        # dependent loads), so a decode-sized launch waits for two round trips, not three.
+        qa, qb = _load_pairs(Q, Q_T_STRIDE, Q_H_STRIDE, tokens, token_mask, 0, N_Q_HEADS,
+                             HALF, BLOCK_HALF, NEOX, BLOCK_HQ)
+        if HAS_KEY:
+            ka, kb = _load_pairs(K, K_T_STRIDE, K_H_STRIDE, tokens, token_mask, 0, N_K_HEADS,
+                                 HALF, BLOCK_HALF, NEOX, BLOCK_HK)
     pos = tl.load(POS + tokens * POS_STRIDE, mask=token_mask, other=0).to(tl.int64)
     half = tl.arange(0, BLOCK_HALF)
     cs_mask = token_mask[:, None, None] & (half < HALF)[None, None, :]
@@ -101,13 +129,28 @@ def _rope_kernel(
     # [BLOCK_T, 1, BLOCK_HALF]: broadcast over heads; loaded once for query and key.
     cos = tl.load(cs_rows, mask=cs_mask, other=0.0).to(tl.float32)
     sin = tl.load(cs_rows + HALF, mask=cs_mask, other=0.0).to(tl.float32)
-    _rotate_heads(Q, Q_T_STRIDE, Q_H_STRIDE, Q_OUT, Q_OUT_T_STRIDE, Q_OUT_H_STRIDE,
-                  tokens, token_mask, cos, sin, N_Q_HEADS,
-                  HALF, BLOCK_HALF, N_PASS, BLOCK_PASS, NEOX, COPY_PASS, BLOCK_HQ)
-    if HAS_KEY:
-        _rotate_heads(K, K_T_STRIDE, K_H_STRIDE, K_OUT, K_OUT_T_STRIDE, K_OUT_H_STRIDE,
-                      tokens, token_mask, cos, sin, N_K_HEADS,
-                      HALF, BLOCK_HALF, N_PASS, BLOCK_PASS, NEOX, COPY_PASS, BLOCK_HK)
+    if ONE_STEP:
+        _store_rotated(qa, qb, cos, sin, Q, Q_T_STRIDE, Q_H_STRIDE, Q_OUT, Q_OUT_T_STRIDE, Q_OUT_H_STRIDE,
+                       tokens, token_mask, 0, N_Q_HEADS, HALF, BLOCK_HALF, N_PASS, BLOCK_PASS, NEOX, COPY_PASS,
+                       BLOCK_HQ)
+        if HAS_KEY:
+            _store_rotated(ka, kb, cos, sin, K, K_T_STRIDE, K_H_STRIDE, K_OUT, K_OUT_T_STRIDE, K_OUT_H_STRIDE,
+                           tokens, token_mask, 0, N_K_HEADS, HALF, BLOCK_HALF, N_PASS, BLOCK_PASS, NEOX,
+                           COPY_PASS, BLOCK_HK)
+    else:
+        for h0 in range(0, N_Q_HEADS, BLOCK_HQ):
+            a, b = _load_pairs(Q, Q_T_STRIDE, Q_H_STRIDE, tokens, token_mask, h0, N_Q_HEADS,
+                               HALF, BLOCK_HALF, NEOX, BLOCK_HQ)
+            _store_rotated(a, b, cos, sin, Q, Q_T_STRIDE, Q_H_STRIDE, Q_OUT, Q_OUT_T_STRIDE, Q_OUT_H_STRIDE,
+                           tokens, token_mask, h0, N_Q_HEADS, HALF, BLOCK_HALF, N_PASS, BLOCK_PASS, NEOX,
+                           COPY_PASS, BLOCK_HQ)
+        if HAS_KEY:
+            for h0 in range(0, N_K_HEADS, BLOCK_HK):
+                a, b = _load_pairs(K, K_T_STRIDE, K_H_STRIDE, tokens, token_mask, h0, N_K_HEADS,
+                                   HALF, BLOCK_HALF, NEOX, BLOCK_HK)
+                _store_rotated(a, b, cos, sin, K, K_T_STRIDE, K_H_STRIDE, K_OUT, K_OUT_T_STRIDE,
+                               K_OUT_H_STRIDE, tokens, token_mask, h0, N_K_HEADS, HALF, BLOCK_HALF, N_PASS,
+                               BLOCK_PASS, NEOX, COPY_PASS, BLOCK_HK)
 
 
 # ---------------------------------------------------------- launch config
@@ -121,35 +164,44 @@ class RopeConfig:
     num_warps: int
 
 
-# A program's tile is BLOCK_T tokens x all query heads x the rotated pairs:
-# about PROGRAM_PAIRS pairs (two loads, two stores of that many elements),
-# ELEMENTS_PER_THREAD of them a thread. Heads are stepped through BLOCK_H at a
-# time so a step holds at most MAX_STEP_PAIRS pairs. Llama-3-8B (32 q heads x
-# 64 pairs = 2048) gets one token a program, 70B at TP8 (8 x 64 = 512) four.
-# These are first choices from the norm kernels' numbers (a program of ~8k
-# elements, 16 a thread: benchmarks/results/bench_norms.md), NOT yet measured
-# for this kernel: `benchmarks/bench_rope.py --sweep` on the GPU decides.
+# A program takes BLOCK_T tokens x all query heads x the rotated pairs, heads
+# stepped through BLOCK_H at a time so that a step holds at most MAX_STEP_PAIRS
+# pairs (when all heads fit, they are all loaded before the cache row: ONE_STEP).
+# Sweeps (`benchmarks/bench_rope.py --sweep`, bf16 NeoX, CUDA-graph µs, "tokens/warps";
+# Llama-3-8B = 32 q heads x 64 pairs = 2048 pairs a token, 70B at TP8 = 512):
+# - Decode (< DECODE_TOKENS): one token a program, 4-8 warps.
+#     H100 8B  1 tok: 1/16 1.58  1/8 1.63  1/4 1.61 | 70B 1 tok: 2/8 1.39  1/4 1.43  1/8 1.44  1/2 1.82
+# - Throughput: PROGRAM_PAIRS pairs a program (8B: 1 token, 70B: 4), one warp per
+#   WARP_PAIRS pairs of a token (8B: 4 warps, 70B: 1): the 1/4 and 4/1 columns are
+#   within 1-8% of the best of 40 configurations at every size on both GPUs.
+#     H200 8B  1024: 1/1 6.38  1/4 6.39 | 4096: 1/4 24.52 | 16384: 1/4 88.10 (best)
+#     H100 8B  1024: 1/4 7.28 (best)    | 4096: 1/8 31.09  1/4 31.79 | 16384: 1/8 117.2  1/4 119.1
+#     H200 70B 1024: 1/4 2.40  4/1 2.49 | 4096: 2/1 4.33  4/1 4.34 | 16384: 1/1 22.42  4/1 23.28
+#     H100 70B 1024: 4/1 2.36 (best)    | 4096: 4/1 4.52 (best)    | 16384: 1/4 29.08  4/1 29.49
 PROGRAM_PAIRS = 2048
+WARP_PAIRS = 512
 MAX_STEP_PAIRS = 4096
 DECODE_TOKENS = 64
 """Below this many tokens, one token a program: the launch is latency-bound, programs are cheap."""
-ELEMENTS_PER_THREAD = 16
+DECODE_MIN_WARPS = 4
+DECODE_PAIRS_PER_WARP = 256
 MAX_WARPS = 8
 
 
 @S.cached_config
 def rope_config(n_tokens: int, n_q_heads: int, n_k_heads: int, half: int) -> RopeConfig:
-    """Launch configuration (reasoning above)."""
+    """Launch configuration (measurements above)."""
     block_half = S.next_pow2(half)
     pairs_per_token = S.next_pow2(max(n_q_heads, 1)) * block_half
-    block_t = 1
-    if n_tokens >= DECODE_TOKENS:
+    if n_tokens < DECODE_TOKENS:
+        block_t = 1
+        num_warps = max(DECODE_MIN_WARPS, min(MAX_WARPS, pairs_per_token // DECODE_PAIRS_PER_WARP))
+    else:
         block_t = max(1, min(PROGRAM_PAIRS // pairs_per_token, S.next_pow2(n_tokens)))
+        num_warps = max(1, min(MAX_WARPS, pairs_per_token // WARP_PAIRS))
     max_heads = max(1, MAX_STEP_PAIRS // (block_t * block_half))
     block_hq = min(S.next_pow2(max(n_q_heads, 1)), max_heads)
     block_hk = min(S.next_pow2(max(n_k_heads, 1)), max_heads)
-    pairs = block_t * block_hq * block_half
-    num_warps = max(1, min(MAX_WARPS, 2 * pairs // (ELEMENTS_PER_THREAD * 32)))
     return RopeConfig(block_t, block_hq, block_hk, num_warps)
 
 
@@ -193,7 +245,7 @@ def _launch(kernel, positions: Tensor, query: Tensor, key: Tensor | None, head_s
         HALF=half, BLOCK_HALF=S.next_pow2(half), N_PASS=n_pass, BLOCK_PASS=S.next_pow2(max(n_pass, 1)),
         NEOX=is_neox_style, HAS_KEY=has_key, COPY_PASS=copy_pass,
         BLOCK_T=cfg.block_t, BLOCK_HQ=cfg.block_hq, BLOCK_HK=cfg.block_hk,
-        num_warps=cfg.num_warps,
+        ONE_STEP=cfg.block_hq >= hq and cfg.block_hk >= hk, num_warps=cfg.num_warps,
     )
 
 

@@ -42,11 +42,18 @@ def _inputs(tokens=7, hq=4, hk=2, head_size=32, dtype=torch.bfloat16, seed=0):
     return positions, query, key
 
 
+@pytest.fixture(autouse=True)
+def layers_bind_as_on_a_cpu_host(monkeypatch):
+    """The inputs here are CPU tensors: layers bind forward_native (functional) as on a
+    CPU host, also when the tests run on a GPU machine (forward_cuda works in place)."""
+    monkeypatch.setattr(custom_op_module, "device_family", lambda: "cpu")
+
+
 def _cuda_layer(monkeypatch, *args):
     """A layer constructed as on a CUDA machine: its bound method is forward_cuda (in place)."""
     monkeypatch.setattr(custom_op_module, "device_family", lambda: "cuda")
     layer = RotaryEmbedding(*args)
-    monkeypatch.undo()
+    monkeypatch.setattr(custom_op_module, "device_family", lambda: "cpu")
     assert layer._forward_method.__func__ is RotaryEmbedding.forward_cuda
     return layer
 

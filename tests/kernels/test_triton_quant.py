@@ -39,6 +39,25 @@ def test_fp8_conversion_rounds_like_torch():
     assert torch.equal(tq.static_quant(x.reshape(1, -1), scale).float(), x.to(torch.float8_e4m3fn).float()[None])
 
 
+@pytest.mark.parametrize("scale_value", [0.0137, 1.0, 3.3e-5])
+def test_division_rounds_like_ieee_at_fp8_midpoints(scale_value):
+    """q = fp8(x / scale) without a division per element must still land where IEEE
+    division does: x placed on and one float32 ulp around every FP8 rounding midpoint
+    (times the scale), plus zeros, infinities and values far beyond the range."""
+    fp8 = torch.arange(0, 256, dtype=torch.uint8).view(torch.float8_e4m3fn).float()
+    finite = fp8[torch.isfinite(fp8)].unique()
+    midpoints = (finite[:-1] + finite[1:]) / 2
+    scale = torch.tensor([scale_value])
+    x = (midpoints * scale).reshape(-1, 1)
+    x = torch.cat([x, torch.nextafter(x, torch.tensor(float("inf"))), torch.nextafter(x, torch.tensor(0.0))], 1)
+    x = torch.cat([x.flatten(), -x.flatten(), torch.tensor([0.0, -0.0, float("inf"), -float("inf"), 1e30, -1e30])])
+    x, scale = x.to(DEVICE).reshape(1, -1), scale.to(DEVICE)
+    expected = qops.static_scaled_fp8_quant.native(x, scale)
+    actual = tq.static_quant(x, scale)
+    assert torch.equal(actual.view(torch.uint8), expected.view(torch.uint8)), (
+        f"{(actual.view(torch.uint8) != expected.view(torch.uint8)).sum().item()} of {x.numel()} q differ")
+
+
 def _ids(dtype):
     return str(dtype).removeprefix("torch.")
 

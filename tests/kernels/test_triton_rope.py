@@ -119,10 +119,12 @@ def test_key_none_and_zero_tokens(provider):
 
 
 def test_several_tokens_a_program_and_head_steps():
-    """Configurations that group tokens and step through heads give the same result."""
+    """Configurations that group tokens and step through heads (or load them all in
+    one step, the last one) give the same result."""
     args = make_args(9, 5, 3, 16, 16, torch.float32)
     expected = op.native(*args)
-    for cfg in (rope.RopeConfig(4, 2, 2, 1), rope.RopeConfig(2, 8, 1, 2), rope.RopeConfig(8, 1, 4, 4)):
+    for cfg in (rope.RopeConfig(4, 2, 2, 1), rope.RopeConfig(2, 8, 1, 2), rope.RopeConfig(8, 1, 4, 4),
+                rope.RopeConfig(4, 8, 4, 2)):
         got = rope.rotary_embedding_into(*args, config=cfg)
         for a, e in zip(got, expected):
             assert_close(a, e, op.tolerance(torch.float32), what=str(cfg))
@@ -140,10 +142,12 @@ def test_int32_positions_and_extreme_values():
 
 
 def test_launch_config_rules():
-    # Decode: one token a program. Llama-3-8B prefill: one token (2048 pairs); 70B TP8: four.
-    assert rope.rope_config(1, 32, 8, 64).block_t == 1
-    assert rope.rope_config(4096, 32, 8, 64) == rope.RopeConfig(1, 32, 8, 8)
-    assert rope.rope_config(4096, 8, 1, 64).block_t == 4
+    # Decode: one token a program, 4-8 warps. Prefill: Llama-3-8B one token (2048 pairs)
+    # over 4 warps; 70B TP8 four tokens over one warp.
+    assert rope.rope_config(1, 32, 8, 64) == rope.RopeConfig(1, 32, 8, 8)
+    assert rope.rope_config(1, 8, 1, 64) == rope.RopeConfig(1, 8, 1, 4)
+    assert rope.rope_config(4096, 32, 8, 64) == rope.RopeConfig(1, 32, 8, 4)
+    assert rope.rope_config(4096, 8, 1, 64) == rope.RopeConfig(4, 8, 1, 1)
     cfg = rope.rope_config(4096, 128, 16, 64)  # many heads: stepped, at most MAX_STEP_PAIRS a step
     assert cfg.block_t * cfg.block_hq * 64 <= rope.MAX_STEP_PAIRS
 
