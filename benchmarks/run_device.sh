@@ -36,7 +36,7 @@ for step in "$@"; do
     quant) python3 benchmarks/bench_quant.py --out "$R" ${QUANT_ARGS:-} > "$R/bench_quant.log" 2>&1; tail -50 "$R/bench_quant.log" ;;
     rope) python3 benchmarks/bench_rope.py --out "$R" ${ROPE_ARGS:-} > "$R/bench_rope.log" 2>&1; tail -40 "$R/bench_rope.log" ;;
     demo) irshim demo --device cuda --steps 24 --run demo-gpu --report-dir "$R/demo-runs" --out "$R/demo" > "$R/demo.log" 2>&1
-          tail -25 "$R/demo.log" ;;
+          tail -25 "$R/demo.log"; irshim status > "$R/demo/irshim-status.txt" 2>&1 ;;
   esac
   echo "== step $step took $(( $(date +%s) - start )) s"
   tar -C "$R" -cf "$OUT/results.tar" .

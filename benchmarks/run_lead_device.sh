@@ -15,7 +15,8 @@ for step in "$@"; do
            python3 -m pytest tests/ir/ops/test_compare.py -q -p no:cacheprovider 2>&1 | tail -3 ;;
     kernels) python3 -m pytest tests/kernels/test_triton_norms.py tests/kernels/test_triton_activations.py \
                -q -p no:cacheprovider 2>&1 | tail -6 ;;
-    shadow) python3 benchmarks/shadow_overhead.py --out "$R" 2>&1 | tail -20 ;;
+    shadow) python3 benchmarks/shadow_overhead.py --out "$R" --profile > "$R/shadow_overhead.log" 2>&1
+            grep -B2 -A12 "slowdown" "$R/shadow_overhead.log" | head -16 ;;
     compile) python3 benchmarks/compile_decoder.py --out "$R" 2>&1 | tail -20 ;;
     autotune) python3 benchmarks/autotune_check.py --tokens "${TUNE_TOKENS:-1,16,128,1024,4096,16384}" --out "$R" 2>&1 | tail -80 ;;
     # The host CPU of the GPU machine is quiet (the development machine is shared):

@@ -56,6 +56,21 @@ def run(model, x, residual, steps, device):
     return (time.perf_counter() - t0) / steps * 1e6
 
 
+def _profile(round_fn, sample: float, reports: str) -> None:
+    import cProfile
+    import pstats
+
+    for mode in ("off", "shadow"):
+        with compat.override(dispatch=mode, shadow_sample=sample, report_dir=reports):
+            profiler = cProfile.Profile()
+            profiler.enable()
+            round_fn()
+            profiler.disable()
+            compat.flush()
+        print(f"== host profile of one round, mode {mode}")
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(14)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -67,6 +82,8 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=9)
     p.add_argument("--sample", type=float, default=0.01)
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--profile", action="store_true",
+                   help="after the measurement, print where one shadow round's host time goes (cProfile)")
     a = p.parse_args(argv)
     device = torch.device(a.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
@@ -94,6 +111,8 @@ def main(argv=None):
                     times[mode].append(run(model, x, residual, a.steps, device))
                     compat.flush()
         records = [json.loads(line) for f in Path(reports).rglob("*.jsonl") for line in f.read_text().splitlines()]
+        if a.profile:
+            _profile(lambda: run(model, x, residual, a.steps, device), a.sample, reports)
     compares = [r for r in records if r["kind"] == "compare"]
     off, shadow = statistics.median(times["off"]), statistics.median(times["shadow"])
     result = {

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from . import flags as _flags
-from .ports import Refusal, find_port
+from .ports import Port, Refusal, find_port
 from .records import recorder
 
 logger = logging.getLogger(__name__)
@@ -32,8 +32,8 @@ BASES: list[type] = []
 class ClassState:
     """What the shim knows about one CustomOp subclass, for one flags generation."""
 
-    __slots__ = ("cls", "op", "label", "generation", "mode", "fast", "port", "on_port", "sample", "counter",
-                 "_auto", "base", "_methods")
+    __slots__ = ("cls", "op", "label", "generation", "mode", "fast", "port", "on_port", "on_runners", "sample",
+                 "sampling", "counter", "_auto", "base", "_methods")
 
     def __init__(self, cls: type, generation: int):
         self.cls = cls
@@ -49,7 +49,14 @@ class ClassState:
         self.port = find_port(cls)
         self.on_port = self.port if self.mode == _flags.ON else None
         """The port, when calls take the `on` fast path (see `call`)."""
+        plain = self.on_port is not None and type(self.on_port).call_on is Port.call_on
+        self.on_runners: dict[tuple[Any, int], Callable] | None = {} if plain else None
+        """(legacy function, positional argument count) -> the port's runner: the `on`
+        fast path that irshim's CustomOp.forward inlines (ports whose call_on adds
+        work, like QuantFP8's, are left to `call`)."""
         self.sample = flags.shadow_sample
+        self.sampling = self.mode == _flags.SHADOW and self.sample < 1.0
+        """Shadow with sampling: CustomOp.forward draws the sample itself (see `sample_shadow`)."""
         self._auto = None
         # function -> the forward_* whose code it runs; filled now because
         # torch.compile traces legacy_method() and cannot take the slow path.
@@ -210,7 +217,16 @@ def call(layer: Any, args: tuple, kwargs: dict, legacy: Callable[..., Any] | Non
     if port is not None:
         # `on` with a port, the common case: the port runs the call (compiled runners).
         state.counter.seen += 1
-        result = port.call_on(layer, args, kwargs, state.legacy_method(layer))
+        runners = state.on_runners
+        if runners is None or kwargs:
+            result = port.call_on(layer, args, kwargs, state.legacy_method(layer))
+        else:
+            bound = layer._forward_method
+            key = (getattr(bound, "__func__", bound), len(args))
+            run = runners.get(key)
+            if run is None:
+                run = runners[key] = port.runner(state.legacy_method(layer), len(args))
+            result = run(layer, args)
         if type(result) is not Refusal:
             return result
         _skip(state, result)
@@ -227,9 +243,20 @@ def call(layer: Any, args: tuple, kwargs: dict, legacy: Callable[..., Any] | Non
     counter = state.counter
     counter.seen += 1
     if state.sample < 1.0 and _random() >= state.sample:  # most shadow calls at a low sample
-        counter.skip("sampling")
+        counter.sampled_out += 1
         return legacy(*args, **kwargs)
     return _shadow.run_shadow(layer, state, args, kwargs, legacy)
+
+
+def sample_shadow(layer: Any, state: ClassState, args: tuple, kwargs: dict) -> Any:
+    """Shadow mode with sampling, for CustomOp.forward's inlined path: count the call,
+    then run legacy alone (most calls) or the comparison."""
+    counter = state.counter
+    counter.seen += 1
+    if _random() >= state.sample:
+        counter.sampled_out += 1
+        return layer._forward_method(*args, **kwargs)
+    return _shadow.run_shadow(layer, state, args, kwargs, layer._forward_method)
 
 
 def _call_on(layer: Any, state: ClassState, args: tuple, kwargs: dict, legacy: Callable[..., Any]) -> Any:
@@ -284,6 +311,12 @@ def _count_compiling(ctx: Any) -> None:
 
 
 _SKIP_REASONS = {"same_code"}
+
+
+def run_refused(layer: Any, state: ClassState, refusal: Refusal, args: tuple) -> Any:
+    """A runner refused the call (CustomOp.forward's inlined `on` path): count it, run legacy."""
+    _skip(state, refusal)
+    return layer._forward_method(*args)
 
 
 def _skip(state: ClassState, reason: str) -> None:

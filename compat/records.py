@@ -88,13 +88,16 @@ def run_id() -> str:
 class Counter:
     """Per (op, class, mode) call counts; the hot path increments the fields directly."""
 
-    __slots__ = ("key", "seen", "compared", "skipped", "_written")
+    __slots__ = ("key", "seen", "compared", "skipped", "sampled_out", "_written")
 
     def __init__(self, key: tuple[str, str, str]):
         self.key = key
         self.seen = 0
         self.compared = 0
         self.skipped: dict[str, int] = {}
+        self.sampled_out = 0
+        """Shadow calls left uncompared by sampling: a plain int, the most frequent
+        increment of all (written as skipped["sampling"])."""
         self._written: tuple[int, int, dict[str, int]] = (0, 0, {})
 
     def skip(self, reason: str) -> None:
@@ -102,6 +105,8 @@ class Counter:
 
     def delta(self) -> dict[str, Any] | None:
         seen, compared, skipped = self.seen, self.compared, dict(self.skipped)
+        if self.sampled_out:
+            skipped["sampling"] = skipped.get("sampling", 0) + self.sampled_out
         w_seen, w_compared, w_skipped = self._written
         d_skipped = {k: v - w_skipped.get(k, 0) for k, v in skipped.items() if v != w_skipped.get(k, 0)}
         if seen == w_seen and compared == w_compared and not d_skipped:

@@ -100,6 +100,39 @@ def _static_quant_kernel(
 
 
 @triton.jit
+def _dynamic_quant_one_program_kernel(
+    X, X_ROW_STRIDE, Q, Q_ROW_STRIDE,
+    SCALE_OUT,            # [1] float32 out
+    N_ROWS, N_COLS,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    """Dynamic per-tensor quant of a small tensor by one program: an amax pass and a
+    quant pass over [BLOCK_M, BLOCK_N] tiles (the second reads from L1/L2), one launch
+    instead of a memset, an amax kernel and a quant kernel."""
+    rows0 = tl.arange(0, BLOCK_M)
+    cols0 = tl.arange(0, BLOCK_N)
+    peak = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for r in range(0, N_ROWS, BLOCK_M):
+        rows = r + rows0
+        for c in range(0, N_COLS, BLOCK_N):
+            cols = c + cols0
+            mask = (rows < N_ROWS)[:, None] & (cols < N_COLS)[None, :]
+            x = tl.load(X + rows.to(tl.int64)[:, None] * X_ROW_STRIDE + cols[None, :], mask=mask, other=0.0)
+            peak = tl.maximum(peak, tl.abs(x.to(tl.float32)))
+    scale = _scale_of(tl.max(tl.max(peak, axis=1), axis=0))
+    two = tl.arange(0, 2)  # a 2-vector store: scalar masks are not portable
+    tl.store(SCALE_OUT + two, scale + tl.zeros([2], tl.float32), mask=two == 0)
+    for r in range(0, N_ROWS, BLOCK_M):
+        rows = r + rows0
+        for c in range(0, N_COLS, BLOCK_N):
+            cols = c + cols0
+            mask = (rows < N_ROWS)[:, None] & (cols < N_COLS)[None, :]
+            rows64 = rows.to(tl.int64)
+            x = tl.load(X + rows64[:, None] * X_ROW_STRIDE + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+            tl.store(Q + rows64[:, None] * Q_ROW_STRIDE + cols[None, :], _to_fp8(x, scale, Q), mask=mask)
+
+
+@triton.jit
 def _per_token_quant_kernel(
     X, X_ROW_STRIDE, Q, Q_ROW_STRIDE,
     SCALES,               # [rows] float32 out (the [..., 1] scales, contiguous)
@@ -328,6 +361,13 @@ TILE_MAX_COLS = 1024
 TILE_WARPS = 4
 GROUP_ELEMENTS = 4096
 MAX_GROUP = 4096
+# Dynamic per-tensor quant of a small tensor in one program: the two-kernel path
+# (memset + amax + quant) took 4.0 µs at 1 x 4096 on the H200 against Inductor's 1.8
+# (benchmarks/results/bench_quant.md before this path); from 16 x 4096 up it is
+# within 3% of Inductor. Not swept yet.
+ONE_PROGRAM_ELEMENTS = 16384
+ONE_PROGRAM_TILE = 4096
+ONE_PROGRAM_WARPS = 8
 ELEMENTS_PER_THREAD = 16
 
 
@@ -434,14 +474,26 @@ def static_quant(x: Tensor, scale: Tensor, kernel=_static_quant_kernel, config: 
 
 
 def dynamic_quant(x: Tensor, amax_kernel=_amax_kernel, quant_kernel=_static_quant_kernel,
-                  config: TileConfig | None = None) -> tuple[Tensor, Tensor]:
+                  config: TileConfig | None = None, one_program_kernel=_dynamic_quant_one_program_kernel,
+                  one_program: bool | None = None) -> tuple[Tensor, Tensor]:
+    """Per-tensor dynamic quant: one program for tensors of at most ONE_PROGRAM_ELEMENTS
+    (unless `one_program` or `config` says otherwise), else an amax kernel and a quant kernel."""
     q = _fp8_like(x)
     if not x.numel():
         return q, torch.full((1,), qops.MIN_SCALE, dtype=torch.float32, device=x.device)
     scale = torch.empty(1, dtype=torch.float32, device=x.device)
-    amax = torch.zeros(1, dtype=torch.float32, device=x.device)
     x2, q2 = S.as_rows(x), S.as_rows(q)
     n_rows, n_cols = x2.shape
+    if one_program is None:
+        one_program = config is None and x.numel() <= ONE_PROGRAM_ELEMENTS
+    if one_program:
+        block_n = min(S.next_pow2(n_cols), ONE_PROGRAM_TILE)
+        block_m = max(1, min(ONE_PROGRAM_TILE // block_n, S.next_pow2(n_rows)))
+        with _on_device(x):
+            one_program_kernel[(1,)](x2, S.row_stride(x2), q2, S.row_stride(q2), scale, n_rows, n_cols,
+                                     BLOCK_M=block_m, BLOCK_N=block_n, num_warps=ONE_PROGRAM_WARPS)
+        return q, scale
+    amax = torch.zeros(1, dtype=torch.float32, device=x.device)
     cfg = config or tile_config(n_rows, n_cols)
     grid = (S.cdiv(n_rows, cfg.block_m), S.cdiv(n_cols, cfg.block_n))
     with _on_device(x):
@@ -526,7 +578,8 @@ def static_scaled_fp8_quant_op(x: Tensor, scale: Tensor) -> Tensor:
 
 @triton_op(f"{S.NAMESPACE}::dynamic_scaled_fp8_quant", mutates_args=())
 def dynamic_scaled_fp8_quant_op(x: Tensor) -> tuple[Tensor, Tensor]:
-    return dynamic_quant(x, wrap_triton(_amax_kernel), wrap_triton(_static_quant_kernel))
+    return dynamic_quant(x, wrap_triton(_amax_kernel), wrap_triton(_static_quant_kernel),
+                         one_program_kernel=wrap_triton(_dynamic_quant_one_program_kernel))
 
 
 @triton_op(f"{S.NAMESPACE}::dynamic_per_token_scaled_fp8_quant", mutates_args=())

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -80,6 +82,24 @@ def test_on_mode_rms_norm_residual_keeps_the_fused_in_place_convention(monkeypat
     with compat.override(dispatch="on"):
         out, new_res = layer(x, res)
     assert torch.equal(x, x0) and torch.equal(res, res0) and out is not x
+
+
+def test_on_mode_refusals_run_legacy_every_time_and_are_counted(tmp_path):
+    """The first call goes through the shim, later ones through the runner CustomOp.forward
+    caches: both refuse a norm over a prefix of the hidden size, run legacy and count it."""
+    layer = RMSNorm(16, var_hidden_size=8)
+    plain = RMSNorm(16)
+    x = torch.randn(2, 1, 16)
+    compat.flush()  # counts of earlier tests go to the session's folder, not this one
+    with compat.override(dispatch="on", report_dir=tmp_path):
+        outs = [layer(x) for _ in range(3)]
+        normed = [plain(x) for _ in range(3)]
+        compat.flush()
+    assert all(torch.equal(out, layer.forward_native(x)) for out in outs)
+    assert all(torch.equal(out, ops.rms_norm(x, plain.weight, plain.variance_epsilon)) for out in normed)
+    records = [json.loads(line) for f in Path(tmp_path).rglob("*.jsonl") for line in f.read_text().splitlines()]
+    (count,) = [r for r in records if r["kind"] == "counts" and r["op"] == "rms_norm"]
+    assert count["seen"] == 6 and count["skipped"] == {"port_refused": 3}, count
 
 
 def test_ops_selection_keeps_other_ops_on_legacy():

@@ -157,6 +157,11 @@ def test_tile_and_group_configs_cover_tails():
     op = ir.ops.dynamic_scaled_fp8_quant
     (x,) = op.generate_inputs(7, 50, torch.float16, DEVICE)
     check(op, (x,), tq.dynamic_quant(x, config=tq.TileConfig(2, 16, 1)), "2x16 tiles")
+    assert x.numel() <= tq.ONE_PROGRAM_ELEMENTS  # the default path for it: one program
+    check(op, (x,), tq.dynamic_quant(x), "one program")
+    check(op, (x,), tq.dynamic_quant(x, one_program=False), "amax + quant kernels")
+    (wide,) = op.generate_inputs(3, tq.ONE_PROGRAM_TILE + 904, torch.bfloat16, DEVICE)
+    check(op, (wide,), tq.dynamic_quant(wide), "one program, several tiles a row")
     gop = ir.ops.per_token_group_fp8_quant
     x, _ = gop.generate_inputs(5, 48, torch.bfloat16, DEVICE)
     check(gop, (x, 16), tq.group_quant(x, 16, config=tq.GroupConfig(2, 1)), "2 groups a program")
