@@ -115,11 +115,15 @@ def main(argv=None):
             _profile(lambda: run(model, x, residual, a.steps, device), a.sample, reports)
     compares = [r for r in records if r["kind"] == "compare"]
     off, shadow = statistics.median(times["off"]), statistics.median(times["shadow"])
+    # Each shadow round runs right after an off round: the median of their ratios
+    # is robust to drift across rounds (on the H200 machine off rounds ranged
+    # 3.3-5.7 ms/step within one run).
+    paired = statistics.median(s / o for s, o in zip(times["shadow"], times["off"])) - 1
     result = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__, "dtype": str(dtype), "args": {k: v for k, v in vars(a).items() if k != "out"},
         "off_us_per_step": off, "shadow_us_per_step": shadow, "slowdown": shadow / off - 1,
-        "within_5_percent": shadow / off - 1 <= 0.05,
+        "paired_slowdown": paired, "within_5_percent": max(shadow / off - 1, paired) <= 0.05,
         "compared_calls": len(compares), "mismatches": sum(not r["passed"] for r in compares),
         "times_us": times,
     }
@@ -127,8 +131,11 @@ def main(argv=None):
             f"{a.layers} layers x {a.tokens} tokens, hidden {a.hidden}, inter {a.inter}; "
             f"IRSHIM_SHADOW_SAMPLE={a.sample}; median of {a.repeats} interleaved rounds of {a.steps} steps.\n\n"
             f"| mode | µs / step |\n| --- | ---: |\n| off | {off:.1f} |\n| shadow | {shadow:.1f} |\n\n"
-            f"slowdown: {100 * result['slowdown']:+.2f}% (target <= +5%); compared calls: "
-            f"{result['compared_calls']}, mismatches: {result['mismatches']}\n")
+            f"slowdown: {100 * result['slowdown']:+.2f}% (ratio of medians; target <= +5%), "
+            f"{100 * paired:+.2f}% (median of the per-round shadow/off ratios); compared calls: "
+            f"{result['compared_calls']}, mismatches: {result['mismatches']}\n"
+            f"\nRounds, µs / step (off, shadow): "
+            + ", ".join(f"({o:.0f}, {s:.0f})" for o, s in zip(times["off"], times["shadow"])) + "\n")
     print(text)
     if a.out:
         a.out.mkdir(parents=True, exist_ok=True)
