@@ -332,8 +332,8 @@ class GroupConfig:
 
 # Row kernels (per-token quant, norm + quant). H100 sweep (benchmarks/bench_quant.py
 # --sweep, bf16, CUDA-graph µs, "rows/warps", c<chunk>/warps = multi-pass; * = old rule):
-# - Decode (< THROUGHPUT_ROWS rows): one row a program (rows under ROW_GROUP_ELEMENTS are grouped), one warp per DECODE_COLS_PER_WARP
-#   columns, at most 16 warps.
+# - Decode (< THROUGHPUT_ROWS rows): one row a program (rows shorter than
+#   ROW_GROUP_ELEMENTS grouped), one warp per DECODE_COLS_PER_WARP columns, at most 16.
 #     per-token   1 x 8192:  1/16 2.12  1/8 2.17 |  1 x 14336: 1/16 2.77  1/8 2.91
 #     norm+dyn    1 x 14336: 1/16 4.00  1/8 4.09 | norm+static 1 x 14336: 1/16 3.36  1/8 3.47
 # - Throughput: one row a program, one warp per COLS_PER_WARP columns (32 a thread).
@@ -355,20 +355,20 @@ MAX_WARPS = 16
 ROW_GROUP_ELEMENTS = 2048
 """Rows shorter than this are grouped, several a program (not swept: no model has them)."""
 # Element-wise tiles (static / per-tensor quant, amax): 4096 elements, 4 warps, like
-# the activation kernels; groups: 4096 elements a program.
+# the activation kernels; groups: 4096 elements a program, 16 a thread. Not swept.
 TILE_ELEMENTS = 4096
 TILE_MAX_COLS = 1024
 TILE_WARPS = 4
 GROUP_ELEMENTS = 4096
 MAX_GROUP = 4096
-# Dynamic per-tensor quant of a small tensor in one program: the two-kernel path
-# (memset + amax + quant) took 4.0 µs at 1 x 4096 on the H200 against Inductor's 1.8
-# (benchmarks/results/bench_quant.md before this path); from 16 x 4096 up it is
-# within 3% of Inductor. Not swept yet.
+ELEMENTS_PER_THREAD = 16
+# Dynamic per-tensor quant of a small tensor in one program. H200: the two-kernel
+# path (memset + amax + quant) took 4.0 / 4.1 µs at 1 x 4096 / 1 x 8192 against
+# Inductor's 1.8 / 2.4 (bench_quant.md); one program: 1.7 / 2.3 (bench_quant_dynamic.md).
+# At 16 x 4096 (65536 elements, two-kernel path) 4.5 against 4.3.
 ONE_PROGRAM_ELEMENTS = 16384
 ONE_PROGRAM_TILE = 4096
 ONE_PROGRAM_WARPS = 8
-ELEMENTS_PER_THREAD = 16
 
 
 @S.cached_config
