@@ -443,8 +443,22 @@ class IrOp:
         return f"IrOp({self.name!r})"
 
 
+INPLACE_SUFFIX = "_inplace"
+"""``<provider>_inplace`` is the in-place form of ``<provider>`` (see `_InplaceOverload`)."""
+
+
 class _InplaceOverload:
-    """``op.maybe_inplace``: callers donate the activations, which may be overwritten."""
+    """``op.maybe_inplace``: callers donate the activations, which may be overwritten.
+
+    The priority picks the provider as for the default overload; when that provider
+    is functional and the op has its in-place form ``<provider>_inplace`` (static
+    support and `supports_args` both accepting the call), the form runs instead: a
+    caller that donated its inputs then gets them back written, not fresh tensors it
+    would copy back (vLLM's in-place conventions, e.g. the compat ports of RMSNorm
+    with residual and RotaryEmbedding.forward_cuda). Eager calls only: through
+    ``torch.ops`` (whose schema promises non-aliasing outputs) and under
+    torch.compile (which makes the overload functional) the priority's choice runs.
+    """
 
     def __init__(self, op: IrOp):
         self.op = op
@@ -455,13 +469,24 @@ class _InplaceOverload:
         torch.library.register_fake(f"{NAMESPACE}::{name}", op._fake_call, lib=_LIB)
         self.torch_op: torch._ops.OpOverload = getattr(getattr(torch.ops, NAMESPACE), op.name).maybe_inplace
 
+    def dispatch(self, *args: Any, **kwargs: Any) -> IrOpImpl:
+        """The impl this overload runs for these arguments, without running it."""
+        impl = self.op.dispatch(*args, **kwargs)
+        if not impl.inplace:
+            form = self.op._impls.get(impl.provider + INPLACE_SUFFIX)
+            if form is not None and form.inplace and form.supported and form.supports(*args, **kwargs):
+                return form
+        return impl
+
     def _torch_kernel(self, *args: Any, **kwargs: Any) -> Any:
+        # Through torch.ops the schema promises outputs that do not alias the
+        # inputs: the provider runs as the priority lists it, no in-place form.
         return self.op.dispatch(*args, **kwargs).impl_fn(*args, **kwargs)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if tracing():
             return self.torch_op(*args, **kwargs)
-        return self.op.dispatch(*args, **kwargs).impl_fn(*args, **kwargs)
+        return self.dispatch(*args, **kwargs).impl_fn(*args, **kwargs)
 
 
 @overload

@@ -252,29 +252,35 @@ class Port:
 
 
 class PortPlan:
-    """A prepared IR call: run it, label it, give its tolerance."""
+    """A prepared IR call: run it, label it, give its tolerance.
 
-    __slots__ = ("op", "args", "returns", "write_back")
+    Like the generated runners, a plan whose legacy method works in place calls the
+    op's `maybe_inplace` overload (the inputs are the caller's, or in shadow mode
+    their snapshots): shadow mode compares the very provider that `on` runs."""
+
+    __slots__ = ("op", "call", "args", "returns", "write_back")
 
     def __init__(self, op: IrOp, args: tuple, returns: tuple[int, ...] | int,
                  write_back: dict[torch.Tensor, int]):
         self.op, self.args, self.returns, self.write_back = op, args, returns, write_back
+        self.call = op.maybe_inplace if write_back and op.allow_inplace else op
 
     def label(self) -> str:
-        return f"{self.op.name}/{self.op.dispatch(*self.args).provider}"
+        return f"{self.op.name}/{self.call.dispatch(*self.args).provider}"
 
     def tolerance(self, dtype: torch.dtype) -> Tolerance:
         return comparison_tolerance(dtype, self.op)
 
     def run(self) -> Any:
-        result = self.op(*self.args)
+        result = self.call(*self.args)
         if not self.write_back and self.returns == 0 and not isinstance(result, tuple):
             return result
         outputs = result if isinstance(result, tuple) else (result,)
         if self.write_back:
             outputs = list(outputs)
             for target, index in self.write_back.items():
-                target.copy_(outputs[index])
+                if outputs[index] is not target:  # an in-place provider wrote it already
+                    target.copy_(outputs[index])
                 outputs[index] = target
         if isinstance(self.returns, int):
             return outputs[self.returns]

@@ -307,8 +307,8 @@ def gemma_fused_add_rms_norm_inplace_op(x: Tensor, x_residual: Tensor, weight: T
 # fused_add has two providers: `triton` (functional: fresh out/residual, no
 # copy of the inputs, first in the CUDA default so the default overload never
 # pays the clones an in-place impl would need) and `triton_inplace` (writes out
-# into x and the residual into x_residual, like vLLM's fused_add_rms_norm; pick
-# it with a priority for callers of `maybe_inplace`). Both move the same bytes.
+# into x and the residual into x_residual, like vLLM's fused_add_rms_norm; the
+# `maybe_inplace` overload runs it whenever `triton` is chosen). Both move the same bytes.
 
 
 def _norm_args(x, weight, epsilon):

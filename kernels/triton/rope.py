@@ -356,9 +356,8 @@ def rotary_embedding_inplace_op(positions: Tensor, query: Tensor, key: Tensor | 
 # `triton` is the functional provider (first in the CUDA default, so that the
 # default overload never pays the clones an in-place impl would need);
 # `triton_inplace` writes into query and key like vLLM's kernel and moves
-# fewer bytes under partial rotary (the pass-through features stay put).
-# Callers of `maybe_inplace` pick it with a priority:
-# IRSHIM_PRIORITY=rotary_embedding=triton_inplace,triton,native.
+# fewer bytes under partial rotary (the pass-through features stay put); the
+# `maybe_inplace` overload runs it whenever `triton` is chosen (ir/op.py).
 
 
 @ops.rotary_embedding.register_impl("triton", supported=S.platform_supported, supports_args=_functional_args)

@@ -13,6 +13,7 @@ import irshim.compat as compat
 from irshim.compat import CustomOp, ShadowMismatch
 from irshim.compat import custom_op as custom_op_module
 from irshim.compat.layers import RMSNorm, SiluAndMul
+from irshim.ir import ops as ir_ops
 
 
 @pytest.fixture
@@ -163,6 +164,48 @@ def test_sampling_compares_a_fraction_and_counts_the_rest(shadow):
     (c,) = [r for r in shadow("counts") if r["op"] == "silu_and_mul"]
     assert c["seen"] == 400 and c["compared"] + c["skipped"]["sampling"] == 400
     assert 50 < c["compared"] < 150
+
+
+_INPLACE_RAN: list[str] = []
+
+
+@ir_ops.fused_add_rms_norm.register_impl("test_sh_fast")
+def _test_sh_fast(x: torch.Tensor, x_residual: torch.Tensor, weight: torch.Tensor | None,
+                  epsilon: float) -> tuple[torch.Tensor, torch.Tensor]:
+    _INPLACE_RAN.append("test_sh_fast")
+    return ir_ops.fused_add_rms_norm.native(x, x_residual, weight, epsilon)
+
+
+@ir_ops.fused_add_rms_norm.register_impl("test_sh_fast_inplace", inplace=True)
+def _test_sh_fast_inplace(x: torch.Tensor, x_residual: torch.Tensor, weight: torch.Tensor | None,
+                          epsilon: float) -> tuple[torch.Tensor, torch.Tensor]:
+    _INPLACE_RAN.append("test_sh_fast_inplace")
+    out, residual = ir_ops.fused_add_rms_norm.native(x, x_residual, weight, epsilon)
+    x.copy_(out)
+    x_residual.copy_(residual)
+    return x, x_residual
+
+
+def test_shadow_compares_the_inplace_form_that_on_mode_runs(shadow, monkeypatch):
+    """A layer whose legacy method works in place (RMSNorm.forward_cuda) calls the op's
+    maybe_inplace overload in both modes: with `test_sh_fast` chosen, its in-place
+    form runs, in `on` mode on the caller's tensors, in shadow mode on snapshots."""
+    layer = _cuda_like_rms_norm(monkeypatch, 48)
+    g = torch.Generator().manual_seed(5)
+    x, r = torch.randn(5, 48, generator=g).bfloat16(), torch.randn(5, 48, generator=g).bfloat16()
+    expected = ir_ops.fused_add_rms_norm.native(x, r, layer.weight, layer.variance_epsilon)
+    _INPLACE_RAN.clear()
+    with ir_ops.fused_add_rms_norm.set_priority(["test_sh_fast", "native"]):
+        xs, rs = x.clone(), r.clone()
+        out, res = layer(xs, rs)
+        (record,) = [c for c in shadow("compare") if c["op"] == "rms_norm"]
+        assert record["ir"] == "fused_add_rms_norm/test_sh_fast_inplace" and record["passed"]
+        assert out is xs and res is rs and torch.equal(xs, expected[0]) and torch.equal(rs, expected[1])
+        with compat.override(dispatch="on"):
+            xo, ro = x.clone(), r.clone()
+            out, res = layer(xo, ro)
+            assert out is xo and res is ro and torch.equal(xo, expected[0]) and torch.equal(ro, expected[1])
+    assert _INPLACE_RAN == ["test_sh_fast_inplace", "test_sh_fast_inplace"]
 
 
 def test_port_refusal_runs_legacy_and_is_counted(shadow):

@@ -138,6 +138,43 @@ def test_maybe_inplace_overload_lets_the_provider_write(inplace_op):
     assert a.tolist() == [2.0] * 3 and b.tolist() == [6.0] * 3 and x.tolist() == [1.0] * 3
 
 
+def test_maybe_inplace_runs_the_chosen_providers_inplace_form(fresh_name):
+    """`fast` chosen: an eager maybe_inplace call runs `fast_inplace` where it accepts
+    the call, `fast` itself where it does not; the default overload and torch.ops run `fast`."""
+    ran = []
+
+    @ir.register_op(name=fresh_name, allow_inplace=True, activations=["x"])
+    def twice(x: Tensor) -> Tensor:
+        return x * 2
+
+    @twice.register_impl("fast")
+    def fast(x: Tensor) -> Tensor:
+        ran.append("fast")
+        return x * 2
+
+    @twice.register_impl("fast_inplace", inplace=True, supports_args=lambda x: x.dtype == torch.float32)
+    def fast_inplace(x: Tensor) -> Tensor:
+        ran.append("fast_inplace")
+        return x.mul_(2)
+
+    x = torch.ones(3)
+    with twice.set_priority(["fast"]):
+        assert twice.maybe_inplace.dispatch(x).provider == "fast_inplace"
+        out = twice.maybe_inplace(x)
+        assert out.data_ptr() == x.data_ptr() and x.tolist() == [2.0] * 3
+        half = torch.ones(3, dtype=torch.float16)
+        assert twice.maybe_inplace.dispatch(half).provider == "fast"
+        assert twice.maybe_inplace(half).tolist() == [2.0] * 3 and half.tolist() == [1.0] * 3
+        y = torch.ones(3)
+        assert twice(y).tolist() == [2.0] * 3 and y.tolist() == [1.0] * 3
+        # torch.ops: the schema promises fresh outputs, so the listed provider runs.
+        assert twice.maybe_inplace.torch_op(y).tolist() == [2.0] * 3 and y.tolist() == [1.0] * 3
+    assert ran == ["fast_inplace", "fast", "fast", "fast"]
+    # native has no in-place form: maybe_inplace under the default priority stays functional.
+    z = torch.ones(3)
+    assert twice.maybe_inplace(z).tolist() == [2.0] * 3 and z.tolist() == [1.0] * 3
+
+
 def test_maybe_inplace_through_torch_ops(inplace_op):
     x, y = torch.ones(2), torch.zeros(2)
     with inplace_op.set_priority(["inplace"]):

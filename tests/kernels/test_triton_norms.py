@@ -160,6 +160,14 @@ def test_inplace_overload_writes_into_the_activations():
         out, res = op(x_in, r_in, w, eps)
         assert torch.equal(x_in, x) and torch.equal(r_in, r)
         assert_close(out, expected_out, op.tolerance(x.dtype))
+    # With `triton` chosen (the CUDA default), maybe_inplace runs its in-place form.
+    x_in, r_in = x.clone(), r.clone()
+    with op.set_priority(["triton", "native"]):
+        assert op.maybe_inplace.dispatch(x_in, r_in, w, eps).provider == "triton_inplace"
+        out, res = op.maybe_inplace(x_in, r_in, w, eps)
+    assert out.data_ptr() == x_in.data_ptr() and res.data_ptr() == r_in.data_ptr()
+    assert_close(x_in, expected_out, op.tolerance(x.dtype), what="out written into x")
+    assert torch.equal(r_in, expected_res)
 
 
 def test_residual_is_exactly_the_rounded_sum():

@@ -198,6 +198,15 @@ def test_maybe_inplace_writes_into_query_and_key():
         q, k = query.clone(), key.clone()
         op(positions, q, k, hs, rd, cache, neox)  # default overload: functional, inputs untouched
         assert torch.equal(q, query) and torch.equal(k, key)
+    # The CUDA default lists `triton` only: maybe_inplace runs its in-place form.
+    with op.set_priority(["triton", "native"]):
+        q, k = query.clone(), key.clone()
+        assert op.maybe_inplace.dispatch(positions, q, k, hs, rd, cache, neox).provider == "triton_inplace"
+        out_q, out_k = op.maybe_inplace(positions, q, k, hs, rd, cache, neox)
+        assert out_q is q and out_k is k
+        assert_close(q, e_q, op.tolerance(torch.bfloat16))
+        # Query and key overlapping: the in-place form refuses, the functional one runs.
+        assert op.maybe_inplace.dispatch(positions, q, q, hs, rd, cache, neox).provider == "triton"
 
 
 def test_dispatch_equals_direct_call():
