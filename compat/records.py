@@ -33,7 +33,8 @@ kind "compare" (one per compared call):
         {"shape": [...], "dtype": "bfloat16", "stride": [...], "device": "cpu"}
         and any other ARG is its JSON value (or its repr() as a string),
     outputs: [{"name": "out0" | "mutated:x" ..., "shape": [...], "dtype": ...,
-               "numel": int, "max_abs": float, "max_rel": float,
+               "numel": int, "max_abs": float,
+               "max_rel": float (|IR - legacy| / max(|legacy|, atol)),
                "n_outside": int (elements outside tolerance),
                "nonfinite_mismatch": bool (NaN/Inf where the other side has none),
                "atol": float, "rtol": float, "passed": bool,

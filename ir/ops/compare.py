@@ -19,20 +19,23 @@ STATS = ("max_abs", "max_rel", "n_outside", "nonfinite_mismatch")
 
 @register_op
 def tolerance_stats(actual: Tensor, expected: Tensor, atol: float, rtol: float) -> Tensor:
-    """float32 [max |a-e|, max |a-e|/|e|, #outside atol + rtol|e|, any finite/non-finite disagreement].
+    """float32 [max |a-e|, max |a-e|/max(|e|, atol), #outside atol + rtol|e|, any finite/non-finite disagreement].
 
     The maxima run over elements finite on both sides (0 when there are none);
     an element is outside unless |a-e| <= atol + rtol|e|, both are NaN or both
     are the same infinity; the last field is 1 where one side is finite and the
-    other is not. Computed in float32 (float64 for float64 inputs); |e| is
-    clamped to the smallest normal float32 in the relative error.
+    other is not. Computed in float32 (float64 for float64 inputs). The relative
+    error divides by |e| no smaller than atol (nor than the smallest normal
+    float32): below atol the tolerance is absolute, and an expected value near
+    zero (a rotated pair, an activation's zero crossing) would otherwise turn a
+    rounding difference into a relative error of 1e35.
     """
     dtype = torch.float64 if torch.float64 in (actual.dtype, expected.dtype) else torch.float32
     a, e = actual.to(dtype), expected.to(dtype)
     fin_a, fin_e = a.isfinite(), e.isfinite()
     both = fin_a & fin_e
     diff = torch.where(both, (a - e).abs(), 0.0)
-    rel = torch.where(both, diff / e.abs().clamp_min(torch.finfo(torch.float32).tiny), 0.0)
+    rel = torch.where(both, diff / e.abs().clamp_min(max(atol, torch.finfo(torch.float32).tiny)), 0.0)
     close = both & (diff <= atol + rtol * e.abs())
     matched = close | (a.isnan() & e.isnan()) | (a.isinf() & (a == e))
     zero = torch.zeros((), dtype=dtype, device=a.device)

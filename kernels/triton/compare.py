@@ -38,7 +38,7 @@ def _stats_kernel(
     fin_e = tl.abs(e) < inf
     both = fin_a & fin_e
     diff = tl.where(both, tl.abs(a - e), 0.0)
-    rel = tl.where(both, diff / tl.maximum(tl.abs(e), 1.1754943508222875e-38), 0.0)
+    rel = tl.where(both, diff / tl.maximum(tl.abs(e), tl.maximum(atol, 1.1754943508222875e-38)), 0.0)
     close = both & (diff <= atol + rtol * tl.abs(e))
     nan_both = (a != a) & (e != e)
     same_inf = (tl.abs(a) == inf) & (a == e)

@@ -23,7 +23,7 @@ def reference(a, e, atol, rtol):
         if fx and fy:
             d = abs(x - y)
             max_abs = max(max_abs, d)
-            max_rel = max(max_rel, d / max(abs(y), 1.1754943508222875e-38))
+            max_rel = max(max_rel, d / max(abs(y), atol, 1.1754943508222875e-38))
             ok = d <= atol + rtol * abs(y)
         else:
             ok = (math.isnan(x) and math.isnan(y)) or (math.isinf(x) and x == y)
@@ -48,7 +48,7 @@ def test_against_reference(dtype, n):
         a[5], e[5] = INF, INF       # matches
         a[7], e[7] = -INF, INF      # outside, both non-finite
         a[9], e[9] = NAN, 1.0       # outside, finite disagreement
-        e[11] = 0.0                 # relative error against |e| clamped
+        e[11] = 0.0                 # relative error against |e| clamped to atol
     op = ir.get_op("tolerance_stats")
     want = reference(a, e, 1e-2, 1e-2)
     for provider in providers():
@@ -64,3 +64,8 @@ def test_hand_computed():
     e = torch.tensor([1.0, 2.0, 0.25])
     # |diff| = 0, 0.5, 0.25; bounds 0.1 + 0.1|e| = 0.2, 0.3, 0.125 -> two outside.
     assert ir.get_op("tolerance_stats")(a, e, 0.1, 0.1).tolist() == [0.5, 1.0, 2.0, 0.0]
+    # Expected values under atol: the relative error divides by atol, not by |e| (or 0).
+    a = torch.tensor([0.05, 1e-30, 3.0])
+    e = torch.tensor([0.0, 0.0, 4.0])
+    # |diff| = 0.05, 1e-30, 1.0; rel = 0.05/0.1, 1e-29, 1.0/4.0; bounds 0.1, 0.1, 0.5 -> one outside.
+    assert ir.get_op("tolerance_stats")(a, e, 0.1, 0.1).tolist() == pytest.approx([1.0, 0.5, 1.0, 0.0], rel=1e-6)
