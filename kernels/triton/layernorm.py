@@ -31,6 +31,26 @@ OPS = ("rms_norm", "fused_add_rms_norm", "gemma_rms_norm", "gemma_fused_add_rms_
 
 
 @triton.jit
+def chunked_rstd(x_rows, r_rows, res_rows, row_mask, N_COLS, eps,
+                 HAS_RESIDUAL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """First pass of a row too long for registers: 1 / rms over column chunks of
+    ``x_rows`` (+ ``r_rows``: the sum, rounded to the residual's dtype, is written to
+    ``res_rows`` once and normalised). Shared by the norm + quant kernels (quant.py)."""
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for start in range(0, N_COLS, BLOCK_N):
+        cols = start + tl.arange(0, BLOCK_N)
+        mask = row_mask[:, None] & (cols < N_COLS)[None, :]
+        x = tl.load(x_rows + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+        if HAS_RESIDUAL:
+            r = tl.load(r_rows + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+            s = (x + r).to(res_rows.dtype.element_ty)
+            tl.store(res_rows + cols[None, :], s, mask=mask)
+            x = s.to(tl.float32)
+        acc += x * x
+    return tl.rsqrt(tl.sum(acc, axis=1) / N_COLS + eps)
+
+
+@triton.jit
 def _rms_norm_kernel(
     # inputs: x and the residual to add (unused unless HAS_RESIDUAL), row strides
     X, X_ROW_STRIDE, R, R_ROW_STRIDE,
@@ -102,18 +122,7 @@ def _rms_norm_kernel(
         tl.store(out_rows + cols[None, :], y.to(OUT.dtype.element_ty), mask=mask)
     else:
         # Pass 1: sum of squares (and the residual, written once).
-        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-        for start in range(0, N_COLS, BLOCK_N):
-            cols = start + tl.arange(0, BLOCK_N)
-            mask = row_mask[:, None] & (cols < N_COLS)[None, :]
-            x = tl.load(x_rows + cols[None, :], mask=mask, other=0.0).to(tl.float32)
-            if HAS_RESIDUAL:
-                r = tl.load(r_rows + cols[None, :], mask=mask, other=0.0).to(tl.float32)
-                s = (x + r).to(RES_OUT.dtype.element_ty)
-                tl.store(res_rows + cols[None, :], s, mask=mask)
-                x = s.to(tl.float32)
-            acc += x * x
-        rstd = tl.rsqrt(tl.sum(acc, axis=1) / N_COLS + eps)
+        rstd = chunked_rstd(x_rows, r_rows, res_rows, row_mask, N_COLS, eps, HAS_RESIDUAL, BLOCK_M, BLOCK_N)
         if HAS_RESIDUAL:
             tl.debug_barrier()  # pass 2 re-reads the residual this program wrote
         # Pass 2: re-read (the residual when there is one: in place, X is the output).

@@ -24,6 +24,7 @@ from torch.library import triton_op, wrap_triton
 from irshim.ir.ops import quant as qops
 
 from . import _support as S
+from .layernorm import chunked_rstd
 
 OPS = tuple(op.name for op in qops.OPS)
 
@@ -195,6 +196,20 @@ def _group_quant_kernel(
 
 
 @triton.jit
+def _normed_chunk(src_rows, W, W_STRIDE, start, row_mask, rstd, N_COLS,
+                  HAS_WEIGHT: tl.constexpr, BLOCK_N: tl.constexpr, OUT_DTYPE: tl.constexpr):
+    """Columns [start, start + BLOCK_N) of the normed rows, rounded to OUT_DTYPE as the
+    unfused norm's output is (returned in float32), with their columns and mask."""
+    cols = start + tl.arange(0, BLOCK_N)
+    col_mask = cols < N_COLS
+    mask = row_mask[:, None] & col_mask[None, :]
+    y = tl.load(src_rows + cols[None, :], mask=mask, other=0.0).to(tl.float32) * rstd[:, None]
+    if HAS_WEIGHT:
+        y = y * tl.load(W + cols * W_STRIDE, mask=col_mask, other=0.0).to(tl.float32)[None, :]
+    return y.to(OUT_DTYPE).to(tl.float32), cols, mask
+
+
+@triton.jit
 def _rms_norm_quant_kernel(
     # inputs: x and the residual to add (unused unless HAS_RESIDUAL), row strides
     X, X_ROW_STRIDE, R, R_ROW_STRIDE,
@@ -252,18 +267,7 @@ def _rms_norm_quant_kernel(
             tl.store(q_rows + cols[None, :], _to_fp8(y, scale, Q), mask=mask)
     else:
         # Pass 1: sum of squares (and the residual, written once).
-        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-        for start in range(0, N_COLS, BLOCK_N):
-            cols = start + tl.arange(0, BLOCK_N)
-            mask = row_mask[:, None] & (cols < N_COLS)[None, :]
-            x = tl.load(x_rows + cols[None, :], mask=mask, other=0.0).to(tl.float32)
-            if HAS_RESIDUAL:
-                r = tl.load(r_rows + cols[None, :], mask=mask, other=0.0).to(tl.float32)
-                s = (x + r).to(RES_OUT.dtype.element_ty)
-                tl.store(res_rows + cols[None, :], s, mask=mask)
-                x = s.to(tl.float32)
-            acc += x * x
-        rstd = tl.rsqrt(tl.sum(acc, axis=1) / N_COLS + eps)
+        rstd = chunked_rstd(x_rows, r_rows, res_rows, row_mask, N_COLS, eps, HAS_RESIDUAL, BLOCK_M, BLOCK_N)
         if HAS_RESIDUAL:
             tl.debug_barrier()  # later passes re-read the residual this program wrote
             src_rows = res_rows
@@ -273,14 +277,9 @@ def _rms_norm_quant_kernel(
             # Pass 2: amax of the (rounded) normed rows.
             peak = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
             for start in range(0, N_COLS, BLOCK_N):
-                cols = start + tl.arange(0, BLOCK_N)
-                col_mask = cols < N_COLS
-                mask = row_mask[:, None] & col_mask[None, :]
-                x = tl.load(src_rows + cols[None, :], mask=mask, other=0.0).to(tl.float32)
-                y = x * rstd[:, None]
-                if HAS_WEIGHT:
-                    y = y * tl.load(W + cols * W_STRIDE, mask=col_mask, other=0.0).to(tl.float32)[None, :]
-                peak = tl.maximum(peak, tl.abs(y.to(X.dtype.element_ty).to(tl.float32)))
+                y, _, _ = _normed_chunk(src_rows, W, W_STRIDE, start, row_mask, rstd, N_COLS, HAS_WEIGHT,
+                                        BLOCK_N, X.dtype.element_ty)
+                peak = tl.maximum(peak, tl.abs(y))
             amax = tl.max(peak, axis=1)
             if HAS_UB:
                 amax = tl.minimum(amax, tl.load(UB))
@@ -291,14 +290,8 @@ def _rms_norm_quant_kernel(
             scale2 = tl.load(SCALE) + tl.zeros((BLOCK_M, 1), dtype=tl.float32)
         # Last pass: normalise again and quantize.
         for start in range(0, N_COLS, BLOCK_N):
-            cols = start + tl.arange(0, BLOCK_N)
-            col_mask = cols < N_COLS
-            mask = row_mask[:, None] & col_mask[None, :]
-            x = tl.load(src_rows + cols[None, :], mask=mask, other=0.0).to(tl.float32)
-            y = x * rstd[:, None]
-            if HAS_WEIGHT:
-                y = y * tl.load(W + cols * W_STRIDE, mask=col_mask, other=0.0).to(tl.float32)[None, :]
-            y = y.to(X.dtype.element_ty).to(tl.float32)
+            y, cols, mask = _normed_chunk(src_rows, W, W_STRIDE, start, row_mask, rstd, N_COLS, HAS_WEIGHT,
+                                          BLOCK_N, X.dtype.element_ty)
             tl.store(q_rows + cols[None, :], _to_fp8(y, scale2, Q), mask=mask)
 
 
