@@ -16,50 +16,8 @@ from irshim.compat import install, uninstall
 from irshim.compat.layers import RMSNorm
 
 
-def make_foreign_base():
-    """A stand-in for vllm.model_executor.custom_op.CustomOp (same protocol, no irshim)."""
-
-    class ForeignCustomOp(nn.Module):
-        op_registry: dict = {}
-
-        def __init__(self):
-            super().__init__()
-            self._forward_method = self.dispatch_forward()
-
-        def forward(self, *args, **kwargs):
-            return self._forward_method(*args, **kwargs)
-
-        def forward_native(self, *args, **kwargs):
-            raise NotImplementedError
-
-        def forward_cuda(self, *args, **kwargs):
-            raise NotImplementedError
-
-        def forward_hip(self, *args, **kwargs):
-            return self.forward_cuda(*args, **kwargs)
-
-        def forward_cpu(self, *args, **kwargs):
-            return self.forward_native(*args, **kwargs)
-
-        def forward_xpu(self, *args, **kwargs):
-            return self.forward_native(*args, **kwargs)
-
-        def forward_tpu(self, *args, **kwargs):
-            return self.forward_native(*args, **kwargs)
-
-        def forward_oot(self, *args, **kwargs):
-            return self.forward_native(*args, **kwargs)
-
-        def dispatch_forward(self):
-            return self.forward_cpu
-
-        @classmethod
-        def register(cls, name):
-            def deco(op_cls):
-                op_cls.name = name
-                cls.op_registry[name] = op_cls
-                return op_cls
-            return deco
+def make_foreign_base(ForeignCustomOp):
+    """The `foreign_base` stand-in with two subclasses: a port-covered RMSNorm and one with its own forward."""
 
     @ForeignCustomOp.register("rms_norm")
     class ForeignRMSNorm(ForeignCustomOp):
@@ -99,8 +57,8 @@ def _read(tmp_path):
     return [json.loads(x) for f in Path(tmp_path).rglob("*.jsonl") for x in f.read_text().splitlines()]
 
 
-def test_install_twice_then_uninstall_restores_classes_exactly(tmp_path):
-    base, norm, scale = make_foreign_base()
+def test_install_twice_then_uninstall_restores_classes_exactly(tmp_path, foreign_base):
+    base, norm, scale = make_foreign_base(foreign_base)
     before = _class_dicts(base, norm, scale)
     old_layer = norm(16)
     assert install(base) is base and install(base) is base
@@ -133,8 +91,8 @@ def test_install_twice_then_uninstall_restores_classes_exactly(tmp_path):
     assert torch.equal(old_layer(x), old_layer.forward_native(x))
 
 
-def test_concurrent_installs_wrap_once():
-    base, norm, scale = make_foreign_base()
+def test_concurrent_installs_wrap_once(foreign_base):
+    base, norm, scale = make_foreign_base(foreign_base)
     before = _class_dicts(base, norm, scale)
     threads = [threading.Thread(target=install, args=(base,)) for _ in range(8)]
     for t in threads:

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn as nn
 
 import irshim.compat as compat
 from irshim.compat.layers.quant_fp8 import GroupShape, QuantFP8
@@ -171,33 +170,8 @@ def test_refused_calls_run_legacy_and_are_counted(case, records):
 
 
 # ---------------------------------------------------- a vLLM-protocol class
-def test_port_applies_to_a_foreign_quant_fp8_class(records):
-    class ForeignCustomOp(nn.Module):
-        op_registry: dict = {}
-
-        def __init__(self):
-            super().__init__()
-            self._forward_method = self.forward_cpu
-
-        def forward(self, *args, **kwargs):
-            return self._forward_method(*args, **kwargs)
-
-        def forward_native(self, *args, **kwargs):
-            raise NotImplementedError
-
-        def forward_cuda(self, *args, **kwargs):
-            raise NotImplementedError
-
-        def forward_cpu(self, *args, **kwargs):
-            return self.forward_native(*args, **kwargs)
-
-        @classmethod
-        def register(cls, name):
-            def deco(op_cls):
-                op_cls.name = name
-                cls.op_registry[name] = op_cls
-                return op_cls
-            return deco
+def test_port_applies_to_a_foreign_quant_fp8_class(records, foreign_base):
+    ForeignCustomOp = foreign_base
 
     @ForeignCustomOp.register("quant_fp8")
     class ForeignQuantFP8(ForeignCustomOp):  # vLLM's attributes, forward_* borrowed from irshim's layer
