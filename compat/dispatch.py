@@ -240,23 +240,24 @@ def call(layer: Any, args: tuple, kwargs: dict, legacy: Callable[..., Any] | Non
         return legacy(*args, **kwargs)
     if mode == _flags.ON:
         return _call_on(layer, state, args, kwargs, legacy)
-    counter = state.counter
-    counter.seen += 1
-    if state.sample < 1.0 and _random() >= state.sample:  # most shadow calls at a low sample
-        counter.sampled_out += 1
-        return legacy(*args, **kwargs)
+    if state.sampling:
+        return sample_shadow(layer, state, args, kwargs, legacy)
+    state.counter.seen += 1
     return _shadow.run_shadow(layer, state, args, kwargs, legacy)
 
 
-def sample_shadow(layer: Any, state: ClassState, args: tuple, kwargs: dict) -> Any:
-    """Shadow mode with sampling, for CustomOp.forward's inlined path: count the call,
+def sample_shadow(layer: Any, state: ClassState, args: tuple, kwargs: dict,
+                  legacy: Callable[..., Any] | None = None) -> Any:
+    """Shadow mode with sampling (also CustomOp.forward's inlined path): count the call,
     then run legacy alone (most calls) or the comparison."""
     counter = state.counter
     counter.seen += 1
+    if legacy is None:
+        legacy = layer._forward_method
     if _random() >= state.sample:
         counter.sampled_out += 1
-        return layer._forward_method(*args, **kwargs)
-    return _shadow.run_shadow(layer, state, args, kwargs, layer._forward_method)
+        return legacy(*args, **kwargs)
+    return _shadow.run_shadow(layer, state, args, kwargs, legacy)
 
 
 def _call_on(layer: Any, state: ClassState, args: tuple, kwargs: dict, legacy: Callable[..., Any]) -> Any:
