@@ -233,8 +233,7 @@ class Port:
                 env[f"_c{k}_{i}"] = key
                 parts.append(f"_c{k}_{i}")
         write_back = dict(variant.write_back) if legacy_method in variant.inplace_methods else {}
-        # An in-place legacy method overwrites its inputs: the IR op may do the same.
-        env[f"_op{k}"] = op.maybe_inplace if write_back and op.allow_inplace else op
+        env[f"_op{k}"] = ir_callable(op, write_back)
         lines = [f"    o = _op{k}({', '.join(parts)})"]
         target_of = {out: value[param] for param, out in write_back.items()}
         for out, arg in target_of.items():
@@ -251,6 +250,12 @@ class Port:
         return lines
 
 
+def ir_callable(op: IrOp, write_back: Mapping[Any, int] | None) -> Callable[..., Any]:
+    """What a port calls: an in-place legacy method overwrites its inputs, so the IR
+    call may too (`maybe_inplace`); otherwise the functional op."""
+    return op.maybe_inplace if write_back and op.allow_inplace else op
+
+
 class PortPlan:
     """A prepared IR call: run it, label it, give its tolerance.
 
@@ -263,7 +268,7 @@ class PortPlan:
     def __init__(self, op: IrOp, args: tuple, returns: tuple[int, ...] | int,
                  write_back: dict[torch.Tensor, int]):
         self.op, self.args, self.returns, self.write_back = op, args, returns, write_back
-        self.call = op.maybe_inplace if write_back and op.allow_inplace else op
+        self.call = ir_callable(op, write_back)
 
     def label(self) -> str:
         return f"{self.op.name}/{self.call.dispatch(*self.args).provider}"
