@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pytest
@@ -17,21 +16,9 @@ from irshim.compat.ports import rotary as rotary_port
 from irshim.ir import ops
 from irshim.ir.tolerances import Tolerance, assert_close
 
+from references import rope_float64 as ref_rope  # tests/references.py
+
 op = ops.rotary_embedding
-
-
-def ref_rope(positions, x, head_size, rotary_dim, cache, neox):
-    """float64 rotation pair by pair with the cache's cos/sin rows."""
-    tokens = positions.numel()
-    x64 = x.double().reshape(tokens, math.prod(x.shape[1:]) // head_size, head_size)
-    rows = cache.double()[positions.long()]
-    out, half = x64.clone(), rotary_dim // 2
-    for i in range(half):
-        ia, ib = (i, i + half) if neox else (2 * i, 2 * i + 1)
-        cos, sin = rows[:, i, None], rows[:, half + i, None]
-        out[:, :, ia] = x64[:, :, ia] * cos - x64[:, :, ib] * sin
-        out[:, :, ib] = x64[:, :, ib] * cos + x64[:, :, ia] * sin
-    return out.reshape(x.shape)
 
 
 def _inputs(tokens=7, hq=4, hk=2, head_size=32, dtype=torch.bfloat16, seed=0):

@@ -16,6 +16,8 @@ from irshim.ir.ops.rotary import cos_sin_cache
 from irshim.ir.tolerances import assert_close
 from irshim.kernels.triton import rope  # registers triton / triton_inplace (until kernels/triton imports it)
 
+from references import rope_float64 as ref_rope  # tests/references.py
+
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 PROVIDERS = ["triton", "triton_inplace"]
@@ -24,22 +26,6 @@ op = ir.ops.rotary_embedding
 
 def _ids(value) -> str:
     return str(value).removeprefix("torch.")
-
-
-def ref_rope(positions, x, head_size, rotary_dim, cache, neox):
-    """float64 rotation pair by pair (independent of the op's code)."""
-    tokens = positions.numel()
-    x64 = x.double().reshape(tokens, -1, head_size) if tokens else x.double()
-    if not tokens:
-        return x64
-    rows = cache.double()[positions.long()]
-    out, half = x64.clone(), rotary_dim // 2
-    for i in range(half):
-        ia, ib = (i, i + half) if neox else (2 * i, 2 * i + 1)
-        cos, sin = rows[:, i, None], rows[:, half + i, None]
-        out[:, :, ia] = x64[:, :, ia] * cos - x64[:, :, ib] * sin
-        out[:, :, ib] = x64[:, :, ib] * cos + x64[:, :, ia] * sin
-    return out.reshape(x.shape)
 
 
 def make_args(tokens, hq, hk, head_size, rotary_dim, dtype, neox=True, device=DEVICE, layout="flat",

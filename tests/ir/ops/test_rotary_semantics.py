@@ -19,24 +19,10 @@ import irshim.ir.ops.rotary  # noqa: F401  (registers the op)
 from irshim.ir.ops.rotary import cos_sin_cache
 from irshim.ir.tolerances import Tolerance, assert_close
 
+from references import rope_float64 as ref_rope  # tests/references.py
+
 op = ir.ops.rotary_embedding
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
-
-
-def ref_rope(positions, x, head_size, rotary_dim, cache, neox):
-    """float64 rotation of every head's pairs by cache[positions] (cos half, sin half)."""
-    tokens = positions.numel()
-    x64 = x.double().reshape(tokens, math.prod(x.shape[1:]) // head_size, head_size)
-    rows = cache.double()[positions.reshape(-1).long()]
-    out = x64.clone()
-    half = rotary_dim // 2
-    for i in range(half):
-        ia, ib = (i, i + half) if neox else (2 * i, 2 * i + 1)
-        cos, sin = rows[:, i, None], rows[:, half + i, None]
-        a, b = x64[:, :, ia], x64[:, :, ib]
-        out[:, :, ia] = a * cos - b * sin
-        out[:, :, ib] = b * cos + a * sin
-    return out.reshape(x.shape)
 
 
 def _randn(shape, dtype, seed):
