@@ -88,6 +88,16 @@ def next_pow2(n: int) -> int:
     return 1 if n <= 1 else 1 << (n - 1).bit_length()
 
 
+@functools.cache
+def _sm_count(device_index: int) -> int:
+    return torch.cuda.get_device_properties(device_index).multi_processor_count
+
+
+def sm_count(t: torch.Tensor) -> int:
+    """Streaming multiprocessors of t's GPU (132 under the interpreter: an H100/H200's)."""
+    return _sm_count(t.device.index or 0) if t.is_cuda else 132
+
+
 def cdiv(a: int, b: int) -> int:
     return -(-a // b)
 

@@ -10,7 +10,6 @@ semantics (``ir/ops/activation.py``).
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import torch
@@ -129,11 +128,6 @@ PROGRAMS_PER_SM = 4
 WARPS = 4
 
 
-@functools.cache
-def _sm_count(device_index: int) -> int:
-    return torch.cuda.get_device_properties(device_index).multi_processor_count
-
-
 @S.cached_config
 def act_config(n_rows: int, n_cols: int, element_size: int, sm_count: int = 132) -> ActConfig:
     """Launch configuration for ``n_rows x n_cols`` outputs (measurements above)."""
@@ -159,8 +153,7 @@ def _launch_into(kernel, x: Tensor, out: Tensor, act: str, gated: bool, act_on_s
     n_rows, n_cols = out2.shape
     if n_rows == 0 or n_cols == 0:
         return
-    sms = _sm_count(x.device.index or 0) if x.is_cuda else 132
-    cfg = config or act_config(n_rows, n_cols, x.element_size(), sms)
+    cfg = config or act_config(n_rows, n_cols, x.element_size(), S.sm_count(x))
     grid = (S.cdiv(n_rows, cfg.block_m) * S.cdiv(n_cols, cfg.block_n),)
     with S.on_device(x):
         _call(kernel, grid, cfg, x2, out2, n_rows, n_cols, act, gated, act_on_second, param)

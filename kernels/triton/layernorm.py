@@ -11,7 +11,6 @@ to x's dtype before it is normalised.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import torch
@@ -35,17 +34,20 @@ def chunked_rstd(x_rows, r_rows, res_rows, row_mask, N_COLS, eps,
                  HAS_RESIDUAL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     """First pass of a row too long for registers: 1 / rms over column chunks of
     ``x_rows`` (+ ``r_rows``: the sum, rounded to the residual's dtype, is written to
-    ``res_rows`` once and normalised). Shared by the norm + quant kernels (quant.py)."""
+    ``res_rows`` once and normalised). Shared by the norm + quant kernels (quant.py).
+    Later passes read x again (kept in L2: evict_last), or else the written sum."""
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for start in range(0, N_COLS, BLOCK_N):
         cols = start + tl.arange(0, BLOCK_N)
         mask = row_mask[:, None] & (cols < N_COLS)[None, :]
-        x = tl.load(x_rows + cols[None, :], mask=mask, other=0.0).to(tl.float32)
         if HAS_RESIDUAL:
-            r = tl.load(r_rows + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+            x = tl.load(x_rows + cols[None, :], mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
+            r = tl.load(r_rows + cols[None, :], mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
             s = (x + r).to(res_rows.dtype.element_ty)
             tl.store(res_rows + cols[None, :], s, mask=mask)
             x = s.to(tl.float32)
+        else:
+            x = tl.load(x_rows + cols[None, :], mask=mask, other=0.0, eviction_policy="evict_last").to(tl.float32)
         acc += x * x
     return tl.rsqrt(tl.sum(acc, axis=1) / N_COLS + eps)
 
@@ -130,13 +132,14 @@ def _rms_norm_kernel(
             cols = start + tl.arange(0, BLOCK_N)
             col_mask = cols < N_COLS
             mask = row_mask[:, None] & col_mask[None, :]
+            # Last read of these lines: evict them first (pass 1 kept them in L2).
             if HAS_RESIDUAL:
-                x = tl.load(res_rows + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+                x = tl.load(res_rows + cols[None, :], mask=mask, other=0.0, eviction_policy="evict_first")
             else:
-                x = tl.load(x_rows + cols[None, :], mask=mask, other=0.0).to(tl.float32)
-            y = x * rstd[:, None]
+                x = tl.load(x_rows + cols[None, :], mask=mask, other=0.0, eviction_policy="evict_first")
+            y = x.to(tl.float32) * rstd[:, None]
             if HAS_WEIGHT:
-                w = tl.load(W + cols * W_STRIDE, mask=col_mask, other=0.0).to(tl.float32)
+                w = tl.load(W + cols * W_STRIDE, mask=col_mask, other=0.0, eviction_policy="evict_last").to(tl.float32)
                 if GEMMA:
                     w = w + 1.0
                 y = y * w[None, :]
@@ -200,11 +203,6 @@ def norm_config(n_rows: int, n_cols: int, element_size: int, sm_count: int = 132
 # --------------------------------------------------------------- launcher
 
 
-@functools.cache
-def _sm_count(device_index: int) -> int:
-    return torch.cuda.get_device_properties(device_index).multi_processor_count
-
-
 def _supports(x: Tensor, weight: Tensor | None, x_residual: Tensor | None = None) -> bool:
     """Pure predicate shared by the four ops (see `_support.rows_ok`)."""
     if not (x.dtype in S.DTYPES and S.device_ok(x) and S.rows_ok(x)):
@@ -237,8 +235,7 @@ def _launch(kernel, x: Tensor, x_residual: Tensor | None, weight: Tensor | None,
     has_residual = x_residual is not None
     r2 = S.as_rows(x_residual) if has_residual else x2
     res2 = S.as_rows(residual_out) if has_residual else out2
-    sms = _sm_count(x.device.index or 0) if x.is_cuda else 132
-    cfg = config or norm_config(n_rows, n_cols, x.element_size(), sms)
+    cfg = config or norm_config(n_rows, n_cols, x.element_size(), S.sm_count(x))
     grid = (S.cdiv(n_rows, cfg.block_m),)
     with S.on_device(x):
         _call(kernel, grid, cfg, x2, r2, res2, out2, weight, n_rows, n_cols, epsilon, has_residual, gemma)

@@ -157,7 +157,8 @@ def _per_token_quant_kernel(
         for start in range(0, N_COLS, BLOCK_N):
             cols = start + tl.arange(0, BLOCK_N)
             mask = row_mask[:, None] & (cols < N_COLS)[None, :]
-            acc = tl.maximum(acc, tl.abs(tl.load(x_rows + cols[None, :], mask=mask, other=0.0).to(tl.float32)))
+            x = tl.load(x_rows + cols[None, :], mask=mask, other=0.0, eviction_policy="evict_last")
+            acc = tl.maximum(acc, tl.abs(x.to(tl.float32)))
         amax = tl.max(acc, axis=1)
     if HAS_UB:
         amax = tl.minimum(amax, tl.load(UB))
@@ -169,7 +170,7 @@ def _per_token_quant_kernel(
         for start in range(0, N_COLS, BLOCK_N):
             cols = start + tl.arange(0, BLOCK_N)
             mask = row_mask[:, None] & (cols < N_COLS)[None, :]
-            x = tl.load(x_rows + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+            x = tl.load(x_rows + cols[None, :], mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
             tl.store(q_rows + cols[None, :], _to_fp8(x, scale[:, None], Q), mask=mask)
 
 
@@ -197,15 +198,19 @@ def _group_quant_kernel(
 
 @triton.jit
 def _normed_chunk(src_rows, W, W_STRIDE, start, row_mask, rstd, N_COLS,
-                  HAS_WEIGHT: tl.constexpr, BLOCK_N: tl.constexpr, OUT_DTYPE: tl.constexpr):
+                  HAS_WEIGHT: tl.constexpr, BLOCK_N: tl.constexpr, OUT_DTYPE: tl.constexpr,
+                  EVICT: tl.constexpr):
     """Columns [start, start + BLOCK_N) of the normed rows, rounded to OUT_DTYPE as the
-    unfused norm's output is (returned in float32), with their columns and mask."""
+    unfused norm's output is (returned in float32), with their columns and mask.
+    EVICT: the rows' L2 policy ("evict_last" when a later pass reads them again)."""
     cols = start + tl.arange(0, BLOCK_N)
     col_mask = cols < N_COLS
     mask = row_mask[:, None] & col_mask[None, :]
-    y = tl.load(src_rows + cols[None, :], mask=mask, other=0.0).to(tl.float32) * rstd[:, None]
+    y = tl.load(src_rows + cols[None, :], mask=mask, other=0.0, eviction_policy=EVICT).to(tl.float32)
+    y = y * rstd[:, None]
     if HAS_WEIGHT:
-        y = y * tl.load(W + cols * W_STRIDE, mask=col_mask, other=0.0).to(tl.float32)[None, :]
+        w = tl.load(W + cols * W_STRIDE, mask=col_mask, other=0.0, eviction_policy="evict_last")
+        y = y * w.to(tl.float32)[None, :]
     return y.to(OUT_DTYPE).to(tl.float32), cols, mask
 
 
@@ -278,7 +283,7 @@ def _rms_norm_quant_kernel(
             peak = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
             for start in range(0, N_COLS, BLOCK_N):
                 y, _, _ = _normed_chunk(src_rows, W, W_STRIDE, start, row_mask, rstd, N_COLS, HAS_WEIGHT,
-                                        BLOCK_N, X.dtype.element_ty)
+                                        BLOCK_N, X.dtype.element_ty, "evict_last")
                 peak = tl.maximum(peak, tl.abs(y))
             amax = tl.max(peak, axis=1)
             if HAS_UB:
@@ -291,7 +296,7 @@ def _rms_norm_quant_kernel(
         # Last pass: normalise again and quantize.
         for start in range(0, N_COLS, BLOCK_N):
             y, cols, mask = _normed_chunk(src_rows, W, W_STRIDE, start, row_mask, rstd, N_COLS, HAS_WEIGHT,
-                                          BLOCK_N, X.dtype.element_ty)
+                                          BLOCK_N, X.dtype.element_ty, "evict_first")
             tl.store(q_rows + cols[None, :], _to_fp8(y, scale2, Q), mask=mask)
 
 
@@ -347,14 +352,24 @@ COLS_PER_WARP = 1024
 MAX_WARPS = 16
 ROW_GROUP_ELEMENTS = 2048
 """Rows shorter than this are grouped, several a program (not swept: no model has them)."""
-# Element-wise tiles (static / per-tensor quant, amax): 4096 elements, 4 warps, like
-# the activation kernels; groups: 4096 elements a program, 16 a thread. Not swept.
-TILE_ELEMENTS = 4096
-TILE_MAX_COLS = 1024
-TILE_WARPS = 4
-GROUP_ELEMENTS = 4096
+# Element-wise tiles (static / per-tensor quant, amax) and groups: enough programs to
+# give every SM PROGRAMS_PER_SM (as the activation kernels), between MIN_PROGRAM and
+# MAX_PROGRAM elements; tiles take one warp per 256 elements (4-8), groups 4 warps.
+# H100 sweep (scratch exploration, bf16, CUDA-graph µs, "rows/cols/warps" for tiles,
+# "groups/warps" for 128-wide groups; old rule: 4096 elements, 4 warps / 32 groups, 8 warps):
+#   static   1 x 4096: 1/512/4 1.28 (old 1.41, Inductor 1.27) | 16 x 8192: 1/512/4 1.46 (old 1.65, Ind. 1.44)
+#           64 x 14336: 2/512/4 1.90  1/1024/4 1.95 (old 2.11)   | 1024 x 4096: 2/1024/8 5.11 1/2048/8 5.29 (old 5.78)
+#        16384 x 8192: 1/2048/8 142.0 (best, old 144.8)        | 16384 x 14336: 1/2048/8 240.7 (best, old 245.3)
+#   group    1 x 4096: 4/4 1.45 (old 1.66, Inductor 1.48)     | 16 x 14336: 8/2 1.70  8/4 1.71 (old 1.83)
+#         1024 x 4096: 8/2 5.41  16/4 5.46 (old 5.77)          | 16384 x 14336: 16/4 234.9 (best, old 237.0)
+PROGRAMS_PER_SM = 4
+MIN_PROGRAM = 512
+MAX_PROGRAM = 2048
+TILE_MAX_COLS = 2048
+ELEMENTS_PER_WARP = 256
+TILE_WARPS = (4, 8)
+GROUP_WARPS = 4
 MAX_GROUP = 4096
-ELEMENTS_PER_THREAD = 16
 # Dynamic per-tensor quant of a small tensor in one program. H200: the two-kernel
 # path (memset + amax + quant) took 4.0 / 4.1 µs at 1 x 4096 / 1 x 8192 against
 # Inductor's 1.8 / 2.4 (bench_quant.md); one program: 1.7 / 2.3 (bench_quant_dynamic.md).
@@ -377,17 +392,26 @@ def row_config(n_rows: int, n_cols: int, static_norm: bool = False) -> RowConfig
     return RowConfig(block_m, block_n, max(1, min(MAX_WARPS, block_m * block_n // per_warp)), True)
 
 
-@S.cached_config
-def tile_config(n_rows: int, n_cols: int) -> TileConfig:
-    block_n = min(S.next_pow2(n_cols), TILE_MAX_COLS)
-    block_m = max(1, min(TILE_ELEMENTS // block_n, S.next_pow2(max(n_rows, 1))))
-    return TileConfig(block_m, block_n, TILE_WARPS)
+def _program_elements(n_elements: int, sm_count: int) -> int:
+    target = S.next_pow2(max(1, n_elements // (PROGRAMS_PER_SM * sm_count)))
+    return max(MIN_PROGRAM, min(MAX_PROGRAM, target))
 
 
 @S.cached_config
-def group_config(n_groups: int, group: int) -> GroupConfig:
-    block_g = max(1, min(GROUP_ELEMENTS // group, S.next_pow2(max(n_groups, 1))))
-    return GroupConfig(block_g, max(1, min(8, block_g * group // (ELEMENTS_PER_THREAD * 32))))
+def tile_config(n_rows: int, n_cols: int, sm_count: int = 132) -> TileConfig:
+    """Tiles of the element-wise kernels (measurements above)."""
+    elements = _program_elements(n_rows * n_cols, sm_count)
+    block_n = min(S.next_pow2(n_cols), TILE_MAX_COLS, elements)
+    block_m = max(1, min(elements // block_n, S.next_pow2(max(n_rows, 1))))
+    warps = max(TILE_WARPS[0], min(TILE_WARPS[1], block_m * block_n // ELEMENTS_PER_WARP))
+    return TileConfig(block_m, block_n, warps)
+
+
+@S.cached_config
+def group_config(n_groups: int, group: int, sm_count: int = 132) -> GroupConfig:
+    """Groups a program (measurements above); a group wider than MAX_PROGRAM is one program."""
+    block_g = max(1, min(_program_elements(n_groups * group, sm_count) // group, S.next_pow2(max(n_groups, 1))))
+    return GroupConfig(block_g, GROUP_WARPS if block_g * group >= 32 * GROUP_WARPS else 1)
 
 
 # ------------------------------------------------------------- predicates
@@ -458,7 +482,7 @@ def static_quant(x: Tensor, scale: Tensor, kernel=_static_quant_kernel, config: 
     if x.numel():
         x2, q2 = S.as_rows(x), S.as_rows(q)
         n_rows, n_cols = x2.shape
-        cfg = config or tile_config(n_rows, n_cols)
+        cfg = config or tile_config(n_rows, n_cols, S.sm_count(x))
         grid = (S.cdiv(n_rows, cfg.block_m), S.cdiv(n_cols, cfg.block_n))
         with _on_device(x):
             kernel[grid](x2, S.row_stride(x2), q2, S.row_stride(q2), scale, scale, n_rows, n_cols,
@@ -487,7 +511,7 @@ def dynamic_quant(x: Tensor, amax_kernel=_amax_kernel, quant_kernel=_static_quan
                                      BLOCK_M=block_m, BLOCK_N=block_n, num_warps=ONE_PROGRAM_WARPS)
         return q, scale
     amax = torch.zeros(1, dtype=torch.float32, device=x.device)
-    cfg = config or tile_config(n_rows, n_cols)
+    cfg = config or tile_config(n_rows, n_cols, S.sm_count(x))
     grid = (S.cdiv(n_rows, cfg.block_m), S.cdiv(n_cols, cfg.block_n))
     with _on_device(x):
         amax_kernel[grid](x2, S.row_stride(x2), amax, n_rows, n_cols,
@@ -521,7 +545,7 @@ def group_quant(x: Tensor, group_size: int, kernel=_group_quant_kernel,
     if x.numel():
         x2, q2, s2 = S.as_rows(x), S.as_rows(q), S.as_rows(scales)
         n_groups = x2.shape[0] * groups_per_row
-        cfg = config or group_config(n_groups, group_size)
+        cfg = config or group_config(n_groups, group_size, S.sm_count(x))
         with _on_device(x):
             kernel[(S.cdiv(n_groups, cfg.block_g),)](
                 x2, S.row_stride(x2), q2, S.row_stride(q2), s2, s2.stride(0), n_groups, groups_per_row,
