@@ -105,25 +105,27 @@ class CustomOp(nn.Module):
         self._forward_method = self.dispatch_forward()
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        # The `off` fast path (one dict lookup, two attribute reads), sampled shadow
-        # mode and the `on` path of a ported class (its cached runner) skip
-        # dispatch.call: each call level into the shim costs a Python frame.
-        state = _states.get(type(self))
-        if state is not None and state.generation == _flags.generation:
-            if state.fast:
-                return self._forward_method(*args, **kwargs)
-            if state.sampling and not _is_compiling():
+        # The hot paths skip dispatch.call (each call level into the shim costs a
+        # Python frame) and read only the current settings' registries: `off` is
+        # one set lookup; `on` with a port runs its cached runner; sampled shadow
+        # mode draws the sample here.
+        if type(self) in _fast:
+            return self._forward_method(*args, **kwargs)
+        state = _on.get(type(self))
+        if state is None:
+            state = _states.get(type(self))
+            if (state is not None and state.sampling and state.generation == _flags.generation
+                    and not _is_compiling()):
                 return _sample_shadow(self, state, args, kwargs)
-            runners = state.on_runners
-            if runners is not None and not kwargs and not _is_compiling():
-                bound = self._forward_method
-                run = runners.get((getattr(bound, "__func__", bound), len(args)))
-                if run is not None:
-                    state.counter.seen += 1
-                    result = run(self, args)
-                    if type(result) is not _Refusal:
-                        return result
-                    return _run_refused(self, state, result, args)
+        elif not kwargs and not _is_compiling():
+            bound = self._forward_method
+            run = state.on_runners.get((getattr(bound, "__func__", bound), len(args)))
+            if run is not None:
+                state.counter.seen += 1
+                result = run(self, args)
+                if type(result) is not _Refusal:
+                    return result
+                return _run_refused(self, state, result, args)
         return _shim_call(self, args, kwargs)
 
     def forward_native(self, *args: Any, **kwargs: Any) -> Any:
@@ -205,6 +207,6 @@ class CustomOp(nn.Module):
 
 
 # The shim's entry point; imported last because dispatch reads this module.
-from .dispatch import _is_compiling, _states, call as _shim_call  # noqa: E402
+from .dispatch import _fast, _is_compiling, _on, _states, call as _shim_call  # noqa: E402
 from .dispatch import run_refused as _run_refused, sample_shadow as _sample_shadow  # noqa: E402
 from .ports import Refusal as _Refusal  # noqa: E402

@@ -46,8 +46,7 @@ def _forward_wrapper(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> 
         legacy = wrapped.__get__(instance, type(instance)) if hasattr(wrapped, "__get__") else wrapped
     else:
         legacy = wrapped
-    state = _dispatch._states.get(type(instance))
-    if state is not None and state.fast and state.generation == _flags.generation:
+    if type(instance) in _dispatch._fast:
         return legacy(*args, **kwargs)
     return _dispatch.call(instance, args, kwargs, legacy)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import TENSOR, Port, Variant, register_port
+from . import TENSOR, Port, Variant, module_attr, register_port
 
 
 def _attr(layer, name: str, default=None):
@@ -23,7 +23,7 @@ def _weight_dtype_differs(layer, x, residual) -> bool:
     # Older vLLM returned x.to(dtype) * weight, promoted to the weight's dtype;
     # vLLM 0.33 rounds the normed x to the weight's dtype before the product.
     # IR ops take the product in float32 and return x's dtype.
-    return layer.weight.dtype != x.dtype
+    return module_attr(layer, "weight").dtype != x.dtype
 
 
 def _weightless(layer, x, residual) -> bool:
