@@ -115,15 +115,20 @@ class ActConfig:
 
 
 # Output elements per program: enough programs to give every SM four at decode
-# sizes, between MIN_BLOCK and MAX_BLOCK; 4 warps (one bf16 vector a thread at
-# 1024). H200, bf16, CUDA-graph µs, "rows/cols/warps" (sweep run 2 in
-# benchmarks/bench_activations.py):
-#   silu_and_mul   1 x 14336: 1/256/4 1.12  1/512/4 1.30 | 16 x 14336: 1/512/4 1.54  1/2048/8 1.59
-#                 64 x 14336: 1/1024/4 2.09  1/2048/8 2.15 | 64 x 28672: 1/1024/2 2.94  1/1024/4 3.04
-#   >= 1024 tokens: 1/1024/4 within 0.8% of the best block (256-4096 cols, 2-8 warps),
-#   e.g. 16384 x 14336: 329.3 (best 327.9); gelu_tanh 16384 x 28672: 643.9 (best 643.3).
+# sizes, between MIN_BLOCK and DECODE_MAX_BLOCK; beyond that THROUGHPUT_BLOCK, 16
+# elements a thread; always 4 warps. H200, bf16, CUDA-graph µs, "cols/warps" (one row
+# a program; sweeps in benchmarks/bench_activations.py and the session-3 exploration):
+#   silu_and_mul   1 x 14336: 256/4 1.12  512/4 1.30 | 16 x 14336: 512/4 1.54  2048/8 1.59
+#                 64 x 14336: 1024/4 2.09  2048/8 2.15 | 64 x 28672: 1024/2 2.94  1024/4 3.04
+#   Throughput: 16 elements a thread keep enough loads in flight on the H200 (at 8,
+#   the single-input activations stayed at 86-93% of copy bandwidth):
+#     quick_gelu 16384 x 14336: 2048/4 226.7  1024/2 228.3  1024/4 239.2 (Inductor 226.0)
+#     gelu_new   16384 x 14336: 1024/2 227.7  2048/4 229.6  1024/4 255.3 (Inductor 278.2)
+#     gelu_and_mul 16384 x 14336: 1024/2 383.5  2048/4 384.7  1024/4 402.3 (Inductor 378.0)
+#   On an H100 the same shapes are within 1% across 1024-2048 elements and 2-8 warps.
 MIN_BLOCK = 256
-MAX_BLOCK = 1024
+DECODE_MAX_BLOCK = 1024
+THROUGHPUT_BLOCK = 2048
 PROGRAMS_PER_SM = 4
 WARPS = 4
 
@@ -132,7 +137,7 @@ WARPS = 4
 def act_config(n_rows: int, n_cols: int, element_size: int, sm_count: int = 132) -> ActConfig:
     """Launch configuration for ``n_rows x n_cols`` outputs (measurements above)."""
     target = S.next_pow2(max(1, n_rows * n_cols // (PROGRAMS_PER_SM * sm_count)))
-    block = max(MIN_BLOCK, min(MAX_BLOCK, target))
+    block = THROUGHPUT_BLOCK if target > THROUGHPUT_BLOCK else max(MIN_BLOCK, min(DECODE_MAX_BLOCK, target))
     block_n = min(block, S.next_pow2(n_cols))
     block_m = max(1, min(block // block_n, S.next_pow2(max(n_rows, 1))))
     return ActConfig(block_m, block_n, WARPS)

@@ -167,6 +167,18 @@ def test_tile_and_group_configs_cover_tails():
     check(gop, (x, 16), tq.group_quant(x, 16, config=tq.GroupConfig(2, 1)), "2 groups a program")
 
 
+def test_persistent_amax_strides_over_tiles(monkeypatch):
+    # One amax program for 35 tiles: it must visit every one (the loudest element sits
+    # in the last tile); the quant pass then runs its tiles last-first.
+    monkeypatch.setattr(tq, "AMAX_PROGRAMS_PER_SM", 0)
+    op = ir.ops.dynamic_scaled_fp8_quant
+    (x,) = op.generate_inputs(7, 80, torch.bfloat16, DEVICE)
+    x[6, 79] = 300.0
+    q, scale = tq.dynamic_quant(x, config=tq.TileConfig(1, 16, 1))
+    assert scale.item() == pytest.approx(300.0 / qops.FP8_MAX)
+    check(op, (x,), (q, scale), "one persistent amax program")
+
+
 def test_loud_token_and_zero_rows():
     op = ir.ops.dynamic_per_token_scaled_fp8_quant
     x = torch.zeros(4, 64, device=DEVICE)
