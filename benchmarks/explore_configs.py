@@ -1,0 +1,368 @@
+#!/usr/bin/env python3
+"""One-off GPU exploration behind the launch-config changes of 2026-11-27 (results:
+benchmarks/results/sweep_session3.txt). Sections (any order):
+
+- inductor: write Inductor's generated code for the ops where it led (OUTDIR/inductor_*.py);
+- act / act2: activation block sizes and warps (and a flat 1-D gated variant) beside Inductor;
+- norm: rows/warps of the norm kernel; quant: tile and group configs; rows / rows2: the
+  per-token and norm + quant row kernels (single pass vs chunked); variants: static quant
+  kernel variants (grid order, masks, the exact-division correction).
+
+    python benchmarks/explore_configs.py OUTDIR section...
+
+Peers' figures here are for orientation (one compiled function is reused across shapes,
+so Inductor's numbers after its recompile limit are eager ones); bench_*.py are the
+measurements of record.
+"""
+
+# Every lambda below is called (or captured into a CUDA graph) within its loop iteration;
+# a failing section or configuration is logged and the exploration goes on.
+# ruff: noqa: B023, BLE001
+
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import torch
+import triton
+import triton.language as tl
+
+sys.path.insert(0, "benchmarks")
+import harness as H
+from irshim import ir
+
+ir.load_providers()
+from irshim.kernels.triton import activation as TA
+from irshim.kernels.triton import layernorm as TL
+from irshim.kernels.triton import quant as TQ
+from torch._inductor.utils import run_and_get_code
+
+OUT = Path(sys.argv[1]); OUT.mkdir(parents=True, exist_ok=True)
+SECTIONS = sys.argv[2:]
+torch.set_grad_enabled(False)
+DEV = "cuda"
+BF = torch.bfloat16
+print(torch.cuda.get_device_name(0), torch.__version__, triton.__version__, flush=True)
+
+def log(*a):
+    print(*a, flush=True)
+
+def t_us(fns, nbytes):
+    calls = max(2, min(100, (1 << 30) // max(nbytes, 1)))
+    return H.graph_time_us(fns, calls)
+
+def sets_for(make, nbytes):
+    n = max(1, min(8, -(-(256 << 20) // max(nbytes, 1))))
+    return [make() for _ in range(n)]
+
+# ---------------------------------------------------------------- inductor code
+def dump_inductor():
+    cases = {
+        "gelu_and_mul": (lambda: (torch.randn(16384, 2 * 14336, device=DEV, dtype=BF), "none")),
+        "quick_gelu": (lambda: (torch.randn(16384, 14336, device=DEV, dtype=BF),)),
+        "gelu_new": (lambda: (torch.randn(16384, 14336, device=DEV, dtype=BF),)),
+        "rms_norm": (lambda: ir.get_op("rms_norm").generate_inputs(16384, 8192, BF, DEV)),
+        "static_scaled_fp8_quant": (lambda: ir.get_op("static_scaled_fp8_quant").generate_inputs(16, 4096, BF, DEV)),
+        "rms_norm_static_fp8_quant": (lambda: ir.get_op("rms_norm_static_fp8_quant").generate_inputs(1024, 14336, BF, DEV)),
+        "per_token_group_fp8_quant": (lambda: ir.get_op("per_token_group_fp8_quant").generate_inputs(16384, 4096, BF, DEV)),
+    }
+    for name, make in cases.items():
+        try:
+            torch._dynamo.reset()
+            args = make()
+            fn = torch.compile(ir.get_op(name).native, dynamic=False)
+            _, codes = run_and_get_code(fn, *args)
+            fn(*args); torch.cuda.synchronize()
+            (OUT / f"inductor_{name}.py").write_text("\n\n".join(codes))
+            lines = [f"code: inductor_{name}.py"]
+            log("inductor", name, *lines)
+        except Exception as e:
+            log("inductor", name, "failed", repr(e)[:300])
+
+def dump_ours(kernel, tag):
+    try:
+        for caches in kernel.device_caches.values():
+            for k in caches[0].values():
+                (OUT / f"ours_{tag}_{len(os.listdir(OUT))}.ptx").write_text(k.asm["ptx"])
+                log("ours", tag, "regs", k.n_regs, "spills", k.n_spills)
+    except Exception as e:
+        log("dump ours failed", repr(e))
+
+# ---------------------------------------------------------------- activations
+@triton.jit
+def _gelu_variant(x, V: tl.constexpr):
+    if V == 0:
+        return 0.5 * x * (1.0 + tl.erf(x * 0.7071067811865476))
+    elif V == 1:
+        h = 0.5 * x
+        return tl.fma(h, tl.erf(x * 0.7071067811865476), h)
+    else:  # silu: the ceiling for a cheap activation
+        return x / (1.0 + tl.exp(-x))
+
+@triton.jit
+def _gated_flat(X, OUT, N, D: tl.constexpr, BLOCK: tl.constexpr, V: tl.constexpr, EVEN: tl.constexpr):
+    idx = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    row = idx // D
+    col = idx % D
+    src = X + row.to(tl.int64) * (2 * D) + col
+    if EVEN:
+        a = tl.load(src).to(tl.float32)
+        b = tl.load(src + D).to(tl.float32)
+    else:
+        m = idx < N
+        a = tl.load(src, mask=m, other=0.0).to(tl.float32)
+        b = tl.load(src + D, mask=m, other=0.0).to(tl.float32)
+    y = (_gelu_variant(a, V) * b).to(OUT.dtype.element_ty)
+    if EVEN:
+        tl.store(OUT + idx, y)
+    else:
+        tl.store(OUT + idx, y, mask=idx < N)
+
+def act_sweep():
+    for t, d in ((1024, 14336), (4096, 14336), (16384, 14336), (1024, 28672), (16384, 28672)):
+        nbytes = 3 * t * d * 2
+        sets = sets_for(lambda: torch.randn(t, 2 * d, device=DEV, dtype=BF), nbytes)
+        comp = torch.compile(ir.get_op("gelu_and_mul").native, dynamic=False)
+        res = []
+        for n in (512, 1024, 2048, 4096):
+            for w in (2, 4, 8, 16):
+                if n // (32 * w) < 2 or n // (32 * w) > 32:
+                    continue
+                cfg = TA.ActConfig(1, n, w)
+                res.append((t_us([lambda x=x, c=cfg: TA.gated(x, "gelu", config=c) for x in sets], nbytes), f"cur {n}/{w}"))
+        for V in (0, 1, 2):
+            for blk, w in ((1024, 4), (2048, 4), (2048, 8), (4096, 8)):
+                def f(x, blk=blk, w=w, V=V):
+                    out = torch.empty(t, d, device=DEV, dtype=BF)
+                    n = t * d
+                    _gated_flat[(triton.cdiv(n, blk),)](x, out, n, d, BLOCK=blk, V=V, EVEN=n % blk == 0, num_warps=w)
+                    return out
+                res.append((t_us([lambda x=x, f=f: f(x) for x in sets], nbytes), f"flat V{V} {blk}/{w}"))
+        ind = t_us([lambda x=x: comp(x, "none") for x in sets], nbytes)
+        cur = t_us([lambda x=x: TA.gated(x, "gelu") for x in sets], nbytes)
+        silu = t_us([lambda x=x: TA.gated(x, "silu") for x in sets], nbytes)
+        res.sort()
+        log(f"gelu_and_mul {t}x{d} | inductor {ind:.2f} heuristic {cur:.2f} silu {silu:.2f} | "
+            + " ".join(f"{n}:{u:.2f}" for u, n in res[:12]))
+    dump_ours(TA._gated_kernel, "gated")
+    dump_ours(_gated_flat, "flat")
+    # plain activations
+    for name, act in (("quick_gelu", "quick_gelu"), ("gelu_new", "gelu_tanh"), ("gelu_fast", "gelu_fast")):
+        comp = torch.compile(ir.get_op(name).native, dynamic=False)
+        for t, d in ((1024, 14336), (16384, 14336), (4096, 28672)):
+            nbytes = 2 * t * d * 2
+            sets = sets_for(lambda: torch.randn(t, d, device=DEV, dtype=BF), nbytes)
+            res = []
+            for m, n, w in [(1, 1024, 4), (1, 2048, 4), (1, 2048, 8), (1, 4096, 8), (1, 4096, 16), (2, 1024, 4),
+                            (2, 2048, 8), (4, 1024, 8), (1, 1024, 2), (1, 512, 2), (1, 8192, 16), (1, 2048, 2)]:
+                cfg = TA.ActConfig(m, n, w)
+                res.append((t_us([lambda x=x, c=cfg: TA.plain(x, act, config=c) for x in sets], nbytes), f"{m}/{n}/{w}"))
+            ind = t_us([lambda x=x: comp(x) for x in sets], nbytes)
+            cur = t_us([lambda x=x: TA.plain(x, act) for x in sets], nbytes)
+            res.sort()
+            log(f"{name} {t}x{d} | inductor {ind:.2f} heuristic {cur:.2f} | " + " ".join(f"{n}:{u:.2f}" for u, n in res[:8]))
+    dump_ours(TA._plain_kernel, "plain")
+
+# ---------------------------------------------------------------- norms
+def norm_sweep():
+    for name, t, h, dt in (("rms_norm", 1024, 8192, BF), ("rms_norm", 16384, 8192, BF), ("rms_norm", 16384, 4096, BF),
+                           ("fused_add_rms_norm", 1024, 8192, BF), ("fused_add_rms_norm", 4096, 4096, torch.float16),
+                           ("fused_add_rms_norm", 16384, 8192, BF), ("rms_norm", 4096, 8192, BF)):
+        op = ir.get_op(name)
+        nbytes = (4 if "fused" in name else 2) * t * h * 2
+        sets = sets_for(lambda: op.generate_inputs(t, h, dt, DEV), nbytes)
+        comp = torch.compile(op.native, dynamic=False)
+        into = TL.fused_add_rms_norm_into if "fused" in name else TL.rms_norm_into
+        res = []
+        for m in (1, 2, 4):
+            for w in (2, 4, 8, 16, 32):
+                if m * h // (32 * w) < 4 or m * h // (32 * w) > 64:
+                    continue
+                cfg = TL.NormConfig(m, triton.next_power_of_2(h), w, True)
+                res.append((t_us([lambda a=a, c=cfg: into(*a, config=c) for a in sets], nbytes), f"{m}/{w}"))
+        ind = t_us([lambda a=a: comp(*a) for a in sets], nbytes)
+        cur = t_us([lambda a=a: into(*a) for a in sets], nbytes)
+        res.sort()
+        log(f"{name} {t}x{h} {dt} | inductor {ind:.2f} heuristic {cur:.2f} | " + " ".join(f"{n}:{u:.2f}" for u, n in res[:8]))
+
+# ---------------------------------------------------------------- quant
+def quant_sweep():
+    op = ir.get_op("static_scaled_fp8_quant")
+    comp = torch.compile(op.native, dynamic=False)
+    for t in (1, 16, 64, 1024, 16384):
+        for h in (4096, 8192, 14336):
+            nbytes = 3 * t * h
+            sets = sets_for(lambda: op.generate_inputs(t, h, BF, DEV), nbytes)
+            res = []
+            for m in (1, 2, 4, 8):
+                for n in (128, 256, 512, 1024, 2048):
+                    for w in (1, 2, 4, 8):
+                        per = m * n // (32 * w)
+                        if per < 4 or per > 32 or m > max(1, t):
+                            continue
+                        if t <= 64 and (m * n > 4096 or w > 4 or m > 2):
+                            continue
+                        if t > 64 and (m * n < 2048 or n < 512):
+                            continue
+                        cfg = TQ.TileConfig(m, n, w)
+                        res.append((t_us([lambda a=a, c=cfg: TQ.static_quant(*a, config=c) for a in sets], nbytes), f"{m}/{n}/{w}"))
+            ind = t_us([lambda a=a: comp(*a) for a in sets], nbytes)
+            cur = t_us([lambda a=a: TQ.static_quant(*a) for a in sets], nbytes)
+            res.sort()
+            log(f"static {t}x{h} | inductor {ind:.2f} heuristic {cur:.2f} {TQ.tile_config(t, h)} | " + " ".join(f"{n}:{u:.2f}" for u, n in res[:8]))
+    op = ir.get_op("per_token_group_fp8_quant")
+    comp = torch.compile(op.native, dynamic=False)
+    for t in (1, 16, 1024, 16384):
+        for h in (4096, 8192, 14336):
+            nbytes = 3 * t * h + 4 * t * h // 128
+            sets = sets_for(lambda: op.generate_inputs(t, h, BF, DEV), nbytes)
+            res = []
+            for g in (1, 2, 4, 8, 16, 32, 64):
+                for w in (1, 2, 4, 8):
+                    per = g * 128 // (32 * w)
+                    if per < 4 or per > 64:
+                        continue
+                    cfg = TQ.GroupConfig(g, w)
+                    res.append((t_us([lambda a=a, c=cfg: TQ.group_quant(*a, config=c) for a in sets], nbytes), f"{g}/{w}"))
+            ind = t_us([lambda a=a: comp(*a) for a in sets], nbytes)
+            cur = t_us([lambda a=a: TQ.group_quant(*a) for a in sets], nbytes)
+            res.sort()
+            log(f"group128 {t}x{h} | inductor {ind:.2f} heuristic {cur:.2f} {TQ.group_config(t * h // 128, 128)} | " + " ".join(f"{n}:{u:.2f}" for u, n in res[:8]))
+
+def rows_sweep():
+    for name, t, h in (("dynamic_per_token_scaled_fp8_quant", 16384, 14336), ("dynamic_per_token_scaled_fp8_quant", 4096, 14336),
+                       ("rms_norm_static_fp8_quant", 1024, 14336), ("fused_add_rms_norm_static_fp8_quant", 1024, 14336),
+                       ("fused_add_rms_norm_static_fp8_quant", 4096, 14336)):
+        op = ir.get_op(name)
+        nb = {"dynamic_per_token_scaled_fp8_quant": 3, "rms_norm_static_fp8_quant": 3, "fused_add_rms_norm_static_fp8_quant": 7}[name] * t * h
+        sets = sets_for(lambda: op.generate_inputs(t, h, BF, DEV), nb)
+        comp = torch.compile(op.native, dynamic=False)
+        res = []
+        cfgs = [TQ.RowConfig(m, 16384, w, True) for m in (1, 2) for w in (8, 16, 32)]
+        cfgs += [TQ.RowConfig(1, c, w, False) for c in (2048, 4096, 8192) for w in (4, 8, 16, 32) if 4 <= c // (32 * w) <= 64]
+        cfgs += [TQ.RowConfig(2, c, w, False) for c in (2048, 4096) for w in (8, 16, 32) if 4 <= 2 * c // (32 * w) <= 64]
+        for cfg in cfgs:
+            if name.startswith("dynamic"):
+                fns = [lambda a=a, c=cfg: TQ.per_token_quant(*a, config=c) for a in sets]
+            elif name.startswith("rms"):
+                fns = [lambda a=a, c=cfg: TQ.rms_norm_quant(a[0], None, a[1], a[2], a[3], None, config=c) for a in sets]
+            else:
+                fns = [lambda a=a, c=cfg: TQ.rms_norm_quant(a[0], a[1], a[2], a[3], a[4], None, config=c) for a in sets]
+            try:
+                res.append((t_us(fns, nb), f"{cfg.block_m}/{cfg.block_n}/{cfg.num_warps}/{'s' if cfg.single_pass else 'c'}"))
+            except Exception as e:
+                log("cfg failed", cfg, repr(e)[:100])
+        ind = t_us([lambda a=a: comp(*a) for a in sets], nb)
+        cur = t_us([lambda a=a: op(*a) for a in sets], nb)
+        res.sort()
+        log(f"{name} {t}x{h} | inductor {ind:.2f} heuristic {cur:.2f} | " + " ".join(f"{n}:{u:.2f}" for u, n in res[:8]))
+
+@triton.jit
+def _sq_flat(X, Q, SCALE, N, BLOCK: tl.constexpr, V: tl.constexpr, EVEN: tl.constexpr):
+    idx = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    if EVEN:
+        x = tl.load(X + idx).to(tl.float32)
+    else:
+        x = tl.load(X + idx, mask=idx < N, other=0.0).to(tl.float32)
+    scale = tl.load(SCALE)
+    if V == 3:
+        y = tl.minimum(tl.maximum(x / scale, -448.0), 448.0)
+        q = y.to(Q.dtype.element_ty)
+    elif V == 1:
+        q = TQ._to_fp8(x, scale, Q)
+    else:
+        inv = tl.math.div_rn(tl.full(scale.shape, 1.0, tl.float32), scale)
+        y = x * inv
+        rem = tl.fma(-y, scale, x)
+        y = tl.fma(rem, inv, y)
+        y = tl.minimum(tl.maximum(y, -448.0), 448.0)
+        q = y.to(Q.dtype.element_ty, fp_downcast_rounding="rtne")
+    if EVEN:
+        tl.store(Q + idx, q)
+    else:
+        tl.store(Q + idx, q, mask=idx < N)
+
+
+def variants():
+    op = ir.get_op("static_scaled_fp8_quant")
+    for t, h in ((1024, 8192), (4096, 14336), (16384, 14336), (16384, 4096)):
+        nbytes = 3 * t * h
+        sets = sets_for(lambda: op.generate_inputs(t, h, BF, DEV), nbytes)
+        comp = torch.compile(op.native, dynamic=False)
+        res = [(t_us([lambda a=a: comp(*a) for a in sets], nbytes), "inductor"),
+               (t_us([lambda a=a: TQ.static_quant(*a) for a in sets], nbytes), "heuristic")]
+        for blk, w in ((2048, 8), (1024, 4), (2048, 4), (4096, 8)):
+            res.append((t_us([lambda a=a: TQ.static_quant(*a, config=TQ.TileConfig(1, blk, w)) for a in sets], nbytes), f"cur {blk}/{w}"))
+            for V, even in ((1, True), (1, False), (2, True), (3, True)):
+                def f(x, s, blk=blk, w=w, V=V, even=even):
+                    q = torch.empty(x.shape, device=DEV, dtype=torch.float8_e4m3fn)
+                    _sq_flat[(triton.cdiv(x.numel(), blk),)](x, q, s, x.numel(), BLOCK=blk, V=V, EVEN=even, num_warps=w)
+                    return q
+                res.append((t_us([lambda a=a, f=f: f(*a) for a in sets], nbytes), f"V{V}{'e' if even else 'm'} {blk}/{w}"))
+        res.sort()
+        log(f"static variants {t}x{h} | " + " ".join(f"{n}:{u:.2f}" for u, n in res))
+
+
+def rows2():
+    for name, t, h in (("rms_norm_static_fp8_quant", 4096, 14336), ("rms_norm_static_fp8_quant", 16384, 14336),
+                       ("fused_add_rms_norm_static_fp8_quant", 16384, 14336), ("rms_norm_static_fp8_quant", 1024, 8192),
+                       ("fused_add_rms_norm_static_fp8_quant", 1024, 8192)):
+        op = ir.get_op(name)
+        nb = (3 if name.startswith("rms") else 7) * t * h
+        sets = sets_for(lambda: op.generate_inputs(t, h, BF, DEV), nb)
+        res = []
+        for cfg in [TQ.RowConfig(1, 2048, 8, False), TQ.RowConfig(2, 2048, 8, False), TQ.RowConfig(1, 4096, 16, False),
+                    TQ.RowConfig(1, 4096, 8, False), TQ.RowConfig(2, 16384, 8, True), TQ.RowConfig(1, 16384, 16, True),
+                    TQ.RowConfig(1, 8192, 8, True), TQ.RowConfig(2, 8192, 8, True), TQ.RowConfig(1, 8192, 16, True)]:
+            if cfg.single_pass and cfg.block_n < triton.next_power_of_2(h):
+                continue
+            if name.startswith("rms"):
+                fns = [lambda a=a, c=cfg: TQ.rms_norm_quant(a[0], None, a[1], a[2], a[3], None, config=c) for a in sets]
+            else:
+                fns = [lambda a=a, c=cfg: TQ.rms_norm_quant(a[0], a[1], a[2], a[3], a[4], None, config=c) for a in sets]
+            res.append((t_us(fns, nb), f"{cfg.block_m}/{cfg.block_n}/{cfg.num_warps}/{'s' if cfg.single_pass else 'c'}"))
+        cur = t_us([lambda a=a: op(*a) for a in sets], nb)
+        res.sort()
+        log(f"{name} {t}x{h} | heuristic {cur:.2f} {TQ.row_config(t, h, True)} | " + " ".join(f"{n}:{u:.2f}" for u, n in res))
+
+
+def act2():
+    for name, act, gated, shapes in (("gelu_and_mul", "gelu", True, ((1024, 14336), (16384, 14336))),
+                                     ("quick_gelu", "quick_gelu", False, ((1024, 14336), (16384, 14336))),
+                                     ("gelu_new", "gelu_tanh", False, ((16384, 14336),))):
+        op = ir.get_op(name)
+        extra = ("none",) if name == "gelu_and_mul" else ()
+        for t, d in shapes:
+            torch._dynamo.reset()
+            comp = torch.compile(op.native, dynamic=False)
+            nbytes = (3 if gated else 2) * t * d * 2
+            sets = sets_for(lambda: torch.randn(t, 2 * d if gated else d, device=DEV, dtype=BF), nbytes)
+            res = [(t_us([lambda x=x: comp(x, *extra) for x in sets], nbytes), "inductor")]
+            res.append((t_us([lambda x=x: op(x, *extra) for x in sets], nbytes), "heuristic"))
+            for n, w in ((256, 2), (256, 4), (512, 2), (512, 4), (512, 8), (1024, 2), (1024, 4), (1024, 8),
+                         (2048, 4), (2048, 8), (4096, 8), (4096, 16)):
+                cfg = TA.ActConfig(1, n, w)
+                fn = (lambda x, c=cfg: TA.gated(x, act, config=c)) if gated else (lambda x, c=cfg: TA.plain(x, act, config=c))
+                res.append((t_us([lambda x=x, fn=fn: fn(x) for x in sets], nbytes), f"{n}/{w}"))
+            res.sort()
+            log(f"act2 {name} {t}x{d} | " + " ".join(f"{n}:{u:.2f}" for u, n in res))
+
+SECTIONS_BY_NAME = {"inductor": dump_inductor, "act": act_sweep, "norm": norm_sweep, "quant": quant_sweep,
+                    "rows": rows_sweep, "variants": variants, "rows2": rows2, "act2": act2}
+
+
+def main() -> None:
+    log("copy", H.copy_bandwidth_gbs())
+    for name in SECTIONS:
+        t0 = time.time()
+        try:
+            SECTIONS_BY_NAME[name]()
+        except Exception:
+            traceback.print_exc()
+        log(f"== {name} {time.time() - t0:.0f}s")
+
+
+if __name__ == "__main__":
+    main()
