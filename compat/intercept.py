@@ -1,13 +1,18 @@
 """Interception of a foreign CustomOp base (vLLM's) with wrapt, reversibly.
 
 irshim's own CustomOp needs none of this: its forward already goes through
-the shim. For a foreign base, `install()` replaces `forward` on the base, and
-on any subclass that defines its own `forward`, with a wrapt FunctionWrapper
-around the original; subclasses defined later are covered by a wrapped
+the shim. For a foreign base, `install()` wraps `forward` on the base, and on
+any subclass that defines its own `forward`, in a wrapt FunctionWrapper around
+the original; subclasses defined later are covered by a wrapped
 `__init_subclass__`. Instances need nothing: they look `forward` up on their
-class, so those created before and after install are covered alike. Nothing
-else changes: no attribute paths, no subclass swaps, no state on the classes.
-`uninstall()` puts back the very objects that were in each class `__dict__`.
+class, so those created before and after install are covered alike.
+
+While IRSHIM_DISPATCH is `off` the originals stay in place, so an installed base
+costs nothing per call (the wrapper's frame and binding cost 1.6 µs a call on the
+2-core dev VM, against a 0.3 µs budget for `off`); every change of settings puts
+the wrappers in or takes them out. Nothing else changes: no attribute paths, no
+subclass swaps, no state on the classes. `uninstall()` puts back the very
+objects that were in each class `__dict__`.
 """
 
 from __future__ import annotations
@@ -37,7 +42,14 @@ class _Installation:
         self.base = base
         self.wrapped: dict[type, Any] = {}
         """class -> the original `forward` object of its __dict__."""
+        self.wrappers: dict[type, wrapt.FunctionWrapper] = {}
         self.init_subclass: Any = _MISSING
+
+    def place(self, cls: type, active: bool) -> None:
+        """Put the wrapper (active) or the original `forward` on `cls`."""
+        wanted = self.wrappers[cls] if active else self.wrapped[cls]
+        if cls.__dict__.get("forward", _MISSING) is not wanted:
+            setattr(cls, "forward", wanted)
 
 
 def _forward_wrapper(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
@@ -51,12 +63,26 @@ def _forward_wrapper(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> 
     return _dispatch.call(instance, args, kwargs, legacy)
 
 
+def _active() -> bool:
+    """Whether intercepted calls may leave the legacy path under the current settings."""
+    return _flags.current().dispatch != _flags.OFF
+
+
 def _wrap(installation: _Installation, cls: type) -> None:
     original = cls.__dict__.get("forward", _MISSING)
     if original is _MISSING or cls in installation.wrapped or isinstance(original, wrapt.FunctionWrapper):
         return
     installation.wrapped[cls] = original
-    setattr(cls, "forward", wrapt.FunctionWrapper(original, _forward_wrapper))
+    installation.wrappers[cls] = wrapt.FunctionWrapper(original, _forward_wrapper)
+    installation.place(cls, _active())
+
+
+def _settings_changed() -> None:
+    with _lock:
+        active = _active()
+        for installation in _installed.values():
+            for cls in installation.wrapped:
+                installation.place(cls, active)
 
 
 def _resolve_base(base: type | None) -> type | None:
@@ -137,3 +163,6 @@ def uninstall(base: type | None = None) -> None:
 
 def installed() -> list[type]:
     return list(_installed)
+
+
+_flags.on_change(_settings_changed)

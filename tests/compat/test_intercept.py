@@ -62,19 +62,19 @@ def test_install_twice_then_uninstall_restores_classes_exactly(tmp_path, foreign
     before = _class_dicts(base, norm, scale)
     old_layer = norm(16)
     assert install(base) is base and install(base) is base
-    assert isinstance(base.__dict__["forward"], wrapt.FunctionWrapper)
-    assert not isinstance(base.__dict__["forward"].__wrapped__, wrapt.FunctionWrapper)  # not wrapped twice
-    assert isinstance(scale.__dict__["forward"], wrapt.FunctionWrapper)
 
     @base.register("foreign_after")
     class After(base):
         def forward(self, x):
             return x + 1
 
-    assert isinstance(After.__dict__["forward"], wrapt.FunctionWrapper)
     new_layer = norm(16)
     x = torch.randn(3, 16)
     with compat.override(dispatch="shadow", report_dir=tmp_path):
+        assert isinstance(base.__dict__["forward"], wrapt.FunctionWrapper)
+        assert not isinstance(base.__dict__["forward"].__wrapped__, wrapt.FunctionWrapper)  # not wrapped twice
+        assert isinstance(scale.__dict__["forward"], wrapt.FunctionWrapper)
+        assert isinstance(After.__dict__["forward"], wrapt.FunctionWrapper)
         compat.flush()
         assert torch.equal(old_layer(x), old_layer.forward_native(x))
         assert torch.equal(new_layer(x), new_layer.forward_native(x))
@@ -100,9 +100,41 @@ def test_concurrent_installs_wrap_once(foreign_base):
     for t in threads:
         t.join()
     assert compat.installed().count(base) == 1
-    assert not isinstance(base.__dict__["forward"].__wrapped__, wrapt.FunctionWrapper)
+    with compat.override(dispatch="shadow"):
+        assert not isinstance(base.__dict__["forward"].__wrapped__, wrapt.FunctionWrapper)
     uninstall()
     assert _same(_class_dicts(base, norm, scale), before)
+
+
+def test_off_leaves_the_original_forward_in_place(tmp_path, foreign_base):
+    # While dispatch is off an installed base costs nothing a call: its classes hold
+    # their own forward; a change of settings puts the wrappers in and takes them out.
+    base, norm, scale = make_foreign_base(foreign_base)
+    before = _class_dicts(base, norm, scale)
+    originals = {cls: cls.__dict__["forward"] for cls in (base, scale)}
+
+    def forwards_are_originals():
+        return all(cls.__dict__["forward"] is f for cls, f in originals.items()) and "forward" not in norm.__dict__
+
+    layer = norm(16)
+    x = torch.randn(3, 16)
+    with compat.override(dispatch="off"):
+        install(base)  # adds its __init_subclass__ hook to the base; forward stays
+        assert forwards_are_originals()
+        assert torch.equal(layer(x), layer.forward_native(x))
+        with compat.override(dispatch="shadow", report_dir=tmp_path):
+            assert isinstance(base.__dict__["forward"], wrapt.FunctionWrapper)
+            assert isinstance(scale.__dict__["forward"], wrapt.FunctionWrapper)
+            compat.flush()
+            assert torch.equal(layer(x), layer.forward_native(x))
+            compared = [r for r in _read(tmp_path) if r["kind"] == "compare" and r["op"] == "rms_norm"]
+            assert len(compared) == 1  # the call went through the shim
+        assert forwards_are_originals()
+        with compat.override(dispatch="on"):
+            uninstall(base)  # from the wrapped state
+    assert _same(_class_dicts(base, norm, scale), before)
+    with compat.override(dispatch="shadow"):
+        assert _same(_class_dicts(base, norm, scale), before)  # uninstalled: no longer follows settings
 
 
 def test_install_without_vllm_is_a_logged_no_op():
