@@ -117,7 +117,8 @@ class ActConfig:
 # Output elements per program: enough programs to give every SM four at decode
 # sizes, between MIN_BLOCK and DECODE_MAX_BLOCK; beyond that THROUGHPUT_BLOCK, 16
 # elements a thread; always 4 warps. H200, bf16, CUDA-graph µs, "cols/warps" (one row
-# a program; sweeps in benchmarks/bench_activations.py and the session-3 exploration):
+# a program; `bench_activations.py --sweep` and explore_configs.py act2, whose output
+# is in benchmarks/results/sweep_session3.txt):
 #   silu_and_mul   1 x 14336: 256/4 1.12  512/4 1.30 | 16 x 14336: 512/4 1.54  2048/8 1.59
 #                 64 x 14336: 1024/4 2.09  2048/8 2.15 | 64 x 28672: 1024/2 2.94  1024/4 3.04
 #   Throughput: 16 elements a thread keep enough loads in flight on the H200 (at 8,

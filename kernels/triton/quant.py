@@ -360,7 +360,7 @@ class GroupConfig:
 #     norm+static 16384 x 14336: c4096/16 271.8  2/8 314.4  1/16 > 318
 #     fused-add   16384 x 14336: c4096/16 564.9  1/16 596.6
 #   (dynamic norm + quant needs three passes when chunked: 1/16 301.6 against c2048/16 365.5).
-#   With the eviction hints, H200 (H100 at 1024 rows):
+#   With the eviction hints, H200 (H100 at 1024 rows; results/sweep_session3.txt):
 #     norm+static 16384 x 14336: c4096/8 243.6  c2048/8 244.2  c4096/16 259.1  2/8 293.5
 #                  4096 x 14336: c2048/8 70.5  c4096/8 71.3  c4096/16 73.0 | 1024 x 14336 (H100): c2048/8 23.9  c4096/16 25.7
 #     fused-add   16384 x 14336: c4096/16 420.4  c2048/8 422.5  2/8 431.5
@@ -376,7 +376,8 @@ ROW_GROUP_ELEMENTS = 2048
 """Rows shorter than this are grouped, several a program (not swept: no model has them)."""
 # Element-wise tiles (static / per-tensor quant, amax) and groups: enough programs to
 # give every SM PROGRAMS_PER_SM (as the activation kernels), between MIN_PROGRAM and
-# MAX_PROGRAM elements, 4 warps. H100 sweep (bf16, CUDA-graph µs, "rows/cols/warps" for
+# MAX_PROGRAM elements, 4 warps. H100 sweep (benchmarks/explore_configs.py, output in
+# results/sweep_session3.txt; bf16, CUDA-graph µs, "rows/cols/warps" for
 # tiles, "groups/warps" for 128-wide groups; old rule: 4096 elements, 4 warps / 32 groups,
 # 8 warps; tiles were then on a 2-D grid, see _tile):
 #   static   1 x 4096: 1/512/4 1.28 (old 1.41, Inductor 1.27) | 16 x 8192: 1/512/4 1.46 (old 1.65, Ind. 1.44)
@@ -397,10 +398,10 @@ MAX_GROUP = 4096
 # Inductor's 1.8 / 2.4 (bench_quant.md); one program: 1.7 / 2.3 (bench_quant_dynamic.md).
 # At 16 x 4096 (65536 elements, two-kernel path) 4.5 against 4.3.
 ONE_PROGRAM_ELEMENTS = 16384
-# Larger tensors: a persistent amax kernel, AMAX_PROGRAMS_PER_SM programs a SM (not swept).
-AMAX_PROGRAMS_PER_SM = 8
 ONE_PROGRAM_TILE = 4096
 ONE_PROGRAM_WARPS = 8
+# Larger tensors: a persistent amax kernel, AMAX_PROGRAMS_PER_SM programs a SM (not swept).
+AMAX_PROGRAMS_PER_SM = 8
 
 
 @S.cached_config
