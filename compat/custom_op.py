@@ -109,13 +109,13 @@ class CustomOp(nn.Module):
         # Python frame) and read only the current settings' registries: `off` is
         # one set lookup; `on` with a port runs its cached runner; sampled shadow
         # mode draws the sample here.
-        if type(self) in _fast:
+        cls = type(self)
+        if cls in _fast:
             return self._forward_method(*args, **kwargs)
-        state = _on.get(type(self))
+        state = _on.get(cls)
         if state is None:
-            state = _states.get(type(self))
-            if (state is not None and state.sampling and state.generation == _flags.generation
-                    and not _is_compiling()):
+            state = _sampled.get(cls)
+            if state is not None and not _is_compiling():
                 return _sample_shadow(self, state, args, kwargs)
         elif not kwargs and not _is_compiling():
             bound = self._forward_method
@@ -207,6 +207,6 @@ class CustomOp(nn.Module):
 
 
 # The shim's entry point; imported last because dispatch reads this module.
-from .dispatch import _fast, _is_compiling, _on, _states, call as _shim_call  # noqa: E402
+from .dispatch import _fast, _is_compiling, _on, _sampled, call as _shim_call  # noqa: E402
 from .dispatch import run_refused as _run_refused, sample_shadow as _sample_shadow  # noqa: E402
 from .ports import Refusal as _Refusal  # noqa: E402

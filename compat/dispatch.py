@@ -96,12 +96,14 @@ _states_lock = threading.Lock()
 
 _fast: set[type] = set()
 _on: dict[type, ClassState] = {}
+_sampled: dict[type, ClassState] = {}
 """The hot paths' registries, for the current settings only: emptied on every change
 (before `prepare_all` refills them), filled by `state_of`. `_fast` holds the classes
 whose calls run legacy alone (`ClassState.fast`), `_on` the states whose port runs
-through cached runners (`ClassState.on_runners`). Callers check membership alone, no
-generation: on the 2-core dev VM an `off` call went from 0.47 to 0.16 µs over no
-irshim (benchmarks/compat_overhead.py), the `on` path's checks from 1.46 to 1.21 µs."""
+through cached runners (`ClassState.on_runners`), `_sampled` those in shadow mode with
+sampling (`ClassState.sampling`). Callers check membership alone, no generation: on
+the 2-core dev VM an `off` call went from 0.47 to 0.16 µs over no irshim
+(benchmarks/compat_overhead.py), the `on` path's checks from 1.46 to 1.21 µs."""
 
 
 def state_of(cls: type) -> ClassState:
@@ -118,6 +120,8 @@ def state_of(cls: type) -> ClassState:
                     _fast.add(cls)
                 elif state.on_runners is not None:
                     _on[cls] = state
+                elif state.sampling:
+                    _sampled[cls] = state
     return state
 
 
@@ -125,6 +129,7 @@ def _settings_changed() -> None:
     with _states_lock:
         _fast.clear()
         _on.clear()
+        _sampled.clear()
     prepare_all()
 
 

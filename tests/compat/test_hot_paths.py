@@ -1,4 +1,4 @@
-"""The hot paths' caches: the `off`/`on` registries follow every change of settings, and
+"""The hot paths' caches: the `off`/`on`/sampled registries follow every change of settings, and
 the `on` runners read a layer's attributes exactly as getattr would."""
 
 from __future__ import annotations
@@ -49,6 +49,23 @@ def test_dispatch_and_ops_changes_reach_layers_already_called(ir_calls):
             assert ir_calls["rms_norm"] == 3
         norm(x), act(x2)
     assert ir_calls == {"rms_norm": 3, "silu_and_mul": 2}
+
+
+def test_sampling_changes_reach_layers_already_called(ir_calls, tmp_path):
+    # The sampled-shadow registry follows the sample: a layer drawn at ~0 compares nothing,
+    # the same layer at 1 compares every call, and leaving shadow takes it out.
+    norm, x = RMSNorm(8), torch.randn(2, 8)
+    with compat.override(dispatch="shadow", shadow_sample=1e-12, report_dir=tmp_path):
+        norm(x), norm(x)
+        assert RMSNorm in dispatch._sampled and ir_calls["rms_norm"] == 0
+        with compat.override(shadow_sample=1):
+            norm(x)
+            assert RMSNorm not in dispatch._sampled and ir_calls["rms_norm"] == 1
+        norm(x)
+        assert ir_calls["rms_norm"] == 1
+    with compat.override(dispatch="off"):
+        norm(x)
+        assert RMSNorm not in dispatch._sampled and ir_calls["rms_norm"] == 1
 
 
 def test_a_replaced_port_takes_effect_on_the_next_call():
