@@ -115,8 +115,9 @@ class ActConfig:
 
 
 # Output elements per program: enough programs to give every SM four at decode
-# sizes, between MIN_BLOCK and DECODE_MAX_BLOCK; beyond that THROUGHPUT_BLOCK, 16
-# elements a thread; always 4 warps. H200, bf16, CUDA-graph µs, "cols/warps" (one row
+# sizes, between MIN_BLOCK and DECODE_MAX_BLOCK; from THROUGHPUT_ELEMENTS outputs
+# (the smallest shape where the gain was measured, 1024 x 14336) THROUGHPUT_BLOCK,
+# 16 elements a thread; always 4 warps. H200, bf16, CUDA-graph µs, "cols/warps" (one row
 # a program; `bench_activations.py --sweep` and explore_configs.py act2, whose output
 # is in benchmarks/results/sweep_session3.txt):
 #   silu_and_mul   1 x 14336: 256/4 1.12  512/4 1.30 | 16 x 14336: 512/4 1.54  2048/8 1.59
@@ -130,6 +131,7 @@ class ActConfig:
 MIN_BLOCK = 256
 DECODE_MAX_BLOCK = 1024
 THROUGHPUT_BLOCK = 2048
+THROUGHPUT_ELEMENTS = 1024 * 14336
 PROGRAMS_PER_SM = 4
 WARPS = 4
 
@@ -137,8 +139,11 @@ WARPS = 4
 @S.cached_config
 def act_config(n_rows: int, n_cols: int, element_size: int, sm_count: int = 132) -> ActConfig:
     """Launch configuration for ``n_rows x n_cols`` outputs (measurements above)."""
-    target = S.next_pow2(max(1, n_rows * n_cols // (PROGRAMS_PER_SM * sm_count)))
-    block = THROUGHPUT_BLOCK if target > THROUGHPUT_BLOCK else max(MIN_BLOCK, min(DECODE_MAX_BLOCK, target))
+    if n_rows * n_cols >= THROUGHPUT_ELEMENTS:
+        block = THROUGHPUT_BLOCK
+    else:
+        target = S.next_pow2(max(1, n_rows * n_cols // (PROGRAMS_PER_SM * sm_count)))
+        block = max(MIN_BLOCK, min(DECODE_MAX_BLOCK, target))
     block_n = min(block, S.next_pow2(n_cols))
     block_m = max(1, min(block // block_n, S.next_pow2(max(n_rows, 1))))
     return ActConfig(block_m, block_n, WARPS)
