@@ -4,6 +4,9 @@
 # returns at most 8 files), pytest logs to $OUT/r/, a summary to stdout.
 #   bash benchmarks/run_device.sh tests sweep norms activations
 #   bash benchmarks/run_device.sh quant-tests rope-tests quant-sweep rope-sweep demo
+#   EXPLORE="act2 variants" bash benchmarks/run_device.sh explore   # explore_configs.py sections
+# Wall times seen (H100/H200): tests 90 s, quant-tests 80, rope-tests 100, quant 290,
+# rope 80, norms 70 (gemma 50), activations core > 150 on an H100 (125 on an H200), other 80.
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; R="$OUT/r"; mkdir -p "$R"
@@ -35,6 +38,7 @@ for step in "$@"; do
     activations) python3 benchmarks/bench_activations.py --out "$R" ${ACT_ARGS:-} > "$R/bench_activations.log" 2>&1; tail -60 "$R/bench_activations.log" ;;
     quant) python3 benchmarks/bench_quant.py --out "$R" ${QUANT_ARGS:-} > "$R/bench_quant.log" 2>&1; tail -50 "$R/bench_quant.log" ;;
     rope) python3 benchmarks/bench_rope.py --out "$R" ${ROPE_ARGS:-} > "$R/bench_rope.log" 2>&1; tail -40 "$R/bench_rope.log" ;;
+    explore) python3 benchmarks/explore_configs.py "$R/explore" ${EXPLORE:-act2} 2>&1 | tee "$R/explore.txt" | grep -v "^W1" ;;
     demo) irshim demo --device cuda --steps 24 --run demo-gpu --report-dir "$R/demo-runs" --out "$R/demo" > "$R/demo.log" 2>&1
           tail -25 "$R/demo.log"; irshim status > "$R/demo/irshim-status.txt" 2>&1 ;;
   esac
