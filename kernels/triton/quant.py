@@ -75,6 +75,26 @@ def _tile(tile, N_ROWS, N_COLS, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
 
 
 @triton.jit
+def _peak(X, X_ROW_STRIDE, N_ROWS, N_COLS, first, step, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """max |x| in float32 over tiles first, first + step, ... (see `_tile`)."""
+    n_tiles = tl.cdiv(N_ROWS, BLOCK_M) * tl.cdiv(N_COLS, BLOCK_N)
+    peak = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for tile in range(first, n_tiles, step):
+        rows, cols, mask = _tile(tile, N_ROWS, N_COLS, BLOCK_M, BLOCK_N)
+        x = tl.load(X + rows[:, None] * X_ROW_STRIDE + cols[None, :], mask=mask, other=0.0)
+        peak = tl.maximum(peak, tl.abs(x.to(tl.float32)))
+    return tl.max(tl.max(peak, axis=1), axis=0)
+
+
+@triton.jit
+def _store_scale(SCALE_OUT, scale, pid):
+    """The program whose `pid` is 0 writes the per-tensor scale (a 2-vector store: scalar
+    masks are not portable)."""
+    two = tl.arange(0, 2)
+    tl.store(SCALE_OUT + two, scale + tl.zeros([2], tl.float32), mask=(two + pid) == 0)
+
+
+@triton.jit
 def _amax_kernel(
     X, X_ROW_STRIDE,      # input rows
     AMAX,                 # [1] float32, zero-initialised: atomically maxed
@@ -84,13 +104,8 @@ def _amax_kernel(
     """Persistent: each program strides over the tiles and makes one atomic at the end.
     (With one atomic per tile, moving from 4096- to 2048-element tiles took the dynamic
     per-tensor path from 315.6 to 370.4 µs at 16384 x 14336 on H200.)"""
-    n_tiles = tl.cdiv(N_ROWS, BLOCK_M) * tl.cdiv(N_COLS, BLOCK_N)
-    peak = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for tile in range(tl.program_id(0), n_tiles, tl.num_programs(0)):
-        rows, cols, mask = _tile(tile, N_ROWS, N_COLS, BLOCK_M, BLOCK_N)
-        x = tl.load(X + rows[:, None] * X_ROW_STRIDE + cols[None, :], mask=mask, other=0.0)
-        peak = tl.maximum(peak, tl.abs(x.to(tl.float32)))
-    tl.atomic_max(AMAX, tl.max(tl.max(peak, axis=1), axis=0))
+    peak = _peak(X, X_ROW_STRIDE, N_ROWS, N_COLS, tl.program_id(0), tl.num_programs(0), BLOCK_M, BLOCK_N)
+    tl.atomic_max(AMAX, peak)
 
 
 @triton.jit
@@ -108,12 +123,10 @@ def _static_quant_kernel(
         tile = tl.num_programs(0) - 1 - tile
     rows, cols, mask = _tile(tile, N_ROWS, N_COLS, BLOCK_M, BLOCK_N)
     x = tl.load(X + rows[:, None] * X_ROW_STRIDE + cols[None, :], mask=mask, other=0.0).to(tl.float32)
-    scale = tl.load(SCALE)
+    scale = tl.load(SCALE)  # after x's load: both round trips overlap
     if FROM_AMAX:
         scale = _scale_of(scale)
-        # Program 0 writes the scale (a 2-vector store: scalar masks are not portable).
-        two = tl.arange(0, 2)
-        tl.store(SCALE_OUT + two, scale + tl.zeros([2], tl.float32), mask=(two + tl.program_id(0)) == 0)
+        _store_scale(SCALE_OUT, scale, tl.program_id(0))
     tl.store(Q + rows[:, None] * Q_ROW_STRIDE + cols[None, :], _to_fp8(x, scale, Q), mask=mask)
 
 
@@ -127,27 +140,12 @@ def _dynamic_quant_one_program_kernel(
     """Dynamic per-tensor quant of a small tensor by one program: an amax pass and a
     quant pass over [BLOCK_M, BLOCK_N] tiles (the second reads from L1/L2), one launch
     instead of a memset, an amax kernel and a quant kernel."""
-    rows0 = tl.arange(0, BLOCK_M)
-    cols0 = tl.arange(0, BLOCK_N)
-    peak = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for r in range(0, N_ROWS, BLOCK_M):
-        rows = r + rows0
-        for c in range(0, N_COLS, BLOCK_N):
-            cols = c + cols0
-            mask = (rows < N_ROWS)[:, None] & (cols < N_COLS)[None, :]
-            x = tl.load(X + rows.to(tl.int64)[:, None] * X_ROW_STRIDE + cols[None, :], mask=mask, other=0.0)
-            peak = tl.maximum(peak, tl.abs(x.to(tl.float32)))
-    scale = _scale_of(tl.max(tl.max(peak, axis=1), axis=0))
-    two = tl.arange(0, 2)  # a 2-vector store: scalar masks are not portable
-    tl.store(SCALE_OUT + two, scale + tl.zeros([2], tl.float32), mask=two == 0)
-    for r in range(0, N_ROWS, BLOCK_M):
-        rows = r + rows0
-        for c in range(0, N_COLS, BLOCK_N):
-            cols = c + cols0
-            mask = (rows < N_ROWS)[:, None] & (cols < N_COLS)[None, :]
-            rows64 = rows.to(tl.int64)
-            x = tl.load(X + rows64[:, None] * X_ROW_STRIDE + cols[None, :], mask=mask, other=0.0).to(tl.float32)
-            tl.store(Q + rows64[:, None] * Q_ROW_STRIDE + cols[None, :], _to_fp8(x, scale, Q), mask=mask)
+    scale = _scale_of(_peak(X, X_ROW_STRIDE, N_ROWS, N_COLS, 0, 1, BLOCK_M, BLOCK_N))
+    _store_scale(SCALE_OUT, scale, 0)
+    for tile in range(0, tl.cdiv(N_ROWS, BLOCK_M) * tl.cdiv(N_COLS, BLOCK_N)):
+        rows, cols, mask = _tile(tile, N_ROWS, N_COLS, BLOCK_M, BLOCK_N)
+        x = tl.load(X + rows[:, None] * X_ROW_STRIDE + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+        tl.store(Q + rows[:, None] * Q_ROW_STRIDE + cols[None, :], _to_fp8(x, scale, Q), mask=mask)
 
 
 @triton.jit
