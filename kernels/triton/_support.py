@@ -98,6 +98,17 @@ def sm_count(t: torch.Tensor) -> int:
     return _sm_count(t.device.index or 0) if t.is_cuda else 132
 
 
+PROGRAMS_PER_SM = 4
+"""Element-wise kernels at small sizes: enough programs for four a streaming multiprocessor."""
+
+
+def program_elements(n_elements: int, sm_count: int, smallest: int, largest: int) -> int:
+    """Elements a program (a power of two in [smallest, largest]) for PROGRAMS_PER_SM
+    programs a streaming multiprocessor over `n_elements`."""
+    target = next_pow2(max(1, n_elements // (PROGRAMS_PER_SM * sm_count)))
+    return max(smallest, min(largest, target))
+
+
 def cdiv(a: int, b: int) -> int:
     return -(-a // b)
 

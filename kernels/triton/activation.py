@@ -132,7 +132,6 @@ MIN_BLOCK = 256
 DECODE_MAX_BLOCK = 1024
 THROUGHPUT_BLOCK = 2048
 THROUGHPUT_ELEMENTS = 1024 * 14336
-PROGRAMS_PER_SM = 4
 WARPS = 4
 
 
@@ -142,8 +141,7 @@ def act_config(n_rows: int, n_cols: int, element_size: int, sm_count: int = 132)
     if n_rows * n_cols >= THROUGHPUT_ELEMENTS:
         block = THROUGHPUT_BLOCK
     else:
-        target = S.next_pow2(max(1, n_rows * n_cols // (PROGRAMS_PER_SM * sm_count)))
-        block = max(MIN_BLOCK, min(DECODE_MAX_BLOCK, target))
+        block = S.program_elements(n_rows * n_cols, sm_count, MIN_BLOCK, DECODE_MAX_BLOCK)
     block_n = min(block, S.next_pow2(n_cols))
     block_m = max(1, min(block // block_n, S.next_pow2(max(n_rows, 1))))
     return ActConfig(block_m, block_n, WARPS)

@@ -373,7 +373,7 @@ MAX_WARPS = 16
 ROW_GROUP_ELEMENTS = 2048
 """Rows shorter than this are grouped, several a program (not swept: no model has them)."""
 # Element-wise tiles (static / per-tensor quant, amax) and groups: enough programs to
-# give every SM PROGRAMS_PER_SM (as the activation kernels), between MIN_PROGRAM and
+# give every SM S.PROGRAMS_PER_SM (as the activation kernels), between MIN_PROGRAM and
 # MAX_PROGRAM elements, 4 warps. H100 sweep (benchmarks/explore_configs.py, output in
 # results/sweep_session3.txt; bf16, CUDA-graph µs, "rows/cols/warps" for
 # tiles, "groups/warps" for 128-wide groups; old rule: 4096 elements, 4 warps / 32 groups,
@@ -384,7 +384,6 @@ ROW_GROUP_ELEMENTS = 2048
 #   H200, 2048-element tiles on a 1-D grid: 4 warps beat 8 (16384 x 14336: 164.7 against 175.6 µs).
 #   group    1 x 4096: 4/4 1.45 (old 1.66, Inductor 1.48)     | 16 x 14336: 8/2 1.70  8/4 1.71 (old 1.83)
 #         1024 x 4096: 8/2 5.41  16/4 5.46 (old 5.77)          | 16384 x 14336: 16/4 234.9 (best, old 237.0)
-PROGRAMS_PER_SM = 4
 MIN_PROGRAM = 512
 MAX_PROGRAM = 2048
 TILE_MAX_COLS = 2048
@@ -415,15 +414,10 @@ def row_config(n_rows: int, n_cols: int, static_norm: bool = False) -> RowConfig
     return RowConfig(block_m, block_n, max(1, min(MAX_WARPS, block_m * block_n // per_warp)), True)
 
 
-def _program_elements(n_elements: int, sm_count: int) -> int:
-    target = S.next_pow2(max(1, n_elements // (PROGRAMS_PER_SM * sm_count)))
-    return max(MIN_PROGRAM, min(MAX_PROGRAM, target))
-
-
 @S.cached_config
 def tile_config(n_rows: int, n_cols: int, sm_count: int = 132) -> TileConfig:
     """Tiles of the element-wise kernels (measurements above)."""
-    elements = _program_elements(n_rows * n_cols, sm_count)
+    elements = S.program_elements(n_rows * n_cols, sm_count, MIN_PROGRAM, MAX_PROGRAM)
     block_n = min(S.next_pow2(n_cols), TILE_MAX_COLS, elements)
     block_m = max(1, min(elements // block_n, S.next_pow2(max(n_rows, 1))))
     return TileConfig(block_m, block_n, TILE_WARPS)
@@ -432,7 +426,8 @@ def tile_config(n_rows: int, n_cols: int, sm_count: int = 132) -> TileConfig:
 @S.cached_config
 def group_config(n_groups: int, group: int, sm_count: int = 132) -> GroupConfig:
     """Groups a program (measurements above); a group wider than MAX_PROGRAM is one program."""
-    block_g = max(1, min(_program_elements(n_groups * group, sm_count) // group, S.next_pow2(max(n_groups, 1))))
+    elements = S.program_elements(n_groups * group, sm_count, MIN_PROGRAM, MAX_PROGRAM)
+    block_g = max(1, min(elements // group, S.next_pow2(max(n_groups, 1))))
     return GroupConfig(block_g, GROUP_WARPS if block_g * group >= 32 * GROUP_WARPS else 1)
 
 
