@@ -90,6 +90,21 @@ def _store_rotated(
 
 
 @triton.jit
+def _rotate_heads(
+    cos, sin, X, X_T_STRIDE, X_H_STRIDE, OUT, OUT_T_STRIDE, OUT_H_STRIDE, tokens, token_mask, N_HEADS,
+    HALF: tl.constexpr, BLOCK_HALF: tl.constexpr, N_PASS: tl.constexpr, BLOCK_PASS: tl.constexpr,
+    NEOX: tl.constexpr, COPY_PASS: tl.constexpr, BLOCK_H: tl.constexpr,
+):
+    """Rotate heads [0, N_HEADS) of `tokens` from X into OUT, BLOCK_H heads a step."""
+    for h0 in range(0, N_HEADS, BLOCK_H):
+        a, b = _load_pairs(X, X_T_STRIDE, X_H_STRIDE, tokens, token_mask, h0, N_HEADS,
+                           HALF, BLOCK_HALF, NEOX, BLOCK_H)
+        _store_rotated(a, b, cos, sin, X, X_T_STRIDE, X_H_STRIDE, OUT, OUT_T_STRIDE, OUT_H_STRIDE,
+                       tokens, token_mask, h0, N_HEADS, HALF, BLOCK_HALF, N_PASS, BLOCK_PASS, NEOX,
+                       COPY_PASS, BLOCK_H)
+
+
+@triton.jit
 def _rope_kernel(
     # positions [T] and the cache [max_position, 2 * HALF] (cos half, then sin half)
     POS, POS_STRIDE, CACHE, CACHE_ROW_STRIDE,
@@ -138,19 +153,11 @@ def _rope_kernel(
                            tokens, token_mask, 0, N_K_HEADS, HALF, BLOCK_HALF, N_PASS, BLOCK_PASS, NEOX,
                            COPY_PASS, BLOCK_HK)
     else:
-        for h0 in range(0, N_Q_HEADS, BLOCK_HQ):
-            a, b = _load_pairs(Q, Q_T_STRIDE, Q_H_STRIDE, tokens, token_mask, h0, N_Q_HEADS,
-                               HALF, BLOCK_HALF, NEOX, BLOCK_HQ)
-            _store_rotated(a, b, cos, sin, Q, Q_T_STRIDE, Q_H_STRIDE, Q_OUT, Q_OUT_T_STRIDE, Q_OUT_H_STRIDE,
-                           tokens, token_mask, h0, N_Q_HEADS, HALF, BLOCK_HALF, N_PASS, BLOCK_PASS, NEOX,
-                           COPY_PASS, BLOCK_HQ)
+        _rotate_heads(cos, sin, Q, Q_T_STRIDE, Q_H_STRIDE, Q_OUT, Q_OUT_T_STRIDE, Q_OUT_H_STRIDE, tokens,
+                      token_mask, N_Q_HEADS, HALF, BLOCK_HALF, N_PASS, BLOCK_PASS, NEOX, COPY_PASS, BLOCK_HQ)
         if HAS_KEY:
-            for h0 in range(0, N_K_HEADS, BLOCK_HK):
-                a, b = _load_pairs(K, K_T_STRIDE, K_H_STRIDE, tokens, token_mask, h0, N_K_HEADS,
-                                   HALF, BLOCK_HALF, NEOX, BLOCK_HK)
-                _store_rotated(a, b, cos, sin, K, K_T_STRIDE, K_H_STRIDE, K_OUT, K_OUT_T_STRIDE,
-                               K_OUT_H_STRIDE, tokens, token_mask, h0, N_K_HEADS, HALF, BLOCK_HALF, N_PASS,
-                               BLOCK_PASS, NEOX, COPY_PASS, BLOCK_HK)
+            _rotate_heads(cos, sin, K, K_T_STRIDE, K_H_STRIDE, K_OUT, K_OUT_T_STRIDE, K_OUT_H_STRIDE, tokens,
+                          token_mask, N_K_HEADS, HALF, BLOCK_HALF, N_PASS, BLOCK_PASS, NEOX, COPY_PASS, BLOCK_HK)
 
 
 # ---------------------------------------------------------- launch config
