@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import TENSOR, Port, Variant, module_attr, register_port
+from . import _MISSING, TENSOR, Port, Variant, module_attr, register_port
 
 
 def _attr(layer, name: str, default=None):
@@ -11,8 +11,6 @@ def _attr(layer, name: str, default=None):
     found = layer.__dict__.get(name, _MISSING)
     return getattr(type(layer), name, default) if found is _MISSING else found
 
-
-_MISSING = object()
 
 
 def _var_override(layer, x, residual) -> bool:

@@ -102,17 +102,20 @@ def test_on_mode_refusals_run_legacy_every_time_and_are_counted(tmp_path):
     assert count["seen"] == 6 and count["skipped"] == {"port_refused": 3}, count
 
 
-def test_ops_selection_keeps_other_ops_on_legacy():
+def test_ops_selection_keeps_other_ops_on_legacy(monkeypatch):
+    # The spy sits on the provider dispatch runs (op.native is never called by dispatch).
     calls = []
     layer = SiluAndMul()
-    real = ops.silu_and_mul.native
-    with compat.override(dispatch="on", ops="none,+rms_norm"):
-        ops.silu_and_mul.native = lambda x: calls.append(x) or real(x)
-        try:
+    impl = ops.silu_and_mul._impls["native"]
+    real = impl.impl_fn
+    monkeypatch.setattr(impl, "impl_fn", lambda x: calls.append(x) or real(x))
+    with ops.silu_and_mul.set_priority(["native"]):
+        with compat.override(dispatch="on", ops="none,+rms_norm"):
             layer(torch.randn(2, 8))
-        finally:
-            ops.silu_and_mul.native = real
-    assert calls == []
+        assert calls == []
+        with compat.override(dispatch="on", ops="all"):  # the spy does see a selected op
+            layer(torch.randn(2, 8))
+    assert len(calls) == 1
 
 
 def test_flag_changes_take_effect_on_existing_layers():
