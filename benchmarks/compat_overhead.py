@@ -21,10 +21,9 @@
   forward, ~9 µs around six small torch ops), so they exceed the do-nothing rows by more
   than the op's own cost explains.
 
-Method: each comparison's variants are timed in turn, `repeats` times, the order
-reversed every other repeat (a drift then hits both sides alike); an overhead is the
-median of the per-repeat differences (the two sides timed side by side), with the
-difference of the minima and the interquartile range of the differences beside it.
+Method (benchmarks/paired.py): each comparison's variants are timed in turn, `repeats`
+times, the order reversed every other repeat; an overhead is the median of the
+per-repeat differences, with the difference of the minima and the IQR beside it.
 Results up to commit 5c7dcb4 used another method: the difference of per-variant
 medians, and an "nn.Module calling the op" baseline whose weight was a plain tensor
 attribute, which skips the nn.Module.__getattr__ that a layer with a parameter pays
@@ -40,7 +39,6 @@ import argparse
 import json
 import platform
 import statistics
-import timeit
 from pathlib import Path
 
 import irshim.compat as compat
@@ -48,6 +46,7 @@ import irshim.ir as ir
 import torch
 import torch.nn as nn
 from harness import cpu_name
+from paired import difference, measure
 from irshim.compat import CustomOp
 from irshim.compat.layers import RMSNorm, SiluAndMul
 from torch import Tensor
@@ -125,29 +124,6 @@ def _register_noop_providers() -> None:
     for op, fn in ((ir.ops.rms_norm, rms_norm_noop), (ir.ops.silu_and_mul, silu_and_mul_noop)):
         if NOOP not in op.impls:
             op.register_impl(NOOP)(fn)
-
-
-def _per_call_us(fn, number: int) -> float:
-    return timeit.timeit(fn, number=number) / number * 1e6
-
-
-def measure(variants: dict, number: int, repeats: int) -> dict[str, list[float]]:
-    """Per-call µs of each variant, one sample per repeat; variants in turn, the order
-    reversed every other repeat."""
-    samples: dict[str, list[float]] = {k: [] for k in variants}
-    order = list(variants.items())
-    for r in range(repeats):
-        for name, fn in order if r % 2 == 0 else order[::-1]:
-            samples[name].append(_per_call_us(fn, number))
-    return samples
-
-
-def difference(samples: dict[str, list[float]], base: str, other: str) -> dict[str, float]:
-    """`other` - `base`: median of the per-repeat differences, difference of the minima,
-    interquartile range of the per-repeat differences."""
-    diffs = [o - b for b, o in zip(samples[base], samples[other])]
-    q1, _, q3 = statistics.quantiles(diffs, n=4)
-    return {"median": statistics.median(diffs), "min": min(samples[other]) - min(samples[base]), "iqr": q3 - q1}
 
 
 def main(argv=None) -> dict:

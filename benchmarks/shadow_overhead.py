@@ -56,19 +56,35 @@ def run(model, x, residual, steps, device):
     return (time.perf_counter() - t0) / steps * 1e6
 
 
-def _profile(round_fn, sample: float, reports: str) -> None:
+def _profile(round_fn, reports: str) -> None:
+    """Where a round's host time goes, off and with every call compared."""
     import cProfile
     import pstats
 
-    for mode in ("off", "shadow"):
+    for mode, sample in (("off", 1.0), ("shadow", 1.0)):
         with compat.override(dispatch=mode, shadow_sample=sample, report_dir=reports):
             profiler = cProfile.Profile()
             profiler.enable()
             round_fn()
             profiler.disable()
             compat.flush()
-        print(f"== host profile of one round, mode {mode}")
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(14)
+        print(f"== host profile of one round, mode {mode}, sample {sample}")
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
+
+
+def compared_call_cost(model, x, residual, device, reports: str, rounds: int = 7, steps: int = 20) -> float:
+    """µs one compared call adds over an `off` call: rounds with every call compared
+    (IRSHIM_SHADOW_SAMPLE=1) against off rounds, median of the paired differences."""
+    diffs = []
+    calls = 3 * len(model)
+    for _ in range(rounds):
+        with compat.override(dispatch="off", report_dir=reports):
+            off = run(model, x, residual, steps, device)
+        with compat.override(dispatch="shadow", shadow_sample=1, report_dir=reports):
+            every = run(model, x, residual, steps, device)
+            compat.flush()
+        diffs.append((every - off) / calls)
+    return statistics.median(diffs)
 
 
 def main(argv=None):
@@ -79,9 +95,10 @@ def main(argv=None):
     p.add_argument("--inter", type=int, default=14336)
     p.add_argument("--layers", type=int, default=8)
     p.add_argument("--steps", type=int, default=100)
-    p.add_argument("--repeats", type=int, default=21)  # off rounds alone varied 1.7x on the H200 machine
+    p.add_argument("--repeats", type=int, default=31)  # off rounds alone varied 1.7x on the H200 machine
     p.add_argument("--sample", type=float, default=0.01)
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--suffix", default="", help="appended to the result files' names (e.g. _t2048)")
     p.add_argument("--profile", action="store_true",
                    help="after the measurement, print where one shadow round's host time goes (cProfile)")
     a = p.parse_args(argv)
@@ -105,43 +122,51 @@ def main(argv=None):
         compat.flush()
         for f in Path(reports).rglob("*.jsonl"):  # the warm-up's records are not the measurement's
             f.unlink()
-        for _ in range(a.repeats):
-            for mode in ("off", "shadow"):
+        for r in range(a.repeats):
+            for mode in ("off", "shadow") if r % 2 == 0 else ("shadow", "off"):
                 with compat.override(dispatch=mode, shadow_sample=a.sample, report_dir=reports):
                     times[mode].append(run(model, x, residual, a.steps, device))
                     compat.flush()
         records = [json.loads(line) for f in Path(reports).rglob("*.jsonl") for line in f.read_text().splitlines()]
+        per_compare = compared_call_cost(model, x, residual, device, reports)
         if a.profile:
-            _profile(lambda: run(model, x, residual, a.steps, device), a.sample, reports)
+            _profile(lambda: run(model, x, residual, 10, device), reports)
     compares = [r for r in records if r["kind"] == "compare"]
     off, shadow = statistics.median(times["off"]), statistics.median(times["shadow"])
-    # Each shadow round runs right after an off round: the median of their ratios
-    # is robust to drift across rounds (on the H200 machine off rounds ranged
-    # 3.3-5.7 ms/step within one run).
+    # Each shadow round runs beside an off round (before it in every other repeat):
+    # the median of their ratios is robust to drift across rounds (on the H200
+    # machine off rounds ranged 3.3-5.7 ms/step within one run).
     paired = statistics.median(s / o for s, o in zip(times["shadow"], times["off"])) - 1
     result = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "torch": torch.__version__, "dtype": str(dtype), "args": {k: v for k, v in vars(a).items() if k != "out"},
+        "torch": torch.__version__, "dtype": str(dtype), "args": {k: v for k, v in vars(a).items() if k not in ("out", "suffix")},
         "off_us_per_step": off, "shadow_us_per_step": shadow, "slowdown": shadow / off - 1,
         "paired_slowdown": paired, "within_5_percent": max(shadow / off - 1, paired) <= 0.05,
         "compared_calls": len(compares), "mismatches": sum(not r["passed"] for r in compares),
+        "compared_call_us": per_compare,
+        "expected_slowdown": a.sample * 3 * a.layers * per_compare / off,
         "times_us": times,
     }
     text = (f"# shadow overhead: decoder MLP loop ({result['device']}, {result['dtype']})\n\n"
             f"{a.layers} layers x {a.tokens} tokens, hidden {a.hidden}, inter {a.inter}; "
-            f"IRSHIM_SHADOW_SAMPLE={a.sample}; median of {a.repeats} interleaved rounds of {a.steps} steps.\n\n"
+            f"IRSHIM_SHADOW_SAMPLE={a.sample}; median of {a.repeats} interleaved rounds of {a.steps} steps "
+            "(off first in every other pair).\n\n"
             f"| mode | µs / step |\n| --- | ---: |\n| off | {off:.1f} |\n| shadow | {shadow:.1f} |\n\n"
             f"slowdown: {100 * result['slowdown']:+.2f}% (ratio of medians; target <= +5%), "
             f"{100 * paired:+.2f}% (median of the per-round shadow/off ratios); compared calls: "
-            f"{result['compared_calls']}, mismatches: {result['mismatches']}\n"
+            f"{result['compared_calls']}, mismatches: {result['mismatches']}\n\n"
+            f"One compared call adds {per_compare:.0f} µs of step time over an off call (rounds with "
+            f"every call compared); at this sample that predicts "
+            f"{100 * result['expected_slowdown']:+.2f}%.\n"
             f"\nRounds, µs / step (off, shadow): "
             + ", ".join(f"({o:.0f}, {s:.0f})" for o, s in zip(times["off"], times["shadow"])) + "\n")
     print(text)
     if a.out:
         a.out.mkdir(parents=True, exist_ok=True)
         tag = "gpu" if device.type == "cuda" else "cpu"
-        (a.out / f"shadow_overhead_{tag}.json").write_text(json.dumps(result, indent=2) + "\n")
-        (a.out / f"shadow_overhead_{tag}.md").write_text(text)
+        name = f"shadow_overhead_{tag}{a.suffix}"
+        (a.out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+        (a.out / f"{name}.md").write_text(text)
     return result
 
 

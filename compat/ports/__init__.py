@@ -308,21 +308,32 @@ class PortPlan:
     op's `maybe_inplace` overload (the inputs are the caller's, or in shadow mode
     their snapshots): shadow mode compares the very provider that `on` runs."""
 
-    __slots__ = ("op", "call", "args", "returns", "write_back")
+    __slots__ = ("op", "call", "args", "returns", "write_back", "impl")
 
     def __init__(self, op: IrOp, args: tuple, returns: tuple[int, ...] | int,
                  write_back: dict[torch.Tensor, int]):
         self.op, self.args, self.returns, self.write_back = op, args, returns, write_back
         self.call = ir_callable(op, write_back)
+        self.impl = None
+        """The provider `label` chose: `run` then calls it without dispatching again."""
 
     def label(self) -> str:
-        return f"{self.op.name}/{self.call.dispatch(*self.args).provider}"
+        self.impl = self.call.dispatch(*self.args)
+        return f"{self.op.name}/{self.impl.provider}"
 
     def tolerance(self, dtype: torch.dtype) -> Tolerance:
         return comparison_tolerance(dtype, self.op)
 
+    def _invoke(self) -> Any:
+        impl, args = self.impl, self.args
+        if impl is None:
+            return self.call(*args)
+        if impl.inplace and self.call is self.op:  # the default overload never mutates (as IrOp.__call__)
+            args = self.op._clone_activations(args)
+        return impl.impl_fn(*args)
+
     def run(self) -> Any:
-        result = self.call(*self.args)
+        result = self._invoke()
         if not self.write_back and self.returns == 0 and not isinstance(result, tuple):
             return result
         outputs = result if isinstance(result, tuple) else (result,)

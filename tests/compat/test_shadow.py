@@ -155,6 +155,28 @@ def test_off_and_shadow_are_bit_identical_to_no_irshim(case, mode, shadow, monke
         assert names == ["out0", "out1", "mutated:x", "mutated:residual"] and rec["passed"], rec
 
 
+def test_mutated_inputs_returned_as_outputs_reuse_the_output_comparison(shadow, monkeypatch):
+    from irshim.compat import shadow as shadow_module
+
+    layer, make = CASES["rms_norm_residual_inplace"](monkeypatch)  # (undoes monkeypatch's changes)
+    compared = []
+    real_stats = shadow_module._tolerance_stats
+
+    def spy(actual, expected, atol, rtol):
+        compared.append((actual.data_ptr(), expected.data_ptr()))
+        return real_stats(actual, expected, atol, rtol)
+
+    monkeypatch.setattr(shadow_module, "_tolerance_stats", spy)
+    layer(*make(torch.Generator().manual_seed(7)))
+    (rec,) = [r for r in shadow("compare") if r["op"] == "rms_norm"]
+    # The fused path returns x and residual: two comparisons, each recorded twice.
+    assert len(compared) == 2 and len(set(compared)) == 2
+    by_name = {o["name"]: o for o in rec["outputs"]}
+    assert set(by_name) == {"out0", "out1", "mutated:x", "mutated:residual"}
+    for out, mutated in (("out0", "mutated:x"), ("out1", "mutated:residual")):
+        assert {**by_name[out], "name": mutated} == by_name[mutated]
+
+
 def test_sampling_compares_a_fraction_and_counts_the_rest(shadow):
     layer = SiluAndMul()
     x = torch.randn(2, 8)
@@ -195,9 +217,13 @@ def test_shadow_compares_the_inplace_form_that_on_mode_runs(shadow, monkeypatch)
     x, r = torch.randn(5, 48, generator=g).bfloat16(), torch.randn(5, 48, generator=g).bfloat16()
     expected = ir_ops.fused_add_rms_norm.native(x, r, layer.weight, layer.variance_epsilon)
     _INPLACE_RAN.clear()
-    with ir_ops.fused_add_rms_norm.set_priority(["test_sh_fast", "native"]):
+    op = ir_ops.fused_add_rms_norm
+    dispatched = []
+    monkeypatch.setattr(op, "dispatch", lambda *a, **k: dispatched.append(1) or type(op).dispatch(op, *a, **k))
+    with op.set_priority(["test_sh_fast", "native"]):
         xs, rs = x.clone(), r.clone()
         out, res = layer(xs, rs)
+        assert len(dispatched) == 1  # the label's choice runs: no second dispatch
         (record,) = [c for c in shadow("compare") if c["op"] == "rms_norm"]
         assert record["ir"] == "fused_add_rms_norm/test_sh_fast_inplace" and record["passed"]
         assert out is xs and res is rs and torch.equal(xs, expected[0]) and torch.equal(rs, expected[1])
@@ -206,6 +232,20 @@ def test_shadow_compares_the_inplace_form_that_on_mode_runs(shadow, monkeypatch)
             out, res = layer(xo, ro)
             assert out is xo and res is ro and torch.equal(xo, expected[0]) and torch.equal(ro, expected[1])
     assert _INPLACE_RAN == ["test_sh_fast_inplace", "test_sh_fast_inplace"]
+
+
+def test_an_inplace_provider_chosen_for_a_functional_legacy_call_gets_copies(shadow):
+    """forward_native never mutates: its port calls the default overload, which hands
+    an in-place provider copies, so the snapshots stay as legacy left its inputs."""
+    layer = RMSNorm(48)
+    g = torch.Generator().manual_seed(6)
+    x, r = torch.randn(5, 48, generator=g), torch.randn(5, 48, generator=g)
+    _INPLACE_RAN.clear()
+    with ir_ops.fused_add_rms_norm.set_priority(["test_sh_fast_inplace", "native"]):
+        layer(x, r)
+    (record,) = [c for c in shadow("compare") if c["op"] == "rms_norm"]
+    assert _INPLACE_RAN == ["test_sh_fast_inplace"] and record["ir"] == "fused_add_rms_norm/test_sh_fast_inplace"
+    assert [o["name"] for o in record["outputs"]] == ["out0", "out1"] and record["passed"]
 
 
 def test_port_refusal_runs_legacy_and_is_counted(shadow):
