@@ -207,12 +207,12 @@ def _supports(x: Tensor, weight: Tensor | None, x_residual: Tensor | None = None
     """Pure predicate shared by the four ops (see `_support.rows_ok`)."""
     if not (x.dtype in S.DTYPES and S.device_ok(x) and S.rows_ok(x)):
         return False
+    shape = x.shape
     if weight is not None:
-        if not (weight.dim() == 1 and weight.shape[0] == x.shape[-1] and weight.dtype in S.DTYPES
-                and S.same_device(weight, x)):
+        if not (weight.shape == shape[-1:] and weight.dtype in S.DTYPES and S.same_device(weight, x)):
             return False
     if x_residual is not None:
-        if not (x_residual.shape == x.shape and x_residual.dtype in S.DTYPES
+        if not (x_residual.shape == shape and x_residual.dtype in S.DTYPES
                 and S.same_device(x_residual, x) and S.rows_ok(x_residual)):
             return False
     return True
@@ -329,8 +329,7 @@ def _fused_inplace_args(x, x_residual, weight, epsilon):
     # Writing in place also needs: the residual in x's dtype (it is stored there),
     # rows that do not share memory, and x and x_residual not overlapping.
     return (_supports(x, weight, x_residual) and x_residual.dtype == x.dtype
-            and S.rows_disjoint(S.as_rows(x)) and S.rows_disjoint(S.as_rows(x_residual))
-            and S.disjoint(x, x_residual))
+            and S.rows_apart(x) and S.rows_apart(x_residual) and S.disjoint(x, x_residual))
 
 
 @ops.rms_norm.register_impl("triton", supported=S.platform_supported, supports_args=_norm_args)

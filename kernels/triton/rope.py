@@ -280,13 +280,18 @@ def rotary_embedding_inplace_(positions, query, key, head_size, rotary_dim, cos_
 def _heads_ok(x: Tensor, tokens: int, head_size: int, dtype_ok: bool = True) -> bool:
     """x is [T, H * head_size] or [T, H, head_size], unit stride along a head's
     features, heads that do not overlap, on a Triton device."""
-    if not (dtype_ok and x.dtype in S.DTYPES and S.device_ok(x)) or x.shape[0] != tokens:
+    if not (dtype_ok and x.dtype in S.DTYPES and S.device_ok(x)):
         return False
-    if x.dim() == 2:
-        return x.shape[1] % head_size == 0 and (x.stride(1) == 1 or x.shape[1] <= 1)
-    if x.dim() == 3:
-        return x.shape[2] == head_size and (x.stride(2) == 1 or head_size == 1) and (
-            x.shape[1] <= 1 or x.stride(1) >= head_size)
+    shape = x.shape  # each metadata read is a call into torch: read once
+    if len(shape) == 2:
+        return shape[0] == tokens and shape[1] % head_size == 0 and (shape[1] <= 1 or x.stride(1) == 1)
+    if len(shape) == 3:
+        if shape[0] != tokens or shape[2] != head_size:
+            return False
+        if x.is_contiguous():
+            return True
+        stride = x.stride()
+        return (stride[2] == 1 or head_size == 1) and (shape[1] <= 1 or stride[1] >= head_size)
     return False
 
 
@@ -297,7 +302,7 @@ def _span(x: Tensor) -> int:
 
 def _rows_apart(x: Tensor) -> bool:
     """Tokens do not share memory (an in-place write of one cannot clobber another)."""
-    return x.shape[0] <= 1 or x.stride(0) >= _span(x)
+    return x.is_contiguous() or x.shape[0] <= 1 or x.stride(0) >= _span(x)
 
 
 def qk_apart(query: Tensor, key: Tensor) -> bool:
@@ -318,12 +323,14 @@ def qk_apart(query: Tensor, key: Tensor) -> bool:
 def _args_ok(positions, query, key, head_size, rotary_dim, cos_sin_cache) -> bool:
     if head_size <= 0 or rotary_dim <= 0 or rotary_dim > head_size or rotary_dim % 2:
         return False
-    tokens = query.shape[0] if query.dim() else -1
-    if not (positions.dim() == 1 and positions.shape[0] == tokens
-            and positions.dtype in (torch.int64, torch.int32) and S.same_device(positions, query)):
+    q_shape = query.shape
+    tokens = q_shape[0] if q_shape else -1
+    if not (positions.shape == q_shape[:1] and positions.dtype in (torch.int64, torch.int32)
+            and S.same_device(positions, query)):
         return False
-    if not (cos_sin_cache.dim() == 2 and cos_sin_cache.shape[1] == rotary_dim and cos_sin_cache.dtype in S.DTYPES
-            and (cos_sin_cache.stride(1) == 1 or rotary_dim == 1) and S.same_device(cos_sin_cache, query)):
+    c_shape = cos_sin_cache.shape
+    if not (len(c_shape) == 2 and c_shape[1] == rotary_dim and cos_sin_cache.dtype in S.DTYPES
+            and (rotary_dim == 1 or cos_sin_cache.stride(1) == 1) and S.same_device(cos_sin_cache, query)):
         return False
     if not _heads_ok(query, tokens, head_size):
         return False
