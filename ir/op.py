@@ -77,7 +77,8 @@ def _params_text(signature: inspect.Signature) -> str:
 class IrOpImpl:
     """One provider's implementation of an op."""
 
-    __slots__ = ("op", "provider", "impl_fn", "inplace", "_supported", "_supports_args", "_source_hash")
+    __slots__ = ("op", "provider", "impl_fn", "inplace", "_supported", "_supports_args", "_inplace_args",
+                 "_source_hash")
 
     def __init__(
         self,
@@ -87,6 +88,7 @@ class IrOpImpl:
         supported: bool | Callable[[], bool],
         supports_args: Callable[..., bool] | None,
         inplace: bool,
+        inplace_args: Callable[..., bool] | None = None,
     ):
         self.op = op
         self.provider = provider
@@ -94,6 +96,7 @@ class IrOpImpl:
         self.inplace = inplace
         self._supported = supported
         self._supports_args = supports_args
+        self._inplace_args = inplace_args
         self._source_hash: str | None = None
 
     @property
@@ -126,6 +129,13 @@ class IrOpImpl:
     def supports(self, *args: Any, **kwargs: Any) -> bool:
         """Whether this impl accepts these arguments (its `supports_args` predicate)."""
         return self._supports_args is None or bool(self._supports_args(*args, **kwargs))
+
+    def supports_after_functional(self, *args: Any, **kwargs: Any) -> bool:
+        """`supports`, for an in-place form whose functional provider has just accepted
+        these arguments: only its `inplace_args` (the extra conditions) when it has them."""
+        if self._inplace_args is None:
+            return self.supports(*args, **kwargs)
+        return bool(self._inplace_args(*args, **kwargs))
 
     def __repr__(self) -> str:
         flags = "" if self.supported else ", unsupported"
@@ -206,6 +216,7 @@ class IrOp:
         supported: bool | Callable[[], bool] = True,
         supports_args: Callable[..., bool] | None = None,
         inplace: bool = False,
+        inplace_args: Callable[..., bool] | None = None,
     ) -> Callable[[Callable], Callable]:
         """Decorator registering `fn` as `provider`'s impl; returns `fn` unchanged.
 
@@ -213,6 +224,11 @@ class IrOp:
         once at first use, so that imports stay free of device initialisation);
         `supports_args` a pure predicate with the op's parameters; `inplace` impls
         may overwrite the op's activations (needs ``allow_inplace=True``).
+        `inplace_args` (in-place forms ``<provider>_inplace`` only): the conditions
+        that `supports_args` adds to its functional provider's, which the
+        `maybe_inplace` overload checks alone once that provider has accepted the
+        call (the predicates read tensor metadata at ~0.2 µs an attribute: a
+        second full check cost more than the rest of the dispatch).
         """
         _check_name(provider, "provider")
         if provider in RESERVED_PROVIDERS:
@@ -224,8 +240,12 @@ class IrOp:
                 f"provider {provider!r} is in place but op {self.name!r} was registered "
                 "without allow_inplace=True"
             )
-        if supports_args is not None:
-            self._check_predicate(provider, supports_args)
+        for what, predicate in (("supports_args", supports_args), ("inplace_args", inplace_args)):
+            if predicate is not None:
+                self._check_predicate(provider, predicate, what)
+        if inplace_args is not None and not (inplace and provider.endswith(INPLACE_SUFFIX)):
+            raise ValueError(f"inplace_args is for in-place forms '<provider>{INPLACE_SUFFIX}' "
+                             f"(inplace=True), not provider {provider!r}")
 
         def decorator(fn: Callable) -> Callable:
             schema = _schema_of(fn)
@@ -234,22 +254,22 @@ class IrOp:
                     f"provider {provider!r} of op {self.name!r} has schema {schema} "
                     f"but the op's (native) schema is {self.schema}"
                 )
-            self._impls[provider] = IrOpImpl(self, provider, fn, supported, supports_args, inplace)
+            self._impls[provider] = IrOpImpl(self, provider, fn, supported, supports_args, inplace, inplace_args)
             _priority.bump()
             return fn
 
         return decorator
 
-    def _check_predicate(self, provider: str, predicate: Callable[..., bool]) -> None:
+    def _check_predicate(self, provider: str, predicate: Callable[..., bool], what: str = "supports_args") -> None:
         if not callable(predicate):
-            raise ValueError(f"supports_args of provider {provider!r} must be callable, got {predicate!r}")
+            raise ValueError(f"{what} of provider {provider!r} must be callable, got {predicate!r}")
         mine = inspect.signature(predicate)
         same = [(p.name, p.default, p.kind) for p in mine.parameters.values()] == [
             (p.name, p.default, p.kind) for p in self.signature.parameters.values()
         ]
         if not same:
             raise ValueError(
-                f"supports_args of provider {provider!r} takes {_params_text(mine)} but op "
+                f"{what} of provider {provider!r} takes {_params_text(mine)} but op "
                 f"{self.name!r} takes {_params_text(self.signature)}: names, order and defaults must match"
             )
 
@@ -474,7 +494,8 @@ class _InplaceOverload:
         impl = self.op.dispatch(*args, **kwargs)
         if not impl.inplace:
             form = self.op._impls.get(impl.provider + INPLACE_SUFFIX)
-            if form is not None and form.inplace and form.supported and form.supports(*args, **kwargs):
+            if (form is not None and form.inplace and form.supported
+                    and form.supports_after_functional(*args, **kwargs)):
                 return form
         return impl
 

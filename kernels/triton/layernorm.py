@@ -325,11 +325,15 @@ def _fused_args(x, x_residual, weight, epsilon):
     return _supports(x, weight, x_residual)
 
 
+def _writable(x, x_residual, weight, epsilon):
+    # Writing in place needs, beyond `_fused_args`: the residual in x's dtype (it is
+    # stored there), rows that do not share memory, and x and x_residual apart.
+    return (x_residual.dtype == x.dtype and S.rows_apart(x) and S.rows_apart(x_residual)
+            and S.disjoint(x, x_residual))
+
+
 def _fused_inplace_args(x, x_residual, weight, epsilon):
-    # Writing in place also needs: the residual in x's dtype (it is stored there),
-    # rows that do not share memory, and x and x_residual not overlapping.
-    return (_supports(x, weight, x_residual) and x_residual.dtype == x.dtype
-            and S.rows_apart(x) and S.rows_apart(x_residual) and S.disjoint(x, x_residual))
+    return _fused_args(x, x_residual, weight, epsilon) and _writable(x, x_residual, weight, epsilon)
 
 
 @ops.rms_norm.register_impl("triton", supported=S.platform_supported, supports_args=_norm_args)
@@ -364,7 +368,7 @@ def gemma_fused_add_rms_norm(x: Tensor, x_residual: Tensor, weight: Tensor,
 
 
 @ops.fused_add_rms_norm.register_impl("triton_inplace", supported=S.platform_supported,
-                                      supports_args=_fused_inplace_args, inplace=True)
+                                      supports_args=_fused_inplace_args, inplace=True, inplace_args=_writable)
 def fused_add_rms_norm_inplace(x: Tensor, x_residual: Tensor, weight: Tensor | None,
                                epsilon: float) -> tuple[Tensor, Tensor]:
     if S.tracing():
@@ -375,7 +379,7 @@ def fused_add_rms_norm_inplace(x: Tensor, x_residual: Tensor, weight: Tensor | N
 
 
 @ops.gemma_fused_add_rms_norm.register_impl("triton_inplace", supported=S.platform_supported,
-                                            supports_args=_fused_inplace_args, inplace=True)
+                                            supports_args=_fused_inplace_args, inplace=True, inplace_args=_writable)
 def gemma_fused_add_rms_norm_inplace(x: Tensor, x_residual: Tensor, weight: Tensor,
                                      epsilon: float) -> tuple[Tensor, Tensor]:
     if S.tracing():

@@ -341,10 +341,15 @@ def _functional_args(positions, query, key, head_size, rotary_dim, cos_sin_cache
     return _args_ok(positions, query, key, head_size, rotary_dim, cos_sin_cache)
 
 
+def _writable(positions, query, key, head_size, rotary_dim, cos_sin_cache, is_neox_style):
+    # Writing in place needs, beyond `_functional_args`: tokens that do not share
+    # memory, and query and key apart.
+    return _rows_apart(query) and (key is None or (_rows_apart(key) and qk_apart(query, key)))
+
+
 def _inplace_args(positions, query, key, head_size, rotary_dim, cos_sin_cache, is_neox_style):
-    # Writing in place also needs tokens that do not share memory, and query and key apart.
-    return (_args_ok(positions, query, key, head_size, rotary_dim, cos_sin_cache) and _rows_apart(query)
-            and (key is None or (_rows_apart(key) and qk_apart(query, key))))
+    return (_args_ok(positions, query, key, head_size, rotary_dim, cos_sin_cache)
+            and _writable(positions, query, key, head_size, rotary_dim, cos_sin_cache, is_neox_style))
 
 
 # ------------------------------------------------ graph-visible triton_ops
@@ -383,7 +388,7 @@ def rotary_embedding(positions: Tensor, query: Tensor, key: Tensor | None, head_
 
 
 @ops.rotary_embedding.register_impl("triton_inplace", supported=S.platform_supported,
-                                    supports_args=_inplace_args, inplace=True)
+                                    supports_args=_inplace_args, inplace=True, inplace_args=_writable)
 def rotary_embedding_inplace(positions: Tensor, query: Tensor, key: Tensor | None, head_size: int,
                              rotary_dim: int, cos_sin_cache: Tensor, is_neox_style: bool) -> tuple[Tensor, Tensor]:
     if S.tracing():

@@ -175,6 +175,54 @@ def test_maybe_inplace_runs_the_chosen_providers_inplace_form(fresh_name):
     assert twice.maybe_inplace(z).tolist() == [2.0] * 3 and z.tolist() == [1.0] * 3
 
 
+def test_maybe_inplace_checks_only_the_inplace_args_after_the_functional_provider(fresh_name):
+    """An in-place form with `inplace_args`: maybe_inplace checks those extra conditions
+    once its functional provider accepted the call, not the form's whole supports_args;
+    a direct dispatch to the form (listed itself) still uses supports_args."""
+    checked = []
+
+    @ir.register_op(name=fresh_name, allow_inplace=True, activations=["x"])
+    def thrice(x: Tensor) -> Tensor:
+        return x * 3
+
+    @thrice.register_impl("fast", supports_args=lambda x: checked.append("fast") or x.dim() == 1)
+    def fast(x: Tensor) -> Tensor:
+        return x * 3
+
+    def full(x):
+        checked.append("full")
+        return x.dim() == 1 and x.is_contiguous()
+
+    def extra(x):
+        checked.append("extra")
+        return x.is_contiguous()
+
+    @thrice.register_impl("fast_inplace", inplace=True, supports_args=full, inplace_args=extra)
+    def fast_inplace(x: Tensor) -> Tensor:
+        return x.mul_(3)
+
+    with thrice.set_priority(["fast"]):
+        assert thrice.maybe_inplace.dispatch(torch.ones(3)).provider == "fast_inplace"
+        assert checked == ["fast", "extra"]
+        strided = torch.ones(6)[::2]
+        assert thrice.maybe_inplace.dispatch(strided).provider == "fast"  # extra refuses: functional
+    checked.clear()
+    with thrice.set_priority(["fast_inplace"]):
+        assert thrice.dispatch(torch.ones(3)).provider == "fast_inplace"
+    assert checked == ["full"]
+
+
+def test_inplace_args_only_for_inplace_forms(fresh_name):
+    @ir.register_op(name=fresh_name, allow_inplace=True, activations=["x"])
+    def plus(x: Tensor) -> Tensor:
+        return x + 1
+
+    with pytest.raises(ValueError, match="inplace_args is for in-place forms"):
+        plus.register_impl("fast", inplace_args=lambda x: True)
+    with pytest.raises(ValueError, match="inplace_args of provider 'fast_inplace' takes"):
+        plus.register_impl("fast_inplace", inplace=True, inplace_args=lambda y: True)
+
+
 def test_maybe_inplace_through_torch_ops(inplace_op):
     x, y = torch.ones(2), torch.zeros(2)
     with inplace_op.set_priority(["inplace"]):
