@@ -190,3 +190,28 @@ def test_generated_runner_reads_buffers_from_their_table():
     assert torch.equal(run(layer, (x,)), ops.rms_norm(x, torch.ones(8), 1e-6))
     layer.weight = torch.full((8,), 4.0)  # nn.Module keeps it in _buffers
     assert torch.equal(run(layer, (x,)), ops.rms_norm(x, torch.full((8,), 4.0), 1e-6))
+
+
+def test_class_attributes_read_by_port_checks_follow_settings_changes(ir_calls):
+    """The RMSNorm port reads `pass_weight` from the layer or its class; the class lookup
+    is cached per class until the settings change (any change, compat.override included)."""
+
+    class NoWeightPassed(RMSNorm):
+        pass
+
+    norm = NoWeightPassed(8)
+    x = torch.randn(2, 8)
+    with compat.override(dispatch="on", ops="all"):
+        norm(x)
+        assert ir_calls["rms_norm"] == 1  # ported: the IR op ran
+        NoWeightPassed.pass_weight = False  # vLLM's weightless flag, set on the class
+        flags_module.bump()
+        norm(x)
+        assert ir_calls["rms_norm"] == 1  # refused: legacy ran
+        del NoWeightPassed.pass_weight
+    with compat.override(dispatch="on", ops="all"):
+        norm(x)
+        assert ir_calls["rms_norm"] == 2
+        norm.pass_weight = False  # an instance attribute is read on every call
+        norm(x)
+        assert ir_calls["rms_norm"] == 2
