@@ -92,11 +92,11 @@ def run_shadow(layer: Any, state: ClassState, args: tuple, kwargs: dict, legacy)
         return result
 
     counter.compared += 1
-    entries = _compare_outputs(result, ir_result, plan)
+    ours, theirs = _flatten(result), _flatten(ir_result)
+    entries = _compare_outputs(ours, theirs, plan)
     # An in-place method returns the inputs it mutated (vLLM's fused norm returns x
     # and residual): that pair was just compared as an output, so its mutation entry
     # reuses those figures instead of launching the same comparison again.
-    ours, theirs = _flatten(result), _flatten(ir_result)
     as_output = {(id(a), id(b)): e for a, b, e in zip(ours, theirs, entries)} if len(ours) == len(theirs) else {}
     for name, real, snap, v_real, v_snap in inputs:
         if _mutated(real, snap, v_real, v_snap):
@@ -233,8 +233,8 @@ def _flatten(value: Any) -> list[Any]:
     return [value]
 
 
-def _compare_outputs(legacy: Any, ir: Any, plan: Any) -> list[_Entry]:
-    ours, theirs = _flatten(legacy), _flatten(ir)
+def _compare_outputs(ours: list[Any], theirs: list[Any], plan: Any) -> list[_Entry]:
+    """Entries comparing the flattened IR outputs with legacy's."""
     if len(ours) != len(theirs):
         return [_Entry({"name": "out", "passed": False,
                         "note": f"legacy returned {len(ours)} outputs, IR path {len(theirs)}"}, None, None)]
