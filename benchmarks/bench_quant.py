@@ -48,6 +48,9 @@ FUSED = ["rms_norm_static_fp8_quant", "fused_add_rms_norm_static_fp8_quant", "rm
 OPS = QUANT + FUSED
 TOKENS = [1, 16, 128, 1024, 4096, 16384]
 HIDDEN = [4096, 8192, 14336]
+KINDS = {"dynamic_per_token_scaled_fp8_quant": "per_token", "rms_norm_static_fp8_quant": "norm_static",
+         "fused_add_rms_norm_static_fp8_quant": "norm_add_static"}
+"""op -> `row_config`'s kind (the dynamic norm + quant: "norm_dynamic")."""
 EAGER_TOKENS = (1, 16)
 ACCEPT_FROM_TOKENS = 1024
 COPY_TOKENS = 16384
@@ -226,7 +229,7 @@ def sweep(ops) -> None:
             for t in (1, 16, 128, 1024, 16384):
                 sets = [op.generate_inputs(t, h, torch.bfloat16, "cuda") for _ in range(4 if t < 4096 else 1)]
                 calls = max(2, min(100, (1 << 30) // _bytes(name, t, h, 2)))
-                chosen = TQ.row_config(t, h)
+                chosen = TQ.row_config(t, h, KINDS.get(name, "norm_dynamic"))
                 results = []
                 configs = [TQ.RowConfig(block_m, triton.next_power_of_2(h), warps, True)
                            for block_m in ((1, 2) if t >= 1024 else (1,)) for warps in (4, 8, 16, 32)]

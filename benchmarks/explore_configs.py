@@ -224,12 +224,12 @@ def quant_sweep():
                     per = g * 128 // (32 * w)
                     if per < 4 or per > 64:
                         continue
-                    cfg = TQ.GroupConfig(g, w)
+                    cfg = TQ.TileConfig(1, g * 128, w)  # g groups a program (the kernel before session 5)
                     res.append((t_us([lambda a=a, c=cfg: TQ.group_quant(*a, config=c) for a in sets], nbytes), f"{g}/{w}"))
             ind = t_us([lambda a=a: comp(*a) for a in sets], nbytes)
             cur = t_us([lambda a=a: TQ.group_quant(*a) for a in sets], nbytes)
             res.sort()
-            log(f"group128 {t}x{h} | inductor {ind:.2f} heuristic {cur:.2f} {TQ.group_config(t * h // 128, 128)} | " + " ".join(f"{n}:{u:.2f}" for u, n in res[:8]))
+            log(f"group128 {t}x{h} | inductor {ind:.2f} heuristic {cur:.2f} {TQ.group_config(t, h, 128)} | " + " ".join(f"{n}:{u:.2f}" for u, n in res[:8]))
 
 def rows_sweep():
     for name, t, h in (("dynamic_per_token_scaled_fp8_quant", 16384, 14336), ("dynamic_per_token_scaled_fp8_quant", 4096, 14336),
@@ -325,7 +325,7 @@ def rows2():
             res.append((t_us(fns, nb), f"{cfg.block_m}/{cfg.block_n}/{cfg.num_warps}/{'s' if cfg.single_pass else 'c'}"))
         cur = t_us([lambda a=a: op(*a) for a in sets], nb)
         res.sort()
-        log(f"{name} {t}x{h} | heuristic {cur:.2f} {TQ.row_config(t, h, True)} | " + " ".join(f"{n}:{u:.2f}" for u, n in res))
+        log(f"{name} {t}x{h} | heuristic {cur:.2f} {TQ.row_config(t, h, _kind(name))} | " + " ".join(f"{n}:{u:.2f}" for u, n in res))
 
 
 def act2():
@@ -349,8 +349,107 @@ def act2():
             res.sort()
             log(f"act2 {name} {t}x{d} | " + " ".join(f"{n}:{u:.2f}" for u, n in res))
 
+
+# ------------------------------------------------ session 5: H200 row / group / fused-add configs
+# (results/sweep_session5_h200.txt; its first run timed the low-precision amax and the group
+# tiles as separate kernels here, since moved into kernels/triton/quant.py)
+def _regs(kernel, tag):
+    try:
+        for caches in kernel.device_caches.values():
+            for k in caches[0].values():
+                log("regs", tag, k.n_regs, "spills", k.n_spills, "warps", k.metadata.num_warps)
+    except Exception as e:
+        log("regs failed", tag, repr(e)[:80])
+
+
+def _kind(name):
+    """row_config's kind for a static norm + quant op."""
+    return "norm_add_static" if name.startswith("fused_add") else "norm_static"
+
+
+def rows3():
+    """Per-token quant on the H200: single pass / chunked configs."""
+    op = ir.get_op("dynamic_per_token_scaled_fp8_quant")
+    for t, h in ((16384, 14336), (16384, 8192), (4096, 14336), (1024, 14336), (16384, 4096),
+                 (1, 14336), (16, 8192), (128, 14336)):
+        nb = 3 * t * h
+        sets = sets_for(lambda: op.generate_inputs(t, h, BF, DEV), nb)
+        torch._dynamo.reset()
+        comp = torch.compile(op.native, dynamic=False)
+        res = [(t_us([lambda a=a: comp(*a) for a in sets], nb), "inductor"),
+               (t_us([lambda a=a: op(*a) for a in sets], nb), f"heuristic {TQ.row_config(t, h)}")]
+        cfgs = [TQ.RowConfig(m, triton.next_power_of_2(h), w, True) for m in (1, 2) for w in (4, 8, 16, 32)]
+        cfgs += [TQ.RowConfig(1, c, w, False) for c in (2048, 4096, 8192) for w in (4, 8, 16)]
+        for cfg in cfgs:
+            fns = [lambda a=a, c=cfg: TQ.per_token_quant(*a, config=c) for a in sets]
+            res.append((t_us(fns, nb), f"{cfg.block_m}/{cfg.block_n}/{cfg.num_warps}/{'s' if cfg.single_pass else 'c'}"))
+        res.sort()
+        log(f"per_token {t}x{h} | " + " ".join(f"{n}:{u:.2f}" for u, n in res))
+    _regs(TQ._per_token_quant_kernel, "per_token")
+
+
+def group3():
+    """Per-group (128) quant on the H200: tile configs (block_n a multiple of the group)."""
+    op = ir.get_op("per_token_group_fp8_quant")
+    for t, h in ((16384, 4096), (16384, 8192), (16384, 14336), (1024, 14336), (1, 4096), (16, 14336), (64, 8192)):
+        nb = 3 * t * h + 4 * t * h // 128
+        sets = sets_for(lambda: op.generate_inputs(t, h, BF, DEV), nb)
+        torch._dynamo.reset()
+        comp = torch.compile(op.native, dynamic=False)
+        res = [(t_us([lambda a=a: comp(*a) for a in sets], nb), "inductor"),
+               (t_us([lambda a=a: op(*a) for a in sets], nb), f"heuristic {TQ.group_config(t, h, 128)}")]
+        for m, n, w in ((1, 1024, 4), (1, 2048, 4), (1, 2048, 8), (2, 1024, 4), (2, 2048, 8), (1, 4096, 8), (4, 512, 4),
+                        (1, 512, 2), (1, 1024, 2), (1, 512, 1), (1, 512, 4), (1, 256, 1), (1, 128, 1), (1, 256, 2)):
+            if m > t:
+                continue
+            fns = [lambda a=a, c=TQ.TileConfig(m, n, w): TQ.group_quant(*a, config=c) for a in sets]
+            res.append((t_us(fns, nb), f"{m}/{n}/{w}"))
+        res.sort()
+        log(f"group {t}x{h} | " + " ".join(f"{n}:{u:.2f}" for u, n in res))
+
+
+def fused3():
+    """Norm + static quant on the H200 (fused-add at 1024 tokens, plain at 8192 columns): configs
+    beside Inductor and the unfused Triton pair."""
+    for name, t, h in (("fused_add_rms_norm_static_fp8_quant", 1024, 4096),
+                       ("fused_add_rms_norm_static_fp8_quant", 1024, 8192),
+                       ("fused_add_rms_norm_static_fp8_quant", 1024, 14336),
+                       ("fused_add_rms_norm_static_fp8_quant", 4096, 14336),
+                       ("rms_norm_static_fp8_quant", 1024, 8192), ("rms_norm_static_fp8_quant", 16384, 8192)):
+        op = ir.get_op(name)
+        fused_add = name.startswith("fused")
+        nb = (7 if fused_add else 3) * t * h
+        sets = sets_for(lambda: op.generate_inputs(t, h, BF, DEV), nb)
+        torch._dynamo.reset()
+        comp = torch.compile(op.native, dynamic=False)
+        norm = ir.get_op("fused_add_rms_norm" if fused_add else "rms_norm")
+        quant = ir.get_op("static_scaled_fp8_quant")
+        if fused_add:
+            pair = [lambda a=a: quant(norm(a[0], a[1], a[2], a[3])[0], a[4]) for a in sets]
+        else:
+            pair = [lambda a=a: quant(norm(a[0], a[1], a[2]), a[3]) for a in sets]
+        res = [(t_us([lambda a=a: comp(*a) for a in sets], nb), "inductor"), (t_us(pair, nb), "pair"),
+               (t_us([lambda a=a: op(*a) for a in sets], nb), f"heuristic {TQ.row_config(t, h, _kind(name))}")]
+        bn = triton.next_power_of_2(h)
+        cfgs = [TQ.RowConfig(m, bn, w, True) for m in (1, 2, 4) for w in (4, 8, 16, 32) if m * bn <= 32768]
+        cfgs += [TQ.RowConfig(m, c, w, False) for m in (1, 2) for c in (1024, 2048, 4096) for w in (4, 8, 16) if c < bn]
+        for cfg in cfgs:
+            if fused_add:
+                fns = [lambda a=a, c=cfg: TQ.rms_norm_quant(a[0], a[1], a[2], a[3], a[4], None, config=c) for a in sets]
+            else:
+                fns = [lambda a=a, c=cfg: TQ.rms_norm_quant(a[0], None, a[1], a[2], a[3], None, config=c) for a in sets]
+            try:
+                res.append((t_us(fns, nb), f"{cfg.block_m}/{cfg.block_n}/{cfg.num_warps}/{'s' if cfg.single_pass else 'c'}"))
+            except Exception as e:
+                log("cfg failed", cfg, repr(e)[:100])
+        res.sort()
+        log(f"{name} {t}x{h} | " + " ".join(f"{n}:{u:.2f}" for u, n in res))
+    _regs(TQ._rms_norm_quant_kernel, "norm_quant")
+
+
 SECTIONS_BY_NAME = {"inductor": dump_inductor, "act": act_sweep, "norm": norm_sweep, "quant": quant_sweep,
-                    "rows": rows_sweep, "variants": variants, "rows2": rows2, "act2": act2}
+                    "rows": rows_sweep, "variants": variants, "rows2": rows2, "act2": act2,
+                    "rows3": rows3, "group3": group3, "fused3": fused3}
 
 
 def main() -> None:

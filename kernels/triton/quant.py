@@ -165,8 +165,12 @@ def _per_token_quant_kernel(
     if SINGLE_PASS:
         cols = tl.arange(0, BLOCK_N)
         mask = row_mask[:, None] & (cols < N_COLS)[None, :]
-        x = tl.load(x_rows + cols[None, :], mask=mask, other=0.0).to(tl.float32)
-        amax = tl.max(tl.abs(x), axis=1)
+        # The amax in x's own dtype (exact: abs and max do not round), so that only x's
+        # 16-bit copy is live across the row reduction: 4 warps then hold a 14336-wide row
+        # without spilling (167 registers against 255 + spills), H200 16384 x 14336:
+        # 185.6 µs against 205.0 for float32 at 16 warps (explore_configs.py rows3).
+        x = tl.load(x_rows + cols[None, :], mask=mask, other=0.0)
+        amax = tl.max(tl.abs(x), axis=1).to(tl.float32)
     else:
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
         for start in range(0, N_COLS, BLOCK_N):
@@ -180,7 +184,7 @@ def _per_token_quant_kernel(
     scale = _scale_of(amax)
     tl.store(SCALES + rows, scale, mask=row_mask)
     if SINGLE_PASS:
-        tl.store(q_rows + cols[None, :], _to_fp8(x, scale[:, None], Q), mask=mask)
+        tl.store(q_rows + cols[None, :], _to_fp8(x.to(tl.float32), scale[:, None], Q), mask=mask)
     else:
         for start in range(0, N_COLS, BLOCK_N):
             cols = start + tl.arange(0, BLOCK_N)
@@ -193,22 +197,25 @@ def _per_token_quant_kernel(
 def _group_quant_kernel(
     X, X_ROW_STRIDE, Q, Q_ROW_STRIDE,
     SCALES, SCALES_ROW_STRIDE,   # [rows, groups_per_row] float32 out
-    N_GROUPS, GROUPS_PER_ROW,    # groups in the whole tensor, per row
+    N_ROWS, N_COLS,              # N_COLS: a multiple of GROUP
     GROUP: tl.constexpr,         # group size (a power of two)
-    BLOCK_G: tl.constexpr,       # groups per program
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,       # a multiple of GROUP
 ):
-    groups = tl.program_id(0) * BLOCK_G + tl.arange(0, BLOCK_G)
-    group_mask = groups < N_GROUPS
-    row = (groups // GROUPS_PER_ROW).to(tl.int64)
-    col0 = (groups % GROUPS_PER_ROW) * GROUP
-    cols = tl.arange(0, GROUP)
-    mask = group_mask[:, None]
-    x = tl.load(X + row[:, None] * X_ROW_STRIDE + col0[:, None] + cols[None, :], mask=mask, other=0.0)
-    x = x.to(tl.float32)
-    scale = _scale_of(tl.max(tl.abs(x), axis=1))
-    tl.store(SCALES + row * SCALES_ROW_STRIDE + groups % GROUPS_PER_ROW, scale, mask=group_mask)
-    tl.store(Q + row[:, None] * Q_ROW_STRIDE + col0[:, None] + cols[None, :], _to_fp8(x, scale[:, None], Q),
-             mask=mask)
+    """[BLOCK_M, BLOCK_N] tiles as the static kernel (`_tile`), groups reduced on a
+    [BLOCK_M, BLOCK_N / GROUP, GROUP] view. H200, 128-wide groups, bf16: 16384 x 14336
+    in 1024-element tiles of 2 warps 188.0 µs (88% of copy) against 195.2 for the
+    earlier kernel of 16 groups a program (explore_configs.py group3)."""
+    rows, cols, mask = _tile(tl.program_id(0), N_ROWS, N_COLS, BLOCK_M, BLOCK_N)
+    x = tl.load(X + rows[:, None] * X_ROW_STRIDE + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+    x = tl.reshape(x, [BLOCK_M, BLOCK_N // GROUP, GROUP])
+    scale = _scale_of(tl.max(tl.abs(x), axis=2))
+    # Groups of the tile; a group lies wholly inside or outside the row (N_COLS % GROUP == 0).
+    groups = (tl.program_id(0) % tl.cdiv(N_COLS, BLOCK_N)) * (BLOCK_N // GROUP) + tl.arange(0, BLOCK_N // GROUP)
+    group_mask = (rows < N_ROWS)[:, None] & (groups < N_COLS // GROUP)[None, :]
+    tl.store(SCALES + rows[:, None] * SCALES_ROW_STRIDE + groups[None, :], scale, mask=group_mask)
+    q = tl.reshape(_to_fp8(x, scale[:, :, None], Q), [BLOCK_M, BLOCK_N])
+    tl.store(Q + rows[:, None] * Q_ROW_STRIDE + cols[None, :], q, mask=mask)
 
 
 @triton.jit
@@ -337,12 +344,6 @@ class TileConfig:
     num_warps: int
 
 
-@dataclass(frozen=True)
-class GroupConfig:
-    block_g: int
-    num_warps: int
-
-
 # Row kernels (per-token quant, norm + quant). H100 sweep (benchmarks/bench_quant.py
 # --sweep, bf16, CUDA-graph µs, "rows/warps", c<chunk>/warps = multi-pass; * = old rule):
 # - Decode (< THROUGHPUT_ROWS rows): one row a program (rows shorter than
@@ -362,6 +363,15 @@ class GroupConfig:
 #     norm+static 16384 x 14336: c4096/8 243.6  c2048/8 244.2  c4096/16 259.1  2/8 293.5
 #                  4096 x 14336: c2048/8 70.5  c4096/8 71.3  c4096/16 73.0 | 1024 x 14336 (H100): c2048/8 23.9  c4096/16 25.7
 #     fused-add   16384 x 14336: c4096/16 420.4  c2048/8 422.5  2/8 431.5
+# - H200, single pass at >= THROUGHPUT_ROWS rows (explore_configs.py rows3 / fused3,
+#   results/sweep_session5_h200.txt), where fewer warps or other row counts won:
+#     per-token (amax in x's dtype) 16384 x 14336: 1/4 185.6  (1/16 float32 amax 205.0, Inductor 248.1)
+#                 4096 x 14336: 1/4 50.2 (1/16 55.1) | 1024 x 14336: 1/4 16.0 (17.2) | 16384 x 4096: 1/4 50.4 (51.3)
+#                16384 x 8192: 1/4 104.2  1/8 102.7 (both float32 amax 104.7; Inductor 136.5): PER_TOKEN_WARPS
+#     fused-add static 1024 x 4096: 1/16 9.21  2/8 9.11 (1/4 9.77; pair 12.51, Inductor 10.24)
+#                      1024 x 8192: 1/32 17.38 (1/8 18.28; pair 24.02, Inductor 17.83): ADD_NORM_COLS_PER_WARP
+#     static norm     16384 x 8192: 2/4 126.2  2/16 131.2  1/8 142.9 (Inductor 137.0)
+#                      1024 x 8192: 2/4 11.91  1/8 11.91 (Inductor 11.41): STATIC_NORM_ROWS / _WARPS at 8192 columns
 MAX_SINGLE_PASS = 16384
 MAX_STATIC_SINGLE_PASS = 8192
 CHUNK = 2048
@@ -369,26 +379,37 @@ CHUNK_WARPS = 8
 THROUGHPUT_ROWS = 256
 DECODE_COLS_PER_WARP = 512
 COLS_PER_WARP = 1024
+WIDE_COLS = 4096
+"""From this row width (padded to a power of two) at throughput sizes, the H200 rules below."""
+PER_TOKEN_WARPS = 4
+ADD_NORM_COLS_PER_WARP = 256
+"""Fused-add norm + static quant, single pass."""
+STATIC_NORM_ROWS, STATIC_NORM_WARPS = 2, 4
+"""Norm + static quant of MAX_STATIC_SINGLE_PASS-wide rows at throughput sizes."""
 MAX_WARPS = 16
+MAX_ROW_WARPS = 32
 ROW_GROUP_ELEMENTS = 2048
 """Rows shorter than this are grouped, several a program (not swept: no model has them)."""
-# Element-wise tiles (static / per-tensor quant, amax) and groups: enough programs to
+# Element-wise tiles (static / per-tensor quant, amax): enough programs to
 # give every SM S.PROGRAMS_PER_SM (as the activation kernels), between MIN_PROGRAM and
 # MAX_PROGRAM elements, 4 warps. H100 sweep (benchmarks/explore_configs.py, output in
-# results/sweep_session3.txt; bf16, CUDA-graph µs, "rows/cols/warps" for
-# tiles, "groups/warps" for 128-wide groups; old rule: 4096 elements, 4 warps / 32 groups,
-# 8 warps; tiles were then on a 2-D grid, see _tile):
+# results/sweep_session3.txt; bf16, CUDA-graph µs, "rows/cols/warps"; old rule: 4096
+# elements, 4 warps; tiles were then on a 2-D grid, see _tile):
 #   static   1 x 4096: 1/512/4 1.28 (old 1.41, Inductor 1.27) | 16 x 8192: 1/512/4 1.46 (old 1.65, Ind. 1.44)
 #           64 x 14336: 2/512/4 1.90  1/1024/4 1.95 (old 2.11)   | 1024 x 4096: 2/1024/8 5.11 1/2048/8 5.29 (old 5.78)
 #        16384 x 8192: 1/2048/8 142.0 (best, old 144.8)        | 16384 x 14336: 1/2048/8 240.7  1/2048/4 242.7
 #   H200, 2048-element tiles on a 1-D grid: 4 warps beat 8 (16384 x 14336: 164.7 against 175.6 µs).
-#   group    1 x 4096: 4/4 1.45 (old 1.66, Inductor 1.48)     | 16 x 14336: 8/2 1.70  8/4 1.71 (old 1.83)
-#         1024 x 4096: 8/2 5.41  16/4 5.46 (old 5.77)          | 16384 x 14336: 16/4 234.9 (best, old 237.0)
+# Per-group quant: the same tiles, at most GROUP_MAX_PROGRAM elements (or one group), a
+# warp per GROUP_ELEMENTS_PER_WARP. H200 (128-wide groups, results/sweep_session5_h200.txt):
+#   16384 x 4096: 1/1024/2 55.1  1/2048/4 56.5  2/1024/4 57.5 (16 groups a program, old kernel: 58.1; Inductor 61.5)
+#   16384 x 14336: 1/1024/2 188.0  1/2048/4 188.7 (old 195.2)  | 1024 x 14336: 1/1024/2 13.1 (old 13.8, Ind. 15.0)
+#   1/1024/4 and 1/2048/8 (256 elements a warp) were 20-25% slower at every size.
 MIN_PROGRAM = 512
 MAX_PROGRAM = 2048
 TILE_MAX_COLS = 2048
 TILE_WARPS = 4
-GROUP_WARPS = 4
+GROUP_MAX_PROGRAM = 1024
+GROUP_ELEMENTS_PER_WARP = 512
 MAX_GROUP = 4096
 # Dynamic per-tensor quant of a small tensor in one program. H200: the two-kernel
 # path (memset + amax + quant) took 4.0 / 4.1 µs at 1 x 4096 / 1 x 8192 against
@@ -401,16 +422,28 @@ ONE_PROGRAM_WARPS = 8
 AMAX_PROGRAMS_PER_SM = 8
 
 
+ROW_KINDS = ("per_token", "norm_static", "norm_add_static", "norm_dynamic")
+
+
 @S.cached_config
-def row_config(n_rows: int, n_cols: int, static_norm: bool = False) -> RowConfig:
-    """Launch configuration of the row kernels (measurements above); `static_norm`:
-    the norm + static quant kernel, which chunks long rows sooner."""
+def row_config(n_rows: int, n_cols: int, kind: str = "per_token") -> RowConfig:
+    """Launch configuration of the row kernels (measurements above). `kind`: per-token
+    quant, or norm + quant (static, fused-add static, dynamic); static norm + quant
+    chunks long rows sooner."""
     block_n = S.next_pow2(n_cols)
-    if block_n > MAX_SINGLE_PASS or (static_norm and n_rows >= THROUGHPUT_ROWS
-                                     and block_n > MAX_STATIC_SINGLE_PASS):
+    throughput = n_rows >= THROUGHPUT_ROWS
+    static_norm = kind in ("norm_static", "norm_add_static")
+    if block_n > MAX_SINGLE_PASS or (static_norm and throughput and block_n > MAX_STATIC_SINGLE_PASS):
         return RowConfig(1, CHUNK, CHUNK_WARPS, False)
+    if throughput and block_n >= WIDE_COLS:
+        if kind == "per_token":
+            return RowConfig(1, block_n, PER_TOKEN_WARPS, True)
+        if kind == "norm_add_static":
+            return RowConfig(1, block_n, min(MAX_ROW_WARPS, block_n // ADD_NORM_COLS_PER_WARP), True)
+        if kind == "norm_static" and block_n == MAX_STATIC_SINGLE_PASS:
+            return RowConfig(STATIC_NORM_ROWS, block_n, STATIC_NORM_WARPS, True)
     block_m = max(1, min(ROW_GROUP_ELEMENTS // block_n, S.next_pow2(max(n_rows, 1))))
-    per_warp = DECODE_COLS_PER_WARP if n_rows < THROUGHPUT_ROWS else COLS_PER_WARP
+    per_warp = COLS_PER_WARP if throughput else DECODE_COLS_PER_WARP
     return RowConfig(block_m, block_n, max(1, min(MAX_WARPS, block_m * block_n // per_warp)), True)
 
 
@@ -424,11 +457,13 @@ def tile_config(n_rows: int, n_cols: int, sm_count: int = 132) -> TileConfig:
 
 
 @S.cached_config
-def group_config(n_groups: int, group: int, sm_count: int = 132) -> GroupConfig:
-    """Groups a program (measurements above); a group wider than MAX_PROGRAM is one program."""
-    elements = S.program_elements(n_groups * group, sm_count, MIN_PROGRAM, MAX_PROGRAM)
-    block_g = max(1, min(elements // group, S.next_pow2(max(n_groups, 1))))
-    return GroupConfig(block_g, GROUP_WARPS if block_g * group >= 32 * GROUP_WARPS else 1)
+def group_config(n_rows: int, n_cols: int, group: int, sm_count: int = 132) -> TileConfig:
+    """Tiles of the per-group kernel: whole groups, at most GROUP_MAX_PROGRAM elements
+    unless a group is wider (measurements above)."""
+    elements = max(group, S.program_elements(n_rows * n_cols, sm_count, MIN_PROGRAM, GROUP_MAX_PROGRAM))
+    block_n = max(group, min(S.next_pow2(n_cols), elements))
+    block_m = max(1, min(elements // block_n, S.next_pow2(max(n_rows, 1))))
+    return TileConfig(block_m, block_n, max(1, block_m * block_n // GROUP_ELEMENTS_PER_WARP))
 
 
 # ------------------------------------------------------------- predicates
@@ -556,18 +591,20 @@ def per_token_quant(x: Tensor, scale_ub: Tensor | None, kernel=_per_token_quant_
 
 
 def group_quant(x: Tensor, group_size: int, kernel=_group_quant_kernel,
-                config: GroupConfig | None = None) -> tuple[Tensor, Tensor]:
+                config: TileConfig | None = None) -> tuple[Tensor, Tensor]:
+    """Per-group quant; `config.block_n` must be a multiple of `group_size`."""
     q = _fp8_like(x)
-    groups_per_row = x.shape[-1] // group_size
-    scales = torch.empty((*x.shape[:-1], groups_per_row), dtype=torch.float32, device=x.device)
+    scales = torch.empty((*x.shape[:-1], x.shape[-1] // group_size), dtype=torch.float32, device=x.device)
     if x.numel():
         x2, q2, s2 = S.as_rows(x), S.as_rows(q), S.as_rows(scales)
-        n_groups = x2.shape[0] * groups_per_row
-        cfg = config or group_config(n_groups, group_size, S.sm_count(x))
+        n_rows, n_cols = x2.shape
+        cfg = config or group_config(n_rows, n_cols, group_size, S.sm_count(x))
+        if cfg.block_n % group_size:
+            raise ValueError(f"group_quant: a tile of {cfg.block_n} columns splits groups of {group_size}")
+        grid = (S.cdiv(n_rows, cfg.block_m) * S.cdiv(n_cols, cfg.block_n),)
         with _on_device(x):
-            kernel[(S.cdiv(n_groups, cfg.block_g),)](
-                x2, S.row_stride(x2), q2, S.row_stride(q2), s2, s2.stride(0), n_groups, groups_per_row,
-                GROUP=group_size, BLOCK_G=cfg.block_g, num_warps=cfg.num_warps)
+            kernel[grid](x2, S.row_stride(x2), q2, S.row_stride(q2), s2, s2.stride(0), n_rows, n_cols,
+                         GROUP=group_size, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, num_warps=cfg.num_warps)
     return q, scales
 
 
@@ -584,7 +621,8 @@ def rms_norm_quant(x: Tensor, x_residual: Tensor | None, weight: Tensor | None, 
         n_rows, n_cols = x2.shape
         r2 = S.as_rows(x_residual) if x_residual is not None else x2
         res2 = S.as_rows(residual) if residual is not None else x2
-        cfg = config or row_config(n_rows, n_cols, static_norm=not dynamic)
+        kind = "norm_dynamic" if dynamic else "norm_add_static" if x_residual is not None else "norm_static"
+        cfg = config or row_config(n_rows, n_cols, kind)
         with _on_device(x):
             kernel[(S.cdiv(n_rows, cfg.block_m),)](
                 x2, S.row_stride(x2), r2, S.row_stride(r2),

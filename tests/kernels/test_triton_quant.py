@@ -164,7 +164,17 @@ def test_tile_and_group_configs_cover_tails():
     check(op, (wide,), tq.dynamic_quant(wide), "one program, several tiles a row")
     gop = ir.ops.per_token_group_fp8_quant
     x, _ = gop.generate_inputs(5, 48, torch.bfloat16, DEVICE)
-    check(gop, (x, 16), tq.group_quant(x, 16, config=tq.GroupConfig(2, 1)), "2 groups a program")
+    check(gop, (x, 16), tq.group_quant(x, 16, config=tq.TileConfig(2, 32, 1)), "2x32 tiles of 16-wide groups")
+    with pytest.raises(ValueError, match="splits groups"):
+        tq.group_quant(x, 16, config=tq.TileConfig(1, 8, 1))
+
+
+@pytest.mark.parametrize("rows, cols, group", [(1, 4096, 128), (16, 14336, 128), (16384, 14336, 128),
+                                               (3, 8192, 4096), (7, 48, 16)])
+def test_group_config_keeps_groups_whole(rows, cols, group):
+    cfg = tq.group_config(rows, cols, group)
+    assert cfg.block_n % group == 0 and cfg.block_m >= 1 and cfg.num_warps >= 1
+    assert cfg.block_m * cfg.block_n <= max(group, tq.GROUP_MAX_PROGRAM)
 
 
 def test_persistent_amax_strides_over_tiles(monkeypatch):
@@ -224,7 +234,7 @@ def test_traced_calls_use_the_triton_ops():
 
 
 # ------------------------------------------------------------------ GPU
-MODEL = [(1, 4096), (16, 8192), (128, 14336), (1024, 4096), (300, 123)]
+MODEL = [(1, 4096), (16, 8192), (128, 14336), (1024, 4096), (512, 8192), (256, 14336), (300, 123)]
 
 
 @pytest.mark.cuda
