@@ -15,9 +15,9 @@ for step in "$@"; do
            python3 -m pytest tests/ir/ops/test_compare.py -q -p no:cacheprovider 2>&1 | tail -3 ;;
     kernels) python3 -m pytest tests/kernels/test_triton_norms.py tests/kernels/test_triton_activations.py \
                -q -p no:cacheprovider 2>&1 | tail -6 ;;
-    # SHADOW_TOKENS="256 2048": one run per token count, files suffixed _t<tokens>
+    # SHADOW_TOKENS="256 2048": one run per token count, files suffixed _t<tokens>; SHADOW_ARGS: more options
     shadow) for t in ${SHADOW_TOKENS:-256}; do
-              python3 benchmarks/shadow_overhead.py --tokens "$t" --suffix "_t$t" --out "$R" --profile \
+              python3 benchmarks/shadow_overhead.py --tokens "$t" --suffix "_t$t" --out "$R" --profile ${SHADOW_ARGS:-} \
                 > "$R/shadow_overhead_t$t.log" 2>&1
               grep -B2 -A12 "slowdown" "$R/shadow_overhead_t$t.log" | head -16
             done ;;

@@ -30,8 +30,10 @@ NAMESPACE = "irshim_triton"
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 """Triton's interpreter is on: kernels run on CPU tensors (how CI tests them)."""
 
-DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-"""Element types the kernels load and store (all arithmetic is float32)."""
+DTYPES = frozenset((torch.float32, torch.float16, torch.bfloat16))
+"""Element types the kernels load and store (all arithmetic is float32). A set: the
+predicates test `dtype in DTYPES` on every eager call, 0.20 µs against 0.46 for a
+tuple, whose test compares dtypes one by one (dev VM)."""
 
 # Dynamo, FakeTensorMode, make_fx...: the impls call their triton_op, not the raw kernel.
 tracing = _ir_tracing
