@@ -447,9 +447,89 @@ def fused3():
     _regs(TQ._rms_norm_quant_kernel, "norm_quant")
 
 
+
+@triton.jit
+def _bf16_to_f32(v):
+    """bf16 -> float32 through integer ops: exact, and not merged with a `.to(tl.float32)`
+    of the same value, so the 16-bit value (not its float32 copy) stays live."""
+    return (v.to(tl.uint16, bitcast=True).to(tl.uint32) << 16).to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def _norm_quant_lp(X, X_ROW_STRIDE, R, R_ROW_STRIDE, W, Q, Q_ROW_STRIDE, RES_OUT, RES_ROW_STRIDE, SCALE,
+                   N_ROWS, N_COLS, EPS, HAS_RESIDUAL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """Static norm + quant, single pass, bf16 only: the (summed) row stays live in bf16 across
+    the sum of squares (float32 copy for the reduction, integer-op copy after it)."""
+    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    row_mask = rows < N_ROWS
+    rows64 = rows.to(tl.int64)
+    cols = tl.arange(0, BLOCK_N)
+    col_mask = cols < N_COLS
+    mask = row_mask[:, None] & col_mask[None, :]
+    x = tl.load(X + rows64[:, None] * X_ROW_STRIDE + cols[None, :], mask=mask, other=0.0)
+    if HAS_RESIDUAL:
+        r = tl.load(R + rows64[:, None] * R_ROW_STRIDE + cols[None, :], mask=mask, other=0.0)
+        x = (x.to(tl.float32) + r.to(tl.float32)).to(tl.bfloat16)
+        tl.store(RES_OUT + rows64[:, None] * RES_ROW_STRIDE + cols[None, :], x, mask=mask)
+    w = tl.load(W + cols, mask=col_mask, other=0.0)
+    scale = tl.load(SCALE)
+    xf = x.to(tl.float32)
+    rstd = tl.rsqrt(tl.sum(xf * xf, axis=1) / N_COLS + tl.cast(EPS, tl.float32))
+    y = _bf16_to_f32(x) * rstd[:, None] * _bf16_to_f32(w)[None, :]
+    y = y.to(tl.bfloat16).to(tl.float32)
+    tl.store(Q + rows64[:, None] * Q_ROW_STRIDE + cols[None, :], TQ._to_fp8(y, scale, Q), mask=mask)
+
+
+def fused4():
+    """The bf16-live norm + static quant variant against the kernel's best configurations."""
+    for name, t, h in (("fused_add_rms_norm_static_fp8_quant", 1024, 14336), ("rms_norm_static_fp8_quant", 1024, 8192),
+                       ("fused_add_rms_norm_static_fp8_quant", 4096, 14336), ("rms_norm_static_fp8_quant", 16384, 8192),
+                       ("fused_add_rms_norm_static_fp8_quant", 1024, 8192)):
+        op = ir.get_op(name)
+        fused_add = name.startswith("fused")
+        nb = (7 if fused_add else 3) * t * h
+        sets = sets_for(lambda: op.generate_inputs(t, h, BF, DEV), nb)
+        torch._dynamo.reset()
+        comp = torch.compile(op.native, dynamic=False)
+        res = [(t_us([lambda a=a: comp(*a) for a in sets], nb), "inductor"),
+               (t_us([lambda a=a: op(*a) for a in sets], nb), f"heuristic {TQ.row_config(t, h, _kind(name))}")]
+        bn = triton.next_power_of_2(h)
+        for cfg in [TQ.RowConfig(1, 2048, 4, False), TQ.RowConfig(1, 2048, 8, False), TQ.RowConfig(2, bn, 32, True),
+                    TQ.RowConfig(1, bn, 32, True), TQ.RowConfig(2, bn, 4, True), TQ.RowConfig(1, bn, 8, True)]:
+            if fused_add:
+                fns = [lambda a=a, c=cfg: TQ.rms_norm_quant(a[0], a[1], a[2], a[3], a[4], None, config=c) for a in sets]
+            else:
+                fns = [lambda a=a, c=cfg: TQ.rms_norm_quant(a[0], None, a[1], a[2], a[3], None, config=c) for a in sets]
+            res.append((t_us(fns, nb), f"{cfg.block_m}/{cfg.block_n}/{cfg.num_warps}/{'s' if cfg.single_pass else 'c'}"))
+        ref = op(*sets[0])
+        for m, w in ((1, 4), (1, 8), (1, 16), (1, 32), (2, 4), (2, 8), (2, 16)):
+            def f(a, m=m, w=w):
+                x = a[0]
+                r = a[1] if fused_add else x
+                wt, eps, sc = a[-3], a[-2], a[-1]
+                q = torch.empty(x.shape, device=DEV, dtype=torch.float8_e4m3fn)
+                res_out = torch.empty_like(x) if fused_add else x
+                _norm_quant_lp[(triton.cdiv(t, m),)](x, x.stride(0), r, r.stride(0), wt, q, q.stride(0), res_out,
+                                                     res_out.stride(0), sc, t, h, eps, HAS_RESIDUAL=fused_add,
+                                                     BLOCK_M=m, BLOCK_N=bn, num_warps=w)
+                return (q, res_out) if fused_add else q
+            try:
+                out = f(sets[0])
+                outs, refs = (out, ref) if fused_add else ((out,), (ref,))
+                ok = all(torch.equal(o.view(torch.uint8) if o.dtype == torch.float8_e4m3fn else o,
+                                     e.view(torch.uint8) if e.dtype == torch.float8_e4m3fn else e) for o, e in zip(outs, refs))
+                res.append((t_us([lambda a=a, f=f: f(a) for a in sets], nb), f"LP{m}/{w}{'' if ok else '!MISMATCH'}"))
+            except Exception as e:
+                log("lp failed", m, w, repr(e)[:300])
+        res.sort()
+        log(f"{name} {t}x{h} | " + " ".join(f"{n}:{u:.2f}" for u, n in res))
+    _regs(_norm_quant_lp, "norm_quant_lp")
+
+
 SECTIONS_BY_NAME = {"inductor": dump_inductor, "act": act_sweep, "norm": norm_sweep, "quant": quant_sweep,
                     "rows": rows_sweep, "variants": variants, "rows2": rows2, "act2": act2,
-                    "rows3": rows3, "group3": group3, "fused3": fused3}
+                    "rows3": rows3, "group3": group3, "fused3": fused3,
+                    "fused4": fused4}
 
 
 def main() -> None:
