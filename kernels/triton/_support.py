@@ -127,6 +127,18 @@ def same_device(a: torch.Tensor, b: torch.Tensor) -> bool:
     return a.is_cuda == b.is_cuda and (not a.is_cuda or _one_gpu() or a.get_device() == b.get_device())
 
 
+def same_devices(x: torch.Tensor, *others: torch.Tensor | None) -> bool:
+    """Every tensor of `others` (None skipped) is on x's device: `same_device` for several."""
+    cuda = x.is_cuda
+    for other in others:
+        if other is not None and other.is_cuda != cuda:
+            return False
+    if cuda and not _one_gpu():
+        index = x.get_device()
+        return all(other is None or other.get_device() == index for other in others)
+    return True
+
+
 def cached_config(fn):
     """Memoise a pure launch-config function of ints (SymInts while tracing bypass the cache)."""
     cached = functools.lru_cache(maxsize=4096)(fn)

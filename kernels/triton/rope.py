@@ -277,14 +277,22 @@ def rotary_embedding_inplace_(positions, query, key, head_size, rotary_dim, cos_
 # ------------------------------------------------------------ predicates
 
 
-def _heads_ok(x: Tensor, tokens: int, head_size: int, dtype_ok: bool = True) -> bool:
-    """x is [T, H * head_size] or [T, H, head_size], unit stride along a head's
-    features, heads that do not overlap, on a Triton device."""
-    if not (dtype_ok and x.dtype in S.DTYPES and S.device_ok(x)):
+_POSITION_DTYPES = frozenset((torch.int64, torch.int32))
+
+# The predicates run on every eager call: each tensor's shape and strides are read once
+# (a metadata read is a call into torch, 0.2-0.6 µs on the dev VM; `x.stride(1)` costs
+# twice `x.stride()`), and devices are compared once for all tensors (`S.same_devices`).
+# Dev VM, Llama-3-8B heads, CPU tensors under the interpreter: the functional check
+# 12.6 -> 8.1 µs; the in-place one 18.7 -> 6.0 µs on slices of a qkv buffer (vLLM's layout).
+
+
+def _heads_ok(x: Tensor, shape, tokens: int, head_size: int) -> bool:
+    """x (of this shape) is [T, H * head_size] or [T, H, head_size] in a kernel dtype,
+    with unit stride along a head's features and heads that do not overlap."""
+    if x.dtype not in S.DTYPES:
         return False
-    shape = x.shape  # each metadata read is a call into torch: read once
     if len(shape) == 2:
-        return shape[0] == tokens and shape[1] % head_size == 0 and (shape[1] <= 1 or x.stride(1) == 1)
+        return shape[0] == tokens and shape[1] % head_size == 0 and (shape[1] <= 1 or x.stride()[1] == 1)
     if len(shape) == 3:
         if shape[0] != tokens or shape[2] != head_size:
             return False
@@ -295,29 +303,31 @@ def _heads_ok(x: Tensor, tokens: int, head_size: int, dtype_ok: bool = True) -> 
     return False
 
 
-def _span(x: Tensor) -> int:
-    """Elements one token's row of x covers, from its first ([T, H*D] or [T, H, D], checked by `_heads_ok`)."""
-    return x.shape[1] if x.dim() == 2 else (x.shape[1] - 1) * x.stride(1) + x.shape[2]
+def _span(shape, stride) -> int:
+    """Elements one token's row covers, from its first ([T, H*D] or [T, H, D], checked by `_heads_ok`)."""
+    return shape[1] if len(shape) == 2 else (shape[1] - 1) * stride[1] + shape[2]
 
 
-def _rows_apart(x: Tensor) -> bool:
+def _tokens_apart(x: Tensor, shape, stride) -> bool:
     """Tokens do not share memory (an in-place write of one cannot clobber another)."""
-    return x.is_contiguous() or x.shape[0] <= 1 or x.stride(0) >= _span(x)
+    return shape[0] <= 1 or stride[0] >= _span(shape, stride)
 
 
-def qk_apart(query: Tensor, key: Tensor) -> bool:
+def qk_apart(query: Tensor, key: Tensor, q_layout=None, k_layout=None) -> bool:
     """query and key share no element. Exact for vLLM's case (column slices of one
-    qkv buffer: same token stride, disjoint column ranges), else by memory extents."""
-    if S.disjoint(query, key):
-        return True
-    if query.dtype != key.dtype or query.shape[0] <= 1 or query.stride(0) != key.stride(0):
-        return False
-    stride, size = query.stride(0), query.element_size()
-    offset = key.data_ptr() - query.data_ptr()
-    if offset % size:
-        return False
-    offset //= size
-    return offset % stride >= _span(query) and (-offset) % stride >= _span(key)
+    qkv buffer: same token stride, disjoint column ranges), else by memory extents.
+    `*_layout`: (shape, stride) when the caller has read them."""
+    q_shape, q_stride = q_layout or (query.shape, query.stride())
+    k_shape, k_stride = k_layout or (key.shape, key.stride())
+    size = query.element_size()
+    if query.dtype == key.dtype and q_shape[0] > 1 and q_stride[0] == k_stride[0]:
+        stride = q_stride[0]
+        offset = key.data_ptr() - query.data_ptr()
+        if offset % size == 0:
+            offset //= size
+            if offset % stride >= _span(q_shape, q_stride) and (-offset) % stride >= _span(k_shape, k_stride):
+                return True
+    return S.disjoint(query, key)
 
 
 def _args_ok(positions, query, key, head_size, rotary_dim, cos_sin_cache) -> bool:
@@ -325,16 +335,17 @@ def _args_ok(positions, query, key, head_size, rotary_dim, cos_sin_cache) -> boo
         return False
     q_shape = query.shape
     tokens = q_shape[0] if q_shape else -1
-    if not (positions.shape == q_shape[:1] and positions.dtype in (torch.int64, torch.int32)
-            and S.same_device(positions, query)):
+    p_shape = positions.shape
+    if not (len(p_shape) == 1 and p_shape[0] == tokens and positions.dtype in _POSITION_DTYPES):
         return False
     c_shape = cos_sin_cache.shape
     if not (len(c_shape) == 2 and c_shape[1] == rotary_dim and cos_sin_cache.dtype in S.DTYPES
-            and (rotary_dim == 1 or cos_sin_cache.stride(1) == 1) and S.same_device(cos_sin_cache, query)):
+            and (rotary_dim == 1 or cos_sin_cache.stride()[1] == 1)):
         return False
-    if not _heads_ok(query, tokens, head_size):
+    if not (_heads_ok(query, q_shape, tokens, head_size)
+            and (key is None or _heads_ok(key, key.shape, tokens, head_size))):
         return False
-    return key is None or (_heads_ok(key, tokens, head_size) and S.same_device(key, query))
+    return S.device_ok(query) and S.same_devices(query, positions, cos_sin_cache, key)
 
 
 def _functional_args(positions, query, key, head_size, rotary_dim, cos_sin_cache, is_neox_style):
@@ -343,8 +354,19 @@ def _functional_args(positions, query, key, head_size, rotary_dim, cos_sin_cache
 
 def _writable(positions, query, key, head_size, rotary_dim, cos_sin_cache, is_neox_style):
     # Writing in place needs, beyond `_functional_args`: tokens that do not share
-    # memory, and query and key apart.
-    return _rows_apart(query) and (key is None or (_rows_apart(key) and qk_apart(query, key)))
+    # memory, and query and key apart. A contiguous tensor's tokens never overlap, and
+    # two contiguous tensors are apart exactly when their extents are (no layout read).
+    q_layout = None if query.is_contiguous() else (query.shape, query.stride())
+    if q_layout is not None and not _tokens_apart(query, *q_layout):
+        return False
+    if key is None:
+        return True
+    k_layout = None if key.is_contiguous() else (key.shape, key.stride())
+    if k_layout is not None and not _tokens_apart(key, *k_layout):
+        return False
+    if q_layout is None and k_layout is None:
+        return S.disjoint(query, key)
+    return qk_apart(query, key, q_layout, k_layout)
 
 
 def _inplace_args(positions, query, key, head_size, rotary_dim, cos_sin_cache, is_neox_style):
