@@ -6,7 +6,10 @@ the snapshots, then compare every output and every input that either side
 mutated, with the IR op's tolerance. The comparison is computed on the
 inputs' device without synchronising: its few numbers are fetched in one
 transfer when records are flushed (or at once on the CPU and in strict mode),
-so a GPU stream does not stall on every sampled call.
+so a GPU stream does not stall on every sampled call. So is the test of which
+inputs were mutated under torch.inference_mode (no version counters there):
+each input's entry carries an on-device flag and is dropped at resolve time if
+neither side changed it.
 
 Skipped (and counted): calls not sampled, calls during CUDA-graph capture,
 calls under a tracing dispatch mode (torch.compile traces never reach here;
@@ -99,10 +102,15 @@ def run_shadow(layer: Any, state: ClassState, args: tuple, kwargs: dict, legacy)
     # reuses those figures instead of launching the same comparison again.
     as_output = {(id(a), id(b)): e for a, b, e in zip(ours, theirs, entries)} if len(ours) == len(theirs) else {}
     for name, real, snap, v_real, v_snap in inputs:
-        if _mutated(real, snap, v_real, v_snap):
-            same = as_output.get((id(real), id(snap)))
-            entries.append(_compare(f"mutated:{name}", real, snap, plan) if same is None
-                           else _Entry({**same.fields, "name": f"mutated:{name}"}, same.device_stats, same.tol))
+        # Inference tensors (no version counter) are compared with their pristine copy on
+        # the device: the entry is kept at resolve time only if either side changed them,
+        # so that deciding costs no device synchronisation.
+        changed = _changed_on_device(real, snap, v_real) if isinstance(v_real, torch.Tensor) else None
+        if changed is None and _version(real) == v_real and _version(snap) == v_snap:
+            continue
+        same = as_output.get((id(real), id(snap)))
+        entries.append(_compare(f"mutated:{name}", real, snap, plan, changed) if same is None
+                       else _Entry({**same.fields, "name": f"mutated:{name}"}, same.device_stats, same.tol, changed))
     pending = _Pending(base, entries, timer, has_ir_time=True, state=state, strict=flags.strict)
     if flags.strict or not timer.cuda:
         pending.resolve()
@@ -145,15 +153,18 @@ def _snapshot(args: tuple, kwargs: dict, names: tuple[str, ...]):
     return snap_args, snap_kwargs, mapping, inputs
 
 
-def _mutated(real: torch.Tensor, snap: torch.Tensor, v_real: Any, v_snap: Any) -> bool:
-    if isinstance(v_real, torch.Tensor):  # inference tensors: compare with the pristine copy
-        return not (_same(real, v_real) and _same(snap, v_real))
-    return _version(real) != v_real or _version(snap) != v_snap
+def _changed_on_device(real: torch.Tensor, snap: torch.Tensor, pristine: torch.Tensor) -> torch.Tensor:
+    """A 0-d bool tensor, computed where the tensors live: legacy changed `real` or the
+    IR side changed `snap` (both started equal to `pristine`; NaNs compare equal)."""
+    if real.shape != pristine.shape or snap.shape != pristine.shape:  # resized in place
+        return torch.ones((), dtype=torch.bool, device=real.device)
+    return ~(_equal(real, pristine) & _equal(snap, pristine))
 
 
-def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return a.shape == b.shape and bool(torch.eq(a, b).logical_or_(a.isnan() & b.isnan()).all()) \
-        if a.is_floating_point() else torch.equal(a, b)
+def _equal(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    if a.is_floating_point() or a.is_complex():
+        return torch.eq(a, b).logical_or_(a.isnan() & b.isnan()).all()
+    return torch.eq(a, b).all()
 
 
 _names_cache: dict[type, tuple[str, ...]] = {}
@@ -219,10 +230,20 @@ class _Timer:
 
 # ------------------------------------------------------------- comparison
 class _Entry:
-    __slots__ = ("fields", "device_stats", "tol")
+    __slots__ = ("fields", "device_stats", "tol", "keep_if")
 
-    def __init__(self, fields: dict[str, Any], device_stats: torch.Tensor | None, tol: Tolerance | None):
+    def __init__(self, fields: dict[str, Any], device_stats: torch.Tensor | None, tol: Tolerance | None,
+                 keep_if: torch.Tensor | None = None):
         self.fields, self.device_stats, self.tol = fields, device_stats, tol
+        self.keep_if = keep_if
+        """A 0-d bool tensor: the entry is recorded only if it holds (mutation entries of
+        inference tensors, decided at resolve time)."""
+
+    def device_numbers(self) -> torch.Tensor | None:
+        """What resolve fetches: the stats, then the keep_if flag when there is one."""
+        if self.keep_if is None or self.device_stats is None:
+            return self.device_stats
+        return torch.cat([self.device_stats.float(), self.keep_if.to(torch.float32).reshape(1)])
 
 
 def _flatten(value: Any) -> list[Any]:
@@ -241,7 +262,7 @@ def _compare_outputs(ours: list[Any], theirs: list[Any], plan: Any) -> list[_Ent
     return [_compare(f"out{i}", a, b, plan) for i, (a, b) in enumerate(zip(ours, theirs))]
 
 
-def _compare(name: str, legacy: Any, ir: Any, plan: Any) -> _Entry:
+def _compare(name: str, legacy: Any, ir: Any, plan: Any, keep_if: torch.Tensor | None = None) -> _Entry:
     """Entry comparing IR value `ir` against the legacy value (the reference)."""
     if not isinstance(legacy, torch.Tensor) or not isinstance(ir, torch.Tensor):
         same = type(legacy) is type(ir) and legacy == ir
@@ -251,7 +272,7 @@ def _compare(name: str, legacy: Any, ir: Any, plan: Any) -> _Entry:
                               "dtype": str(legacy.dtype).removeprefix("torch."), "numel": legacy.numel()}
     if legacy.shape != ir.shape:
         fields.update(passed=False, note=f"IR shape {list(ir.shape)} != legacy {list(legacy.shape)}")
-        return _Entry(fields, None, None)
+        return _Entry(fields, None, None)  # recorded whatever keep_if says: a shape change is a change
     if legacy.dtype != ir.dtype:
         fields["note"] = f"IR dtype {ir.dtype} != legacy {legacy.dtype}"
     tol = plan.tolerance(legacy.dtype)
@@ -259,7 +280,7 @@ def _compare(name: str, legacy: Any, ir: Any, plan: Any) -> _Entry:
     with torch.no_grad():
         # One IR op computes every figure (one kernel launch per output on a GPU).
         stats = _tolerance_stats(ir.detach().to(legacy.device), legacy.detach(), tol.atol, tol.rtol)
-    return _Entry(fields, stats, tol)
+    return _Entry(fields, stats, tol, keep_if)
 
 
 class _Pending:
@@ -272,7 +293,7 @@ class _Pending:
 
     def resolve(self, stats: list[list[float]] | None = None) -> dict[str, Any]:
         if stats is None:
-            stats = [e.device_stats.tolist() if e.device_stats is not None else None for e in self.entries]
+            stats = [_fetch(e.device_numbers()) for e in self.entries]
         spans = self.timer.spans_us()
         record = dict(self.base)
         if record["kind"] == "error":
@@ -281,6 +302,10 @@ class _Pending:
             return record
         outputs = []
         for entry, numbers in zip(self.entries, stats):
+            if entry.keep_if is not None and numbers is not None:
+                numbers, keep = numbers[:4], numbers[4]
+                if not keep:
+                    continue
             fields = dict(entry.fields)
             if numbers is not None:
                 max_abs, max_rel, n_out, nonfinite = numbers
@@ -311,6 +336,10 @@ class _Pending:
         _log_once(record["op"], "mismatch", logging.WARNING, "%s", msg)
 
 
+def _fetch(numbers: torch.Tensor | None) -> list[float] | None:
+    return numbers.tolist() if numbers is not None else None
+
+
 _pending: list[_Pending] = []
 _pending_lock = threading.Lock()
 
@@ -330,18 +359,22 @@ def resolve_pending() -> int:
         _pending.clear()
     if not batch:
         return 0
-    tensors = [e.device_stats for p in batch for e in p.entries if e.device_stats is not None]
+    per_pending = [[e.device_numbers() for e in p.entries] for p in batch]
+    tensors = [t for numbers in per_pending for t in numbers if t is not None]
     by_device: dict[torch.device, list[int]] = {}
     for i, t in enumerate(tensors):
         by_device.setdefault(t.device, []).append(i)
     values: list[list[float] | None] = [None] * len(tensors)
     for indices in by_device.values():
-        fetched = torch.stack([tensors[i] for i in indices]).cpu().tolist()
-        for i, row in zip(indices, fetched):
-            values[i] = row
+        # Rows of 4 numbers, or 5 with a keep_if flag: padded to stack in one transfer.
+        rows = [tensors[i].float() for i in indices]
+        width = max(r.numel() for r in rows)
+        stacked = torch.stack([torch.nn.functional.pad(r, (0, width - r.numel())) for r in rows]).cpu().tolist()
+        for i, r, row in zip(indices, rows, stacked):
+            values[i] = row[:r.numel()]
     it = iter(values)
-    for p in batch:
-        p.resolve([next(it) if e.device_stats is not None else None for e in p.entries])
+    for p, numbers in zip(batch, per_pending):
+        p.resolve([next(it) if t is not None else None for t in numbers])
     return len(batch)
 
 

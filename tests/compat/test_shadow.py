@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -301,6 +302,72 @@ def test_mismatch_warning_is_rate_limited(shadow, caplog):
             layer(torch.randn(2, 16))
     assert sum("disagrees with legacy" in r.message for r in caplog.records) == 1
     assert len([r for r in shadow("compare") if r["op"] == "test_sh_rms_no_eps"]) == 5
+
+
+def test_deferred_mutation_entries_are_kept_only_when_the_input_changed(shadow, monkeypatch):
+    """Inference tensors' mutation entries wait, like the figures, for the batched fetch
+    (what a GPU run does); only those whose input either side changed are recorded."""
+    from irshim.compat import shadow as shadow_module
+
+    # Built first: the in-place case's helper undoes the monkeypatches made before it.
+    inplace, make_inplace = CASES["rms_norm_residual_inplace"](monkeypatch)
+    act, make_act = CASES["silu_and_mul_bf16"](monkeypatch)
+
+    class QueuingTimer(shadow_module._Timer):
+        """Host-clock marks, but `cuda` set: run_shadow queues the call as on a GPU."""
+
+        def __init__(self, inputs):
+            super().__init__(inputs)
+            self.cuda = True
+
+        def mark(self):
+            self.marks.append(time.perf_counter())
+
+        def spans_us(self):
+            return [(b - a) * 1e6 for a, b in zip(self.marks, self.marks[1:])]
+
+    batches = []
+    real_resolve = shadow_module.resolve_pending
+    monkeypatch.setattr(shadow_module, "_Timer", QueuingTimer)
+
+    def spy():
+        batches.append(len(shadow_module._pending))
+        return real_resolve()
+
+    monkeypatch.setattr(shadow_module, "resolve_pending", spy)
+    monkeypatch.setattr(shadow_module.recorder, "before_flush", [spy])
+    with torch.inference_mode():
+        inplace(*make_inplace(torch.Generator().manual_seed(1)))
+        act(*make_act(torch.Generator().manual_seed(2)))
+    records = {r["op"]: r for r in shadow("compare")}
+    assert batches and batches[0] == 2  # both calls waited for the batch
+    assert [o["name"] for o in records["rms_norm"]["outputs"]] == ["out0", "out1", "mutated:x", "mutated:residual"]
+    assert [o["name"] for o in records["silu_and_mul"]["outputs"]] == ["out0"]
+    assert records["rms_norm"]["passed"] and records["silu_and_mul"]["passed"]
+
+
+@pytest.mark.cuda
+def test_compared_calls_under_inference_mode_do_not_synchronise(shadow):
+    # vLLM's model runner is under inference_mode: deciding which inputs were mutated
+    # must not stall the stream (it used to read a bool back per input).
+    layer, act = RMSNorm(256, eps=1e-5, dtype=torch.bfloat16).cuda(), SiluAndMul()
+    with torch.inference_mode():
+        x, r = torch.randn(8, 256, device="cuda", dtype=torch.bfloat16), torch.randn(8, 256, device="cuda",
+                                                                                   dtype=torch.bfloat16)
+        h = torch.randn(8, 512, device="cuda", dtype=torch.bfloat16)
+        layer(x, r), act(h)  # first calls: warm-up (kernel compilation may synchronise)
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            layer(x, r)
+            act(h)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    records = [r for r in shadow("compare") if r["op"] in ("rms_norm", "silu_and_mul")]
+    assert len(records) == 4 and all(r["passed"] for r in records)
+    names = {r["op"]: [o["name"] for o in r["outputs"]] for r in records}
+    assert names["rms_norm"] == ["out0", "out1", "mutated:x", "mutated:residual"]
+    assert names["silu_and_mul"] == ["out0"]
 
 
 @pytest.mark.parametrize("case", ["rms_norm_residual_inplace", "silu_and_mul_bf16", "unported"])
