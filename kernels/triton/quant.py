@@ -430,6 +430,8 @@ def row_config(n_rows: int, n_cols: int, kind: str = "per_token") -> RowConfig:
     """Launch configuration of the row kernels (measurements above). `kind`: per-token
     quant, or norm + quant (static, fused-add static, dynamic); static norm + quant
     chunks long rows sooner."""
+    if kind not in ROW_KINDS:
+        raise ValueError(f"row_config: kind {kind!r} is not one of {ROW_KINDS}")
     block_n = S.next_pow2(n_cols)
     throughput = n_rows >= THROUGHPUT_ROWS
     static_norm = kind in ("norm_static", "norm_add_static")

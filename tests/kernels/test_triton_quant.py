@@ -169,6 +169,20 @@ def test_tile_and_group_configs_cover_tails():
         tq.group_quant(x, 16, config=tq.TileConfig(1, 8, 1))
 
 
+def test_row_config_rules():
+    # H200 sweeps (kernels/triton/quant.py): wide rows at throughput sizes per kernel kind.
+    R = tq.RowConfig
+    assert tq.row_config(16384, 14336, "per_token") == R(1, 16384, tq.PER_TOKEN_WARPS, True)
+    assert tq.row_config(1024, 4096, "norm_add_static") == R(1, 4096, 4096 // tq.ADD_NORM_COLS_PER_WARP, True)
+    assert tq.row_config(1024, 8192, "norm_add_static") == R(1, 8192, tq.MAX_ROW_WARPS, True)
+    assert tq.row_config(16384, 8192, "norm_static") == R(tq.STATIC_NORM_ROWS, 8192, tq.STATIC_NORM_WARPS, True)
+    assert tq.row_config(16384, 14336, "norm_static") == R(1, tq.CHUNK, tq.CHUNK_WARPS, False)
+    assert tq.row_config(16384, 8192, "norm_dynamic") == R(1, 8192, 8192 // tq.COLS_PER_WARP, True)
+    assert tq.row_config(16, 14336, "per_token") == R(1, 16384, min(tq.MAX_WARPS, 16384 // tq.DECODE_COLS_PER_WARP), True)
+    with pytest.raises(ValueError, match="kind"):
+        tq.row_config(16, 4096, "norm")
+
+
 @pytest.mark.parametrize("rows, cols, group", [(1, 4096, 128), (16, 14336, 128), (16384, 14336, 128),
                                                (3, 8192, 4096), (7, 48, 16)])
 def test_group_config_keeps_groups_whole(rows, cols, group):
