@@ -139,13 +139,16 @@ def same_devices(x: torch.Tensor, *others: torch.Tensor | None) -> bool:
     return True
 
 
+_CACHEABLE = (int, str, bool)
+
+
 def cached_config(fn):
-    """Memoise a pure launch-config function of ints (SymInts while tracing bypass the cache)."""
+    """Memoise a pure launch-config function of ints and strs (SymInts while tracing bypass the cache)."""
     cached = functools.lru_cache(maxsize=4096)(fn)
 
     @functools.wraps(fn)
     def config(*args, **kwargs):
-        if not kwargs and all(type(a) is int for a in args):
+        if not kwargs and all(type(a) in _CACHEABLE for a in args):
             return cached(*args)
         return fn(*args, **kwargs)
 

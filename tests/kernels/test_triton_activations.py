@@ -94,6 +94,30 @@ def test_extreme_values(name):
         assert not op.impls["triton"].impl_fn(*args).isnan().any()
 
 
+def test_exact_gelu_is_accurate_in_float32():
+    """The erfc-form GELU (kernels/triton/activation.py `_gelu_erf`) against float64 computed
+    through erfc: F.gelu's 0.5 x (1 + erf(x / sqrt 2)) cancels in the negative tail, in
+    float64 too (at x = -8.4 it is 2x off), so it is no reference there."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.linspace(-12, 12, 20001), 3 * torch.randn(20000, generator=g)])
+    out = ir.ops.gelu_and_mul.impls["triton"].impl_fn(torch.cat([x, torch.ones_like(x)])[None].to(DEVICE), "none")
+    x64 = x.double()
+    expected = 0.5 * x64 * torch.special.erfc(-x64 / 2 ** 0.5)
+    err = (out[0].cpu().double() - expected).abs()
+    assert err.max().item() <= 1e-6
+    tail = expected.abs() > 1e-30  # down to 1e-30 the relative error stays small
+    assert (err[tail] / expected[tail].abs()).max().item() <= 5e-5
+
+
+def test_launch_config_rules():
+    from irshim.kernels.triton import activation as ta
+
+    # Throughput sizes: 16 elements a thread, 8 for the exact GELU (H200 sweeps in activation.py).
+    assert ta.act_config(16384, 14336, 2, 132, "silu") == ta.ActConfig(1, ta.THROUGHPUT_BLOCK, ta.WARPS)
+    assert ta.act_config(16384, 14336, 2, 132, "gelu") == ta.ActConfig(1, ta.GELU_THROUGHPUT_BLOCK, ta.WARPS)
+    assert ta.act_config(1, 14336, 2, 132, "gelu") == ta.act_config(1, 14336, 2, 132, "silu")  # decode: one rule
+
+
 def test_supports_args_refuses_what_the_kernel_cannot_do():
     x = torch.randn(4, 64, device=DEVICE)
     gated = ir.ops.silu_and_mul.impls["triton"]
