@@ -578,10 +578,57 @@ def act3():
         log(f"act3 gelu_and_mul {t}x{d} | " + " ".join(f"{n}:{u:.2f}" for u, n in res))
 
 
+
+@triton.jit
+def _gated_even(X, X_ROW_STRIDE, OUT, OUT_ROW_STRIDE, N_ROWS, D, PARAM, ACT: tl.constexpr,
+                BLOCK_N: tl.constexpr, EVEN: tl.constexpr):
+    """The product gated kernel (one row a program) with the column mask dropped when
+    BLOCK_N divides D (EVEN), as Inductor drops xmask."""
+    pid = tl.program_id(0)
+    col_blocks = tl.cdiv(D, BLOCK_N)
+    row = (pid // col_blocks).to(tl.int64)
+    cols = (pid % col_blocks) * BLOCK_N + tl.arange(0, BLOCK_N)
+    x_ptrs = X + row * X_ROW_STRIDE + cols
+    if EVEN:
+        a = tl.load(x_ptrs).to(tl.float32)
+        b = tl.load(x_ptrs + D).to(tl.float32)
+    else:
+        mask = cols < D
+        a = tl.load(x_ptrs, mask=mask, other=0.0).to(tl.float32)
+        b = tl.load(x_ptrs + D, mask=mask, other=0.0).to(tl.float32)
+    y = (TA._activation(a, tl.cast(PARAM, tl.float32), ACT) * b).to(OUT.dtype.element_ty)
+    if EVEN:
+        tl.store(OUT + row * OUT_ROW_STRIDE + cols, y)
+    else:
+        tl.store(OUT + row * OUT_ROW_STRIDE + cols, y, mask=cols < D)
+
+
+def act4():
+    """Does dropping the column mask pay in the product gated kernel? (gelu, silu; H200)"""
+    for act, t, d in (("gelu", 16384, 14336), ("gelu", 1024, 14336), ("silu", 1024, 14336), ("silu", 16384, 14336)):
+        nbytes = 3 * t * d * 2
+        sets = sets_for(lambda: torch.randn(t, 2 * d, device=DEV, dtype=BF), nbytes)
+        res = []
+        for blk, w in ((1024, 4), (2048, 4), (1024, 2)):
+            res.append((t_us([lambda x=x: TA.gated(x, act, config=TA.ActConfig(1, blk, w)) for x in sets], nbytes),
+                        f"product {blk}/{w}"))
+            for even in (True, False):
+                def f(x, blk=blk, w=w, even=even):
+                    out = torch.empty(t, d, device=DEV, dtype=BF)
+                    _gated_even[(t * triton.cdiv(d, blk),)](x, x.stride(0), out, out.stride(0), t, d, 0.0, ACT=act,
+                                                            BLOCK_N=blk, EVEN=even, num_warps=w)
+                    return out
+                res.append((t_us([lambda x=x, f=f: f(x) for x in sets], nbytes), f"{'even' if even else 'masked'} {blk}/{w}"))
+        ref = TA.gated(sets[0], act)
+        res.sort()
+        log(f"act4 {act} {t}x{d} | same as product: {torch.equal(f(sets[0]), ref)} | "
+            + " ".join(f"{n}:{u:.2f}" for u, n in res))
+
+
 SECTIONS_BY_NAME = {"inductor": dump_inductor, "act": act_sweep, "norm": norm_sweep, "quant": quant_sweep,
                     "rows": rows_sweep, "variants": variants, "rows2": rows2, "act2": act2,
                     "rows3": rows3, "group3": group3, "fused3": fused3,
-                    "fused4": fused4, "act3": act3}
+                    "fused4": fused4, "act3": act3, "act4": act4}
 
 
 def main() -> None:
