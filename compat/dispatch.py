@@ -1,6 +1,6 @@
 """The per-call decision: legacy, shadow or IR path, cached per class.
 
-Every intercepted call (irshim's CustomOp.forward, or a wrapped foreign base's
+Every intercepted call (irshim's CustomOp, or a wrapped foreign base's
 forward) lands in `call`. The class's mode, op name and IR path are computed
 once per `flags.generation` and kept in `_states`; in `off` mode the caller
 never gets here (its inlined fast path checks membership in `_fast`).
@@ -50,13 +50,15 @@ class ClassState:
         self.on_port = self.port if self.mode == _flags.ON else None
         """The port, when calls take the `on` fast path (see `call`)."""
         plain = self.on_port is not None and type(self.on_port).call_on is Port.call_on
-        self.on_runners: dict[tuple[Any, int], Callable] | None = {} if plain else None
-        """(legacy function, positional argument count) -> the port's runner: the `on`
-        fast path that irshim's CustomOp.forward inlines (ports whose call_on adds
-        work, like QuantFP8's, are left to `call`)."""
+        self.on_runners: dict[Any, tuple[Callable | None, ...]] | None = {} if plain else None
+        """legacy function -> the port's runners, indexed by positional argument count
+        (None: not built yet): the `on` fast path that irshim's CustomOp inlines (ports
+        whose call_on adds work, like QuantFP8's, are left to `call`). Not keyed by
+        (function, count): building and hashing that tuple cost ~0.6 µs a call with a
+        real op on the 2-core dev VM."""
         self.sample = flags.shadow_sample
         self.sampling = self.mode == _flags.SHADOW and self.sample < 1.0
-        """Shadow with sampling: CustomOp.forward draws the sample itself (see `sample_shadow`)."""
+        """Shadow with sampling: CustomOp.__call__ draws the sample itself (see `sample_shadow`)."""
         self._auto = None
         # function -> the forward_* whose code it runs; filled now because
         # torch.compile traces legacy_method() and cannot take the slow path.
@@ -250,10 +252,14 @@ def call(layer: Any, args: tuple, kwargs: dict, legacy: Callable[..., Any] | Non
             result = port.call_on(layer, args, kwargs, state.legacy_method(layer))
         else:
             bound = layer._forward_method
-            key = (getattr(bound, "__func__", bound), len(args))
-            run = runners.get(key)
+            func, nargs = getattr(bound, "__func__", bound), len(args)
+            runs = runners.get(func, ())
+            run = runs[nargs] if nargs < len(runs) else None
             if run is None:
-                run = runners[key] = port.runner(state.legacy_method(layer), len(args), layer)
+                run = port.runner(state.legacy_method(layer), nargs, layer)
+                grown = list(runs) + [None] * (nargs + 1 - len(runs))
+                grown[nargs] = run
+                runners[func] = tuple(grown)  # replaced whole: readers see the old or the new
             result = run(layer, args)
         if type(result) is not Refusal:
             return result
@@ -276,7 +282,7 @@ def call(layer: Any, args: tuple, kwargs: dict, legacy: Callable[..., Any] | Non
 
 def sample_shadow(layer: Any, state: ClassState, args: tuple, kwargs: dict,
                   legacy: Callable[..., Any] | None = None) -> Any:
-    """Shadow mode with sampling (also CustomOp.forward's inlined path): count the call,
+    """Shadow mode with sampling (also CustomOp.__call__'s inlined path): count the call,
     then run legacy alone (most calls) or the comparison."""
     counter = state.counter
     counter.seen += 1
@@ -343,7 +349,7 @@ _SKIP_REASONS = {"same_code"}
 
 
 def run_refused(layer: Any, state: ClassState, refusal: Refusal, args: tuple) -> Any:
-    """A runner refused the call (CustomOp.forward's inlined `on` path): count it, run legacy."""
+    """A runner refused the call (CustomOp.__call__'s inlined `on` path): count it, run legacy."""
     _skip(state, refusal)
     return layer._forward_method(*args)
 

@@ -8,7 +8,9 @@ constants, and says how results map back: which outputs are returned, and
 which are written into the caller's tensors when the legacy method works in
 place (``write_back`` / ``inplace_methods``). `refuse` lists conditions under
 which the port does not express the call: the legacy path then runs and the
-call is counted as skipped ``port_refused``.
+call is counted as skipped ``port_refused``. Several conditions may share one
+predicate (a tuple of reasons as key) that returns the reason that holds: one
+Python call per `on` call instead of one per condition.
 
 A port applies to every class registered under its name, irshim's or vLLM's,
 and to out-of-tree subclasses of such a class.
@@ -78,10 +80,20 @@ class Port:
     params: tuple[str, ...]
     """Legacy forward parameters after self; ``"residual=None"`` marks an optional one."""
     variants: tuple[Variant, ...]
-    refuse: Mapping[str, Callable[..., bool]] = field(default_factory=dict)
-    """reason -> predicate(layer, **bound): True when the port cannot express the call."""
+    refuse: Mapping[str | tuple[str, ...], Callable[..., Any]] = field(default_factory=dict)
+    """reason -> predicate(layer, **bound): True when the port cannot express the call;
+    checked in order, the first that holds refuses. A tuple of reasons -> one predicate
+    checking them all, in the tuple's order: it returns the reason that holds (one of
+    the tuple), or a false value. Each predicate is a Python call on every `on` call:
+    one check of three conditions cost 0.9 µs against 2.2 µs for three predicates on
+    the 2-core dev VM (RMSNorm's, layernorm.py)."""
 
     def __post_init__(self) -> None:
+        for reasons in self.refuse:
+            if not (isinstance(reasons, str) or (isinstance(reasons, tuple) and reasons
+                                                 and all(isinstance(r, str) for r in reasons))):
+                raise ValueError(f"port {self.name!r}: refuse keys are reasons (str) or non-empty tuples of "
+                                 f"reasons, got {reasons!r}")
         names, defaults = [], {}
         for p in self.params:
             name, eq, default = p.partition("=")
@@ -138,12 +150,14 @@ class Port:
         bound = self.bind(args, kwargs)
         if isinstance(bound, str):
             return bound
-        for reason, predicate in self.refuse.items():
+        for reasons, predicate in self.refuse.items():
             try:
-                if predicate(layer, **bound):
-                    return reason
+                why = predicate(layer, **bound)
+                if why:
+                    return reasons if isinstance(reasons, str) else _declared(reasons, why)
             except Exception as exc:  # a predicate that cannot decide refuses
-                return f"{reason} (check raised {type(exc).__name__}: {exc})"
+                label = reasons if isinstance(reasons, str) else " / ".join(reasons)
+                return f"{label} (check raised {type(exc).__name__}: {exc})"
         for variant in self.variants:
             if variant.matches(bound):
                 op_args = tuple(bound[key] if kind == 0 else getattr(layer, key) if kind == 1 else key
@@ -209,9 +223,15 @@ class Port:
         lines = ["def run(layer, a):"]
         if self.refuse:
             lines.append("    try:")
-            for i, (reason, predicate) in enumerate(self.refuse.items()):
-                env[f"_p{i}"], env[f"_r{i}"] = predicate, Refusal(reason)
-                lines.append(f"        if _p{i}(layer, {', '.join(value[n] for n in names)}): return _r{i}")
+            for i, (reasons, predicate) in enumerate(self.refuse.items()):
+                env[f"_p{i}"] = predicate
+                call = f"_p{i}(layer, {', '.join(value[n] for n in names)})"
+                if isinstance(reasons, str):
+                    env[f"_r{i}"] = Refusal(reasons)
+                    lines.append(f"        if {call}: return _r{i}")
+                else:  # the predicate names the reason: an undeclared one raises KeyError (refused)
+                    env[f"_r{i}"] = {reason: Refusal(reason) for reason in reasons}
+                    lines += [f"        why = {call}", f"        if why: return _r{i}[why]"]
             lines += ["    except Exception as exc:",
                       "        return _Refusal(f'refusal check raised {type(exc).__name__}: {exc}')"]
         for k, variant in enumerate(self.variants):
@@ -271,6 +291,13 @@ class Port:
         else:
             lines.append(f"    return ({', '.join(result(i) for i in variant.returns)},)")
         return lines
+
+
+def _declared(reasons: tuple[str, ...], why: Any) -> str:
+    """The reason a several-reason predicate returned, checked against those it declares."""
+    if why in reasons:
+        return why
+    raise KeyError(f"{why!r} is none of the declared reasons {reasons}")
 
 
 _MISSING = object()

@@ -85,7 +85,7 @@ def test_on_mode_rms_norm_residual_keeps_the_fused_in_place_convention(monkeypat
 
 
 def test_on_mode_refusals_run_legacy_every_time_and_are_counted(tmp_path):
-    """The first call goes through the shim, later ones through the runner CustomOp.forward
+    """The first call goes through the shim, later ones through the runner CustomOp.__call__
     caches: both refuse a norm over a prefix of the hidden size, run legacy and count it."""
     layer = RMSNorm(16, var_hidden_size=8)
     plain = RMSNorm(16)

@@ -215,3 +215,20 @@ def test_class_attributes_read_by_port_checks_follow_settings_changes(ir_calls):
         norm.pass_weight = False  # an instance attribute is read on every call
         norm(x)
         assert ir_calls["rms_norm"] == 2
+
+
+def test_runners_follow_the_argument_count(ir_calls):
+    """Calls with and without a residual, in any order, each run their own runner (the
+    cache holds one per positional argument count) and return what the IR op returns."""
+    norm, x, res = RMSNorm(8), torch.randn(2, 8), torch.randn(2, 8)
+    with compat.override(dispatch="on", ops="all"):
+        for with_residual in (True, False, True, False, False):
+            if with_residual:
+                got = norm(x.clone(), res.clone())
+                want = ops.fused_add_rms_norm(x.clone(), res.clone(), norm.weight, 1e-6)
+                assert all(torch.equal(g, w) for g, w in zip(got, want))
+            else:
+                assert torch.equal(norm(x), ops.rms_norm(x, norm.weight, 1e-6))
+        assert ir_calls["rms_norm"] == 3 + 3  # three layer calls, three references
+        with pytest.raises(TypeError):  # three arguments: refused by the port, legacy raises as it would
+            norm(x, res, res)
