@@ -126,7 +126,7 @@ def sweep() -> None:
                 sets = [torch.randn(t, 2 * d, device="cuda", dtype=torch.bfloat16)
                         for _ in range(4 if t < 1024 else 1)]
                 calls = max(2, min(100, (1 << 30) // _bytes("silu_and_mul", t, d, 2)))
-                chosen = TA.act_config(t, d, 2, sms, act)
+                chosen = TA.act_config(t, d, 2, sms)
                 ch = (chosen.block_m, chosen.block_n, chosen.num_warps)
                 configs = {(1, n, w) for n in (256, 512, 1024, 2048, 4096) for w in (2, 4, 8)} | {ch}
                 results = []

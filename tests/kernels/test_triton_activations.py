@@ -109,13 +109,19 @@ def test_exact_gelu_is_accurate_in_float32():
     assert (err[tail] / expected[tail].abs()).max().item() <= 5e-5
 
 
-def test_launch_config_rules():
+def test_blocks_that_tile_the_output_exactly_drop_the_mask():
+    # 4 x 256 outputs in 2 x 128 blocks (the EVEN path) and 3 x 200 in the same blocks (masked).
     from irshim.kernels.triton import activation as ta
 
-    # Throughput sizes: 16 elements a thread, 8 for the exact GELU (H200 sweeps in activation.py).
-    assert ta.act_config(16384, 14336, 2, 132, "silu") == ta.ActConfig(1, ta.THROUGHPUT_BLOCK, ta.WARPS)
-    assert ta.act_config(16384, 14336, 2, 132, "gelu") == ta.ActConfig(1, ta.GELU_THROUGHPUT_BLOCK, ta.WARPS)
-    assert ta.act_config(1, 14336, 2, 132, "gelu") == ta.act_config(1, 14336, 2, 132, "silu")  # decode: one rule
+    for rows, cols in ((4, 256), (3, 200)):
+        for name, act, gated in (("silu_and_mul", "silu", True), ("gelu_and_mul", "gelu", True),
+                                 ("quick_gelu", "quick_gelu", False)):
+            op = ir.get_op(name)
+            (x, *_) = op.generate_inputs(rows, cols, torch.float32, DEVICE)
+            args = (x, "none") if name == "gelu_and_mul" else (x,)
+            cfg = ta.ActConfig(2, 128, 1)
+            actual = ta.gated(x, act, config=cfg) if gated else ta.plain(x, act, config=cfg)
+            assert_close(actual, op.native(*args), op.tolerance(torch.float32), what=f"{name} {rows}x{cols}")
 
 
 def test_supports_args_refuses_what_the_kernel_cannot_do():
