@@ -389,7 +389,10 @@ def register_port(port: Port, *, replace: bool = False) -> Port:
     if port.name in PORTS and not replace:
         raise ValueError(f"a port for {port.name!r} is already registered; pass replace=True to supersede it")
     for v in port.variants:
-        get_op(v.op)  # fail now, naming the op, rather than on the first call
+        # Resolved now: fails here, naming the op, rather than on the first call; and a
+        # plan never sets it while Dynamo traces (which guarded on `_op is None` and
+        # recompiled on the second call of a compiled model).
+        object.__setattr__(v, "_op", get_op(v.op))
     PORTS[port.name] = port
     from .. import flags
 
