@@ -31,6 +31,7 @@ import triton.language as tl
 
 sys.path.insert(0, "benchmarks")
 import harness as H
+from bench_quant import KINDS
 from irshim import ir
 
 ir.load_providers()
@@ -327,7 +328,7 @@ def rows2():
             res.append((t_us(fns, nb), f"{cfg.block_m}/{cfg.block_n}/{cfg.num_warps}/{'s' if cfg.single_pass else 'c'}"))
         cur = t_us([lambda a=a: op(*a) for a in sets], nb)
         res.sort()
-        log(f"{name} {t}x{h} | heuristic {cur:.2f} {TQ.row_config(t, h, _kind(name))} | " + " ".join(f"{n}:{u:.2f}" for u, n in res))
+        log(f"{name} {t}x{h} | heuristic {cur:.2f} {TQ.row_config(t, h, KINDS[name])} | " + " ".join(f"{n}:{u:.2f}" for u, n in res))
 
 
 def act2():
@@ -362,11 +363,6 @@ def _regs(kernel, tag):
                 log("regs", tag, k.n_regs, "spills", k.n_spills, "warps", k.metadata.num_warps)
     except Exception as e:
         log("regs failed", tag, repr(e)[:80])
-
-
-def _kind(name):
-    """row_config's kind for a static norm + quant op."""
-    return "norm_add_static" if name.startswith("fused_add") else "norm_static"
 
 
 def rows3():
@@ -436,7 +432,7 @@ def fused3():
         else:
             pair = [lambda a=a: quant(norm(a[0], a[1], a[2]), a[3]) for a in sets]
         res = [(t_us([lambda a=a: comp(*a) for a in sets], nb), "inductor"), (t_us(pair, nb), "pair"),
-               (t_us([lambda a=a: op(*a) for a in sets], nb), f"heuristic {TQ.row_config(t, h, _kind(name))}")]
+               (t_us([lambda a=a: op(*a) for a in sets], nb), f"heuristic {TQ.row_config(t, h, KINDS[name])}")]
         bn = triton.next_power_of_2(h)
         cfgs = [TQ.RowConfig(m, bn, w, True) for m in (1, 2, 4) for w in (4, 8, 16, 32) if m * bn <= 32768]
         cfgs += [TQ.RowConfig(m, c, w, False) for m in (1, 2) for c in (1024, 2048, 4096) for w in (4, 8, 16) if c < bn]
@@ -494,7 +490,7 @@ def fused4():
                        ("fused_add_rms_norm_static_fp8_quant", 1024, 8192)):
         op, fused_add, nb, sets, comp = _norm_quant_case(name, t, h)
         res = [(t_us([lambda a=a: comp(*a) for a in sets], nb), "inductor"),
-               (t_us([lambda a=a: op(*a) for a in sets], nb), f"heuristic {TQ.row_config(t, h, _kind(name))}")]
+               (t_us([lambda a=a: op(*a) for a in sets], nb), f"heuristic {TQ.row_config(t, h, KINDS[name])}")]
         bn = triton.next_power_of_2(h)
         for cfg in [TQ.RowConfig(1, 2048, 4, False), TQ.RowConfig(1, 2048, 8, False), TQ.RowConfig(2, bn, 32, True),
                     TQ.RowConfig(1, bn, 32, True), TQ.RowConfig(2, bn, 4, True), TQ.RowConfig(1, bn, 8, True)]:
