@@ -21,6 +21,13 @@
   forward, ~9 µs around six small torch ops), so they exceed the do-nothing rows by more
   than the op's own cost explains.
 
+- grad mode: `--grad-mode no_grad` (the default, as results up to 2026-11-27) or
+  `inference_mode`, the mode vLLM's model runner executes layers in. Under no_grad the
+  layer's weight, an nn.Parameter, still goes through autograd's dispatch in the op's
+  product, which the headline's direct call (given the plain tensor `weight.data`)
+  does not pay: the row "on, same weight"
+  compares with a direct call passing the same Parameter.
+
 Method (benchmarks/paired.py): each comparison's variants are timed in turn, `repeats`
 times, the order reversed every other repeat; an overhead is the median of the
 per-repeat differences, with the difference of the minima and the IQR beside it.
@@ -30,7 +37,7 @@ attribute, which skips the nn.Module.__getattr__ that a layer with a parameter p
 (1.7 µs a read on a 2-core dev VM); their foreign-base row timed a base whose forward
 install() did not wrap (it was inherited).
 
-    python benchmarks/compat_overhead.py [--out benchmarks/results]
+    python benchmarks/compat_overhead.py [--out benchmarks/results] [--grad-mode inference_mode]
 """
 
 from __future__ import annotations
@@ -132,8 +139,17 @@ def main(argv=None) -> dict:
     parser.add_argument("--number", type=int, default=10000,
                         help="calls per timed block (blocks with a real op call: number // 5)")
     parser.add_argument("--repeats", type=int, default=31, help="timed blocks per variant")
+    parser.add_argument("--grad-mode", choices=GRAD_MODES, default="no_grad",
+                        help="no_grad, or inference_mode (vLLM's); results of the latter are suffixed _inference")
     args = parser.parse_args(argv)
-    torch.set_grad_enabled(False)
+    with GRAD_MODES[args.grad_mode]():
+        return _run(args)
+
+
+GRAD_MODES = {"no_grad": torch.no_grad, "inference_mode": torch.inference_mode}
+
+
+def _run(args: argparse.Namespace) -> dict:
     if ir.device_family() != "cpu":
         raise SystemExit("run on a CPU-only machine: the baseline mirrors the CPU binding (forward_cpu)")
     _register_noop_providers()
@@ -152,7 +168,9 @@ def main(argv=None) -> dict:
     norm, act = RMSNorm(8), SiluAndMul()
     w, eps, x2 = norm.weight.data, norm.variance_epsilon, torch.randn(1, 16)
     plain_norm, plain_act = PlainNorm(w, eps), PlainSiluAndMul()
-    rms = {"direct": lambda: ir.ops.rms_norm(x, w, eps), "module": lambda: plain_norm(x), "layer": lambda: norm(x)}
+    param = norm.weight
+    rms = {"direct": lambda: ir.ops.rms_norm(x, w, eps), "direct (Parameter)": lambda: ir.ops.rms_norm(x, param, eps),
+           "module": lambda: plain_norm(x), "layer": lambda: norm(x)}
     silu = {"direct": lambda: ir.ops.silu_and_mul(x2), "module": lambda: plain_act(x2), "layer": lambda: act(x2)}
     on: dict[str, dict[str, list[float]]] = {}
     with compat.override(dispatch="on", ops="all"):
@@ -170,6 +188,8 @@ def main(argv=None) -> dict:
     }
     for name, layer in (("rms_norm", "RMSNorm"), ("silu_and_mul", "SiluAndMul")):
         overheads[f"on: {layer} layer - ir.ops.{name}"] = (difference(on[name], "direct", "layer"), ON_TARGET_US)
+    overheads["on, same weight: RMSNorm layer - ir.ops.rms_norm given the layer's Parameter"] = (
+        difference(on["rms_norm"], "direct (Parameter)", "layer"), None)
     for name, layer in (("rms_norm", "RMSNorm"), ("silu_and_mul", "SiluAndMul")):
         overheads[f"on, shim only: {layer} layer - nn.Module calling the op"] = (
             difference(on[name], "module", "layer"), None)
@@ -182,6 +202,7 @@ def main(argv=None) -> dict:
     medians |= {f"on ({group}): {k}": statistics.median(v) for group, s in on.items() for k, v in s.items()}
     result = {
         "machine": {"cpu": cpu_name(), "python": platform.python_version(), "torch": torch.__version__},
+        "grad_mode": args.grad_mode,
         "method": {"number": args.number, "number_real_op": max(1, args.number // 5), "repeats": args.repeats,
                    "overhead": "median of per-repeat paired differences (min: difference of minima)"},
         "median_us": medians,
@@ -193,7 +214,7 @@ def main(argv=None) -> dict:
     result["on_within_target"] = all(v["median"] <= ON_TARGET_US for k, v in headline.items()
                                      if k.startswith("on: "))
 
-    md = ["# compat shim overhead per layer call (CPU, tiny tensors)", "",
+    md = [f"# compat shim overhead per layer call (CPU, tiny tensors, torch.{args.grad_mode})", "",
           (f"{result['machine']}; {args.repeats} repeats of {args.number} calls ({args.number // 5} with a "
            "real op call) per variant, variants in turn, order reversed every other repeat."), "",
           "| variant | median µs / call |", "| --- | ---: |"]
@@ -213,8 +234,9 @@ def main(argv=None) -> dict:
     print(text)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "compat_overhead.json").write_text(json.dumps(result, indent=2) + "\n")
-        (args.out / "compat_overhead.md").write_text(text)
+        stem = "compat_overhead" + ("" if args.grad_mode == "no_grad" else "_inference")
+        (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+        (args.out / f"{stem}.md").write_text(text)
     return result
 
 

@@ -81,6 +81,8 @@ def measure(name: str, args: tuple, number: int, repeats: int) -> dict:
         "direct": lambda: direct_fn(*args),
         "eager_ir": lambda: call(*args),
         "torch_ops": lambda: torch_op(*args),
+        # Diagnostics: the choice alone (every predicate it runs, nothing launched).
+        "dispatch_only": lambda: call.dispatch(*args),
     }
     samples = measure_variants(variants, number, repeats)
     med = {k: statistics.median(v) for k, v in samples.items()}
@@ -90,6 +92,7 @@ def measure(name: str, args: tuple, number: int, repeats: int) -> dict:
         "direct_us": med["direct"],
         "eager_ir_us": med["eager_ir"],
         "torch_ops_us": med["torch_ops"],
+        "dispatch_only_us": med["dispatch_only"],
         "eager_added_us": eager["median"],
         "eager_added_iqr_us": eager["iqr"],
         "torch_ops_added_us": via_torch["median"],
@@ -110,14 +113,18 @@ def to_markdown(result: dict) -> str:
         "an added cost is the median of the per-repeat differences (IQR beside it).",
         f"Target: an eager IR call adds <= {TARGET_US} µs to the direct provider call.",
         "",
-        "| op | provider | direct µs | eager IR µs | torch.ops µs | eager adds µs (IQR) | torch.ops adds µs "
-        "| eager / direct | meets target |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "`dispatch() alone` times choosing the provider (its `supports_args` checks and the priority walk) "
+        "without running it: the Python work an eager call adds, apart from its own call frame.",
+        "",
+        "| op | provider | direct µs | eager IR µs | torch.ops µs | eager adds µs (IQR) | dispatch() alone µs "
+        "| torch.ops adds µs | eager / direct | meets target |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in result["ops"].items():
         lines.append(
             f"| {name} | {r['provider']} | {r['direct_us']:.2f} | {r['eager_ir_us']:.2f} | {r['torch_ops_us']:.2f} "
-            f"| {r['eager_added_us']:.2f} ({r['eager_added_iqr_us']:.2f}) | {r['torch_ops_added_us']:.2f} "
+            f"| {r['eager_added_us']:.2f} ({r['eager_added_iqr_us']:.2f}) | {r['dispatch_only_us']:.2f} "
+            f"| {r['torch_ops_added_us']:.2f} "
             f"| {r['eager_ratio']:.2f}x "
             f"| {'yes' if r['eager_meets_target'] else 'NO'} |"
         )

@@ -26,7 +26,8 @@ for step in "$@"; do
     # The host CPU of the GPU machine is quiet (the development machine is shared):
     # the dispatch and shim overheads are CPU figures, measured with CUDA hidden.
     cpu) CUDA_VISIBLE_DEVICES= python3 benchmarks/dispatch_overhead.py --out "$R" 2>&1 | tail -12
-         CUDA_VISIBLE_DEVICES= python3 benchmarks/compat_overhead.py --out "$R" 2>&1 | tail -20 ;;
+         CUDA_VISIBLE_DEVICES= python3 benchmarks/compat_overhead.py --out "$R" 2>&1 | tail -20
+         CUDA_VISIBLE_DEVICES= python3 benchmarks/compat_overhead.py --grad-mode inference_mode --out "$R" 2>&1 | tail -20 ;;
     # The dispatcher on CUDA tensors: the Triton providers' supports_args checks included.
     gpu-dispatch) python3 benchmarks/dispatch_overhead.py --device cuda --out "$R" 2>&1 | tail -14 ;;
   esac

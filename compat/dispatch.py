@@ -23,7 +23,8 @@ from .records import recorder
 
 logger = logging.getLogger(__name__)
 
-_is_compiling = torch.compiler.is_compiling
+_is_dynamo_compiling = torch.compiler.is_dynamo_compiling
+_compiler = torch.compiler
 
 BASES: list[type] = []
 """CustomOp bases whose subclasses are intercepted: irshim's own, then installed foreign ones."""
@@ -238,7 +239,7 @@ recorder.known_classes = known_classes
 # --------------------------------------------------------------- the call
 def call(layer: Any, args: tuple, kwargs: dict, legacy: Callable[..., Any] | None = None) -> Any:
     """Run one intercepted call in the class's mode; `legacy` defaults to `layer._forward_method`."""
-    if _is_compiling():
+    if _is_dynamo_compiling() or _compiler._is_compiling_flag:  # is_compiling(), without its two calls
         return _call_compiling(layer, args, kwargs, legacy or layer._forward_method)
     state = _states.get(type(layer))
     if state is None or state.generation != _flags.generation:

@@ -33,17 +33,22 @@ _LIB = Library(NAMESPACE, "FRAGMENT")
 
 InputGenerator = Callable[..., tuple[Any, ...]]
 
-# Cheap checks for "someone is tracing": Dynamo (is_compiling, which Dynamo
-# folds to True while tracing, so the second check is never traced) and any
-# torch dispatch mode such as FakeTensorMode or make_fx's proxy mode. Both
-# together cost ~0.3 µs on the CI CPU.
-_is_compiling = torch.compiler.is_compiling
+# Cheap checks for "someone is tracing": Dynamo (is_dynamo_compiling, which Dynamo
+# folds to True while tracing, so the checks after it are never traced), export's
+# flag (what torch.compiler.is_compiling() returns outside Dynamo, read here without
+# its two Python calls) and any torch dispatch mode such as FakeTensorMode or
+# make_fx's proxy mode. Python work between torch ops costs several times its own
+# time on a small VM (an empty Python frame around a 60 µs native rms_norm added
+# 1.5 µs, benchmarks/dispatch_overhead.py): these checks cost 1 µs less an eager
+# IR call there than is_compiling().
+_is_dynamo_compiling = torch.compiler.is_dynamo_compiling
+_compiler = torch.compiler
 _dispatch_modes = torch._C._len_torch_dispatch_stack
 
 
 def tracing() -> bool:
-    """Whether Dynamo, make_fx or a fake/dispatch mode is tracing (not running) this code."""
-    return _is_compiling() or _dispatch_modes() > 0
+    """Whether Dynamo, export, make_fx or a fake/dispatch mode is tracing (not running) this code."""
+    return _is_dynamo_compiling() or _compiler._is_compiling_flag or _dispatch_modes() > 0
 
 
 def capturing_cuda_graph() -> bool:
@@ -448,7 +453,7 @@ class IrOp:
         # Eager calls bypass the torch dispatcher, which costs several µs more
         # per call (benchmarks/results/dispatch_overhead.md). This body inlines
         # dispatch() and _run_functional(): each Python call level is ~0.1 µs.
-        if _is_compiling() or _dispatch_modes():
+        if _is_dynamo_compiling() or _compiler._is_compiling_flag or _dispatch_modes():
             return self.torch_op(*args, **kwargs)
         impls = self._resolved if self._resolved_generation == _priority.generation else self._resolve()
         for impl in impls:
