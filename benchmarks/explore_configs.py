@@ -565,10 +565,118 @@ def act3():
 # kernel, since merged into kernels/triton/activation.py (EVEN); its output is in
 # results/sweep_session5_h200.txt.
 
+
+@triton.jit
+def _rope_v(POS, CACHE, CACHE_ROW_STRIDE, Q, Q_T_STRIDE, Q_OUT, QO_T_STRIDE, K, K_T_STRIDE, K_OUT, KO_T_STRIDE,
+            N_TOKENS, NQ: tl.constexpr, NK: tl.constexpr, HALF: tl.constexpr, BLOCK_T: tl.constexpr,
+            EVEN: tl.constexpr, SCALAR: tl.constexpr, EV: tl.constexpr, EV_KEEP: tl.constexpr):
+    """NeoX, full rotary, heads contiguous (head stride 2 * HALF), head counts constexpr and powers of two:
+    the production kernel with its masks dropped (EVEN), a scalar token base and int32 offsets within
+    the block (SCALAR), streaming eviction hints on q / k and keep-hints on the cache (EV, EV_KEEP)."""
+    pid = tl.program_id(0)
+    t_loc = tl.arange(0, BLOCK_T)
+    half = tl.arange(0, HALF)
+    hq = tl.arange(0, NQ)
+    hk = tl.arange(0, NK)
+    if SCALAR:
+        base = pid.to(tl.int64) * BLOCK_T
+        q_in = Q + base * Q_T_STRIDE + (t_loc[:, None, None] * Q_T_STRIDE + hq[None, :, None] * (2 * HALF) + half[None, None, :])
+        k_in = K + base * K_T_STRIDE + (t_loc[:, None, None] * K_T_STRIDE + hk[None, :, None] * (2 * HALF) + half[None, None, :])
+        q_out = Q_OUT + base * QO_T_STRIDE + (t_loc[:, None, None] * QO_T_STRIDE + hq[None, :, None] * (2 * HALF) + half[None, None, :])
+        k_out = K_OUT + base * KO_T_STRIDE + (t_loc[:, None, None] * KO_T_STRIDE + hk[None, :, None] * (2 * HALF) + half[None, None, :])
+        tokens = base + t_loc
+    else:
+        tokens = (pid * BLOCK_T + t_loc).to(tl.int64)
+        q_in = Q + tokens[:, None, None] * Q_T_STRIDE + hq[None, :, None] * (2 * HALF) + half[None, None, :]
+        k_in = K + tokens[:, None, None] * K_T_STRIDE + hk[None, :, None] * (2 * HALF) + half[None, None, :]
+        q_out = Q_OUT + tokens[:, None, None] * QO_T_STRIDE + hq[None, :, None] * (2 * HALF) + half[None, None, :]
+        k_out = K_OUT + tokens[:, None, None] * KO_T_STRIDE + hk[None, :, None] * (2 * HALF) + half[None, None, :]
+    if EVEN:
+        qa = tl.load(q_in, eviction_policy=EV).to(tl.float32)
+        qb = tl.load(q_in + HALF, eviction_policy=EV).to(tl.float32)
+        ka = tl.load(k_in, eviction_policy=EV).to(tl.float32)
+        kb = tl.load(k_in + HALF, eviction_policy=EV).to(tl.float32)
+        pos = tl.load(POS + tokens).to(tl.int64)
+        rows = CACHE + pos[:, None, None] * CACHE_ROW_STRIDE + half[None, None, :]
+        cos = tl.load(rows, eviction_policy=EV_KEEP).to(tl.float32)
+        sin = tl.load(rows + HALF, eviction_policy=EV_KEEP).to(tl.float32)
+        tl.store(q_out, (qa * cos - qb * sin).to(Q_OUT.dtype.element_ty))
+        tl.store(q_out + HALF, (qb * cos + qa * sin).to(Q_OUT.dtype.element_ty))
+        tl.store(k_out, (ka * cos - kb * sin).to(K_OUT.dtype.element_ty))
+        tl.store(k_out + HALF, (kb * cos + ka * sin).to(K_OUT.dtype.element_ty))
+    else:
+        tm = tokens < N_TOKENS
+        mq = tm[:, None, None] & (hq < NQ)[None, :, None] & (half < HALF)[None, None, :]
+        mk = tm[:, None, None] & (hk < NK)[None, :, None] & (half < HALF)[None, None, :]
+        qa = tl.load(q_in, mask=mq, other=0.0, eviction_policy=EV).to(tl.float32)
+        qb = tl.load(q_in + HALF, mask=mq, other=0.0, eviction_policy=EV).to(tl.float32)
+        ka = tl.load(k_in, mask=mk, other=0.0, eviction_policy=EV).to(tl.float32)
+        kb = tl.load(k_in + HALF, mask=mk, other=0.0, eviction_policy=EV).to(tl.float32)
+        pos = tl.load(POS + tokens, mask=tm, other=0).to(tl.int64)
+        mc = tm[:, None, None] & (half < HALF)[None, None, :]
+        rows = CACHE + pos[:, None, None] * CACHE_ROW_STRIDE + half[None, None, :]
+        cos = tl.load(rows, mask=mc, other=0.0, eviction_policy=EV_KEEP).to(tl.float32)
+        sin = tl.load(rows + HALF, mask=mc, other=0.0, eviction_policy=EV_KEEP).to(tl.float32)
+        tl.store(q_out, (qa * cos - qb * sin).to(Q_OUT.dtype.element_ty), mask=mq)
+        tl.store(q_out + HALF, (qb * cos + qa * sin).to(Q_OUT.dtype.element_ty), mask=mq)
+        tl.store(k_out, (ka * cos - kb * sin).to(K_OUT.dtype.element_ty), mask=mk)
+        tl.store(k_out + HALF, (kb * cos + ka * sin).to(K_OUT.dtype.element_ty), mask=mk)
+
+
+def rope3():
+    """RoPE kernel variants (masks, scalar token base, eviction hints) against the production kernel and
+    Liger, functional form, Llama-3-8B and 70B/TP8 heads, random positions in an 8192-row cache."""
+    import bench_rope as BR
+    from irshim.kernels.triton import rope as TR
+    liger = BR._liger()
+    variants = {"V1 masked": (False, False, False), "V2 even": (True, False, False),
+                "V3 even+scalar": (True, True, False), "V4 even+scalar+evict": (True, True, True),
+                "V5 scalar": (False, True, False)}
+    grid_cfgs = {"llama3-8b": ((1, 4), (1, 8), (2, 8)), "llama3-70b-tp8": ((1, 4), (2, 4), (4, 4), (4, 2))}
+    sizes = {"llama3-8b": (1, 1024, 4096, 16384), "llama3-70b-tp8": (1, 128, 1024, 4096, 16384)}
+    for model, (nq, nk, hs) in BR.MODELS.items():
+        for t in sizes[model]:
+            nbytes = BR.rope_bytes(t, nq, nk, hs, hs, 2)
+            sets = sets_for(lambda: BR.make_inputs(t, nq, nk, hs, hs, True, BF, DEV, seed=7), nbytes)
+            res = []
+            case = H.Case(model, f"{t}", "bfloat16", t, nbytes, lambda: None)
+            if liger is not None:
+                res.append((t_us([liger.bind(case, a) for a in sets], nbytes), "liger"))
+            res.append((t_us([lambda a=a: BR.OP(*a) for a in sets], nbytes), "op"))
+            for bt, w in grid_cfgs[model]:
+                base = TR.rope_config(t, nq, nk, hs // 2)
+                cfg = TR.RopeConfig(bt, min(base.block_hq, 4096 // (bt * hs // 2)), min(base.block_hk, 4096 // (bt * hs // 2)), w)
+                res.append((t_us([lambda a=a, cfg=cfg: TR.rotary_embedding_into(*a, config=cfg) for a in sets], nbytes),
+                            f"V0 prod {bt}/{w}"))
+                for name, (even, scalar, evict) in variants.items():
+                    if even and t % bt:
+                        continue
+                    def f(a, bt=bt, w=w, even=even, scalar=scalar, evict=evict):
+                        pos, q, k, _, _, cache, _ = a
+                        qo, ko = torch.empty_like(q), torch.empty_like(k)
+                        _rope_v[(triton.cdiv(t, bt),)](pos, cache, cache.stride(0), q, q.stride(0), qo, qo.stride(0),
+                                                       k, k.stride(0), ko, ko.stride(0), t, NQ=nq, NK=nk, HALF=hs // 2,
+                                                       BLOCK_T=bt, EVEN=even, SCALAR=scalar, EV="evict_first" if evict else "",
+                                                       EV_KEEP="evict_last" if evict else "", num_warps=w)
+                        return qo, ko
+                    try:
+                        a0 = sets[0]
+                        qo, ko = f(a0)
+                        eq, ek = BR.OP.native(*a0)
+                        err = max((qo.float() - eq.float()).abs().max().item(), (ko.float() - ek.float()).abs().max().item())
+                        if err > 0.05:
+                            log(f"rope3 {name} {bt}/{w} {model} {t}: max err {err}")
+                        res.append((t_us([lambda a=a, f=f: f(a) for a in sets], nbytes), f"{name} {bt}/{w}"))
+                    except Exception as e:
+                        log("rope3 failed", name, bt, w, repr(e)[:300])
+            res.sort()
+            log(f"rope3 {model} {t} | " + " ".join(f"{n}:{u:.2f}" for u, n in res[:12]))
+
+
 SECTIONS_BY_NAME = {"inductor": dump_inductor, "act": act_sweep, "norm": norm_sweep, "quant": quant_sweep,
                     "rows": rows_sweep, "variants": variants, "rows2": rows2, "act2": act2,
                     "rows3": rows3, "group3": group3, "fused3": fused3,
-                    "fused4": fused4, "act3": act3}
+                    "fused4": fused4, "act3": act3, "rope3": rope3}
 
 
 def main() -> None:

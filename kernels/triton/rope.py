@@ -37,7 +37,7 @@ OPS = ("rotary_embedding",)
 @triton.jit
 def _load_pairs(
     X, X_T_STRIDE, X_H_STRIDE, tokens, token_mask, h0, N_HEADS,
-    HALF: tl.constexpr, BLOCK_HALF: tl.constexpr, NEOX: tl.constexpr, BLOCK_H: tl.constexpr,
+    HALF: tl.constexpr, BLOCK_HALF: tl.constexpr, NEOX: tl.constexpr, BLOCK_H: tl.constexpr, EVEN: tl.constexpr,
 ):
     """The rotated pairs (a, b) of heads [h0, h0 + BLOCK_H) of `tokens`, in float32:
     NeoX pairs features (i, i + HALF), GPT-J (2i, 2i + 1). GPT-J's pairs are loaded
@@ -47,13 +47,15 @@ def _load_pairs(
     x_heads = X + tokens[:, None, None] * X_T_STRIDE + heads[None, :, None] * X_H_STRIDE
     if NEOX:
         half = tl.arange(0, BLOCK_HALF)
-        mask = token_mask[:, None, None] & (heads < N_HEADS)[None, :, None] & (half < HALF)[None, None, :]
-        a = tl.load(x_heads + half[None, None, :], mask=mask, other=0.0).to(tl.float32)
-        b = tl.load(x_heads + HALF + half[None, None, :], mask=mask, other=0.0).to(tl.float32)
+        mask = None if EVEN else (
+            token_mask[:, None, None] & (heads < N_HEADS)[None, :, None] & (half < HALF)[None, None, :])
+        a = tl.load(x_heads + half[None, None, :], mask=mask, other=None if EVEN else 0.0).to(tl.float32)
+        b = tl.load(x_heads + HALF + half[None, None, :], mask=mask, other=None if EVEN else 0.0).to(tl.float32)
     else:
         rot = tl.arange(0, 2 * BLOCK_HALF)
-        mask = token_mask[:, None, None] & (heads < N_HEADS)[None, :, None] & (rot < 2 * HALF)[None, None, :]
-        x = tl.load(x_heads + rot[None, None, :], mask=mask, other=0.0).to(tl.float32)
+        mask = None if EVEN else (
+            token_mask[:, None, None] & (heads < N_HEADS)[None, :, None] & (rot < 2 * HALF)[None, None, :])
+        x = tl.load(x_heads + rot[None, None, :], mask=mask, other=None if EVEN else 0.0).to(tl.float32)
         a, b = tl.split(tl.reshape(x, [x.shape[0], BLOCK_H, BLOCK_HALF, 2]))
     return a, b
 
@@ -63,7 +65,7 @@ def _store_rotated(
     a, b, cos, sin,
     X, X_T_STRIDE, X_H_STRIDE, OUT, OUT_T_STRIDE, OUT_H_STRIDE, tokens, token_mask, h0, N_HEADS,
     HALF: tl.constexpr, BLOCK_HALF: tl.constexpr, N_PASS: tl.constexpr, BLOCK_PASS: tl.constexpr,
-    NEOX: tl.constexpr, COPY_PASS: tl.constexpr, BLOCK_H: tl.constexpr,
+    NEOX: tl.constexpr, COPY_PASS: tl.constexpr, BLOCK_H: tl.constexpr, EVEN: tl.constexpr,
 ):
     """Rotate the pairs loaded by `_load_pairs` and store them (and, functional with
     partial rotary, copy the pass-through features) into OUT."""
@@ -73,19 +75,22 @@ def _store_rotated(
     rb = (b * cos + a * sin).to(OUT.dtype.element_ty)
     if NEOX:
         half = tl.arange(0, BLOCK_HALF)
-        mask = token_mask[:, None, None] & (heads < N_HEADS)[None, :, None] & (half < HALF)[None, None, :]
+        mask = None if EVEN else (
+            token_mask[:, None, None] & (heads < N_HEADS)[None, :, None] & (half < HALF)[None, None, :])
         tl.store(out_heads + half[None, None, :], ra, mask=mask)
         tl.store(out_heads + HALF + half[None, None, :], rb, mask=mask)
     else:
         rot = tl.arange(0, 2 * BLOCK_HALF)
-        mask = token_mask[:, None, None] & (heads < N_HEADS)[None, :, None] & (rot < 2 * HALF)[None, None, :]
+        mask = None if EVEN else (
+            token_mask[:, None, None] & (heads < N_HEADS)[None, :, None] & (rot < 2 * HALF)[None, None, :])
         tl.store(out_heads + rot[None, None, :], tl.reshape(tl.join(ra, rb), [ra.shape[0], BLOCK_H, 2 * BLOCK_HALF]),
                  mask=mask)
     if COPY_PASS:  # features [2 * HALF, head_size) pass through
         rest = tl.arange(0, BLOCK_PASS)
-        pmask = token_mask[:, None, None] & (heads < N_HEADS)[None, :, None] & (rest < N_PASS)[None, None, :]
+        pmask = None if EVEN else (
+            token_mask[:, None, None] & (heads < N_HEADS)[None, :, None] & (rest < N_PASS)[None, None, :])
         x_heads = X + tokens[:, None, None] * X_T_STRIDE + heads[None, :, None] * X_H_STRIDE
-        p = tl.load(x_heads + 2 * HALF + rest[None, None, :], mask=pmask, other=0.0)
+        p = tl.load(x_heads + 2 * HALF + rest[None, None, :], mask=pmask, other=None if EVEN else 0.0)
         tl.store(out_heads + 2 * HALF + rest[None, None, :], p, mask=pmask)
 
 
@@ -93,15 +98,15 @@ def _store_rotated(
 def _rotate_heads(
     cos, sin, X, X_T_STRIDE, X_H_STRIDE, OUT, OUT_T_STRIDE, OUT_H_STRIDE, tokens, token_mask, N_HEADS,
     HALF: tl.constexpr, BLOCK_HALF: tl.constexpr, N_PASS: tl.constexpr, BLOCK_PASS: tl.constexpr,
-    NEOX: tl.constexpr, COPY_PASS: tl.constexpr, BLOCK_H: tl.constexpr,
+    NEOX: tl.constexpr, COPY_PASS: tl.constexpr, BLOCK_H: tl.constexpr, EVEN: tl.constexpr,
 ):
     """Rotate heads [0, N_HEADS) of `tokens` from X into OUT, BLOCK_H heads a step."""
     for h0 in range(0, N_HEADS, BLOCK_H):
         a, b = _load_pairs(X, X_T_STRIDE, X_H_STRIDE, tokens, token_mask, h0, N_HEADS,
-                           HALF, BLOCK_HALF, NEOX, BLOCK_H)
+                           HALF, BLOCK_HALF, NEOX, BLOCK_H, EVEN)
         _store_rotated(a, b, cos, sin, X, X_T_STRIDE, X_H_STRIDE, OUT, OUT_T_STRIDE, OUT_H_STRIDE,
                        tokens, token_mask, h0, N_HEADS, HALF, BLOCK_HALF, N_PASS, BLOCK_PASS, NEOX,
-                       COPY_PASS, BLOCK_H)
+                       COPY_PASS, BLOCK_H, EVEN)
 
 
 @triton.jit
@@ -125,6 +130,7 @@ def _rope_kernel(
     BLOCK_HQ: tl.constexpr,      # query heads per step
     BLOCK_HK: tl.constexpr,      # key heads per step
     ONE_STEP: tl.constexpr,      # all heads in one step: query and key loaded first
+    EVEN: tl.constexpr,          # the blocks tile tokens, heads and features exactly: no masks
 ):
     tokens = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
     token_mask = tokens < N_TOKENS
@@ -133,31 +139,33 @@ def _rope_kernel(
         # Query and key loads go out before the position -> cache row chain (two
         # dependent loads), so a decode-sized launch waits for two round trips, not three.
         qa, qb = _load_pairs(Q, Q_T_STRIDE, Q_H_STRIDE, tokens, token_mask, 0, N_Q_HEADS,
-                             HALF, BLOCK_HALF, NEOX, BLOCK_HQ)
+                             HALF, BLOCK_HALF, NEOX, BLOCK_HQ, EVEN)
         if HAS_KEY:
             ka, kb = _load_pairs(K, K_T_STRIDE, K_H_STRIDE, tokens, token_mask, 0, N_K_HEADS,
-                                 HALF, BLOCK_HALF, NEOX, BLOCK_HK)
-    pos = tl.load(POS + tokens * POS_STRIDE, mask=token_mask, other=0).to(tl.int64)
+                                 HALF, BLOCK_HALF, NEOX, BLOCK_HK, EVEN)
+    pos = tl.load(POS + tokens * POS_STRIDE, mask=None if EVEN else token_mask,
+                  other=None if EVEN else 0).to(tl.int64)
     half = tl.arange(0, BLOCK_HALF)
-    cs_mask = token_mask[:, None, None] & (half < HALF)[None, None, :]
+    cs_mask = None if EVEN else token_mask[:, None, None] & (half < HALF)[None, None, :]
     cs_rows = CACHE + pos[:, None, None] * CACHE_ROW_STRIDE + half[None, None, :]
     # [BLOCK_T, 1, BLOCK_HALF]: broadcast over heads; loaded once for query and key.
-    cos = tl.load(cs_rows, mask=cs_mask, other=0.0).to(tl.float32)
-    sin = tl.load(cs_rows + HALF, mask=cs_mask, other=0.0).to(tl.float32)
+    cos = tl.load(cs_rows, mask=cs_mask, other=None if EVEN else 0.0).to(tl.float32)
+    sin = tl.load(cs_rows + HALF, mask=cs_mask, other=None if EVEN else 0.0).to(tl.float32)
     if ONE_STEP:
         _store_rotated(qa, qb, cos, sin, Q, Q_T_STRIDE, Q_H_STRIDE, Q_OUT, Q_OUT_T_STRIDE, Q_OUT_H_STRIDE,
                        tokens, token_mask, 0, N_Q_HEADS, HALF, BLOCK_HALF, N_PASS, BLOCK_PASS, NEOX, COPY_PASS,
-                       BLOCK_HQ)
+                       BLOCK_HQ, EVEN)
         if HAS_KEY:
             _store_rotated(ka, kb, cos, sin, K, K_T_STRIDE, K_H_STRIDE, K_OUT, K_OUT_T_STRIDE, K_OUT_H_STRIDE,
                            tokens, token_mask, 0, N_K_HEADS, HALF, BLOCK_HALF, N_PASS, BLOCK_PASS, NEOX,
-                           COPY_PASS, BLOCK_HK)
+                           COPY_PASS, BLOCK_HK, EVEN)
     else:
         _rotate_heads(cos, sin, Q, Q_T_STRIDE, Q_H_STRIDE, Q_OUT, Q_OUT_T_STRIDE, Q_OUT_H_STRIDE, tokens,
-                      token_mask, N_Q_HEADS, HALF, BLOCK_HALF, N_PASS, BLOCK_PASS, NEOX, COPY_PASS, BLOCK_HQ)
+                      token_mask, N_Q_HEADS, HALF, BLOCK_HALF, N_PASS, BLOCK_PASS, NEOX, COPY_PASS, BLOCK_HQ, EVEN)
         if HAS_KEY:
             _rotate_heads(cos, sin, K, K_T_STRIDE, K_H_STRIDE, K_OUT, K_OUT_T_STRIDE, K_OUT_H_STRIDE, tokens,
-                          token_mask, N_K_HEADS, HALF, BLOCK_HALF, N_PASS, BLOCK_PASS, NEOX, COPY_PASS, BLOCK_HK)
+                          token_mask, N_K_HEADS, HALF, BLOCK_HALF, N_PASS, BLOCK_PASS, NEOX, COPY_PASS, BLOCK_HK,
+                          EVEN)
 
 
 # ---------------------------------------------------------- launch config
@@ -174,38 +182,29 @@ class RopeConfig:
 # A program takes BLOCK_T tokens x all query heads x the rotated pairs, heads
 # stepped through BLOCK_H at a time so that a step holds at most MAX_STEP_PAIRS
 # pairs (when all heads fit, they are all loaded before the cache row: ONE_STEP).
-# Sweeps (`benchmarks/bench_rope.py --sweep`, bf16 NeoX, CUDA-graph µs, "tokens/warps";
-# Llama-3-8B = 32 q heads x 64 pairs = 2048 pairs a token, 70B at TP8 = 512):
-# - Decode (< DECODE_TOKENS): one token a program, 4-8 warps.
-#     H100 8B  1 tok: 1/16 1.58  1/8 1.63  1/4 1.61 | 70B 1 tok: 2/8 1.39  1/4 1.43  1/8 1.44  1/2 1.82
-# - Throughput: PROGRAM_PAIRS pairs a program (8B: 1 token, 70B: 4), one warp per
-#   WARP_PAIRS pairs of a token (8B: 4 warps, 70B: 1): the 1/4 and 4/1 columns are
-#   within 1-8% of the best of 40 configurations at every size on both GPUs.
-#     H200 8B  1024: 1/1 6.38  1/4 6.39 | 4096: 1/4 24.52 | 16384: 1/4 88.10 (best)
-#     H100 8B  1024: 1/4 7.28 (best)    | 4096: 1/8 31.09  1/4 31.79 | 16384: 1/8 117.2  1/4 119.1
-#     H200 70B 1024: 1/4 2.40  4/1 2.49 | 4096: 2/1 4.33  4/1 4.34 | 16384: 1/1 22.42  4/1 23.28
-#     H100 70B 1024: 4/1 2.36 (best)    | 4096: 4/1 4.52 (best)    | 16384: 1/4 29.08  4/1 29.49
-PROGRAM_PAIRS = 2048
-WARP_PAIRS = 512
-MAX_STEP_PAIRS = 4096
-DECODE_TOKENS = 64
-"""Below this many tokens, one token a program: the launch is latency-bound, programs are cheap."""
-DECODE_MIN_WARPS = 4
-DECODE_PAIRS_PER_WARP = 256
+# The rule: one token a program at every size, one warp per PAIRS_PER_WARP pairs of
+# the token, between MIN_WARPS and MAX_WARPS (Llama-3-8B = 32 q heads x 64 pairs =
+# 2048 pairs a token: 8 warps; 70B at TP8 = 512 pairs: 4 warps).
+# H200, bf16 NeoX, functional, CUDA-graph µs, "tokens/warps" (explore_configs.py rope3,
+# results/sweep_session6_h200.txt; earlier sweeps: `bench_rope.py --sweep`, sweep_rope_h*.txt):
+#   8B  1: 1/4 1.56  1/8 1.57 | 1024: 1/4 6.45  2/8 6.53 | 4096: 1/8 23.48  1/4 23.69 | 16384: 1/8 84.78  1/4 86.12
+#   70B 1: 1/4 1.36  2/4 1.81 | 128: 1/4 1.50  4/1 1.92 | 1024: 1/4 2.19  4/8 2.49 | 16384: 1/4 22.73  4/2 23.83
+#   H100 (older kernel): 8B 4096 1/8 31.09  1/4 31.79 | 16384 1/8 117.2  1/4 119.1 | 70B 16384 1/4 29.08  4/1 29.49
+# Up to 2026-11-27 throughput sizes packed 2048 pairs a program (70B: 4 tokens a program,
+# 1 warp), which rope3 measured 4-28% slower on the 70B heads than one token and 4 warps.
+PAIRS_PER_WARP = 256
+MIN_WARPS = 4
 MAX_WARPS = 8
+MAX_STEP_PAIRS = 4096
 
 
 @S.cached_config
 def rope_config(n_tokens: int, n_q_heads: int, n_k_heads: int, half: int) -> RopeConfig:
-    """Launch configuration (measurements above)."""
+    """Launch configuration (measurements above): the same for every token count."""
     block_half = S.next_pow2(half)
     pairs_per_token = S.next_pow2(max(n_q_heads, 1)) * block_half
-    if n_tokens < DECODE_TOKENS:
-        block_t = 1
-        num_warps = max(DECODE_MIN_WARPS, min(MAX_WARPS, pairs_per_token // DECODE_PAIRS_PER_WARP))
-    else:
-        block_t = max(1, min(PROGRAM_PAIRS // pairs_per_token, S.next_pow2(n_tokens)))
-        num_warps = max(1, min(MAX_WARPS, pairs_per_token // WARP_PAIRS))
+    block_t = 1
+    num_warps = max(MIN_WARPS, min(MAX_WARPS, pairs_per_token // PAIRS_PER_WARP))
     max_heads = max(1, MAX_STEP_PAIRS // (block_t * block_half))
     block_hq = min(S.next_pow2(max(n_q_heads, 1)), max_heads)
     block_hk = min(S.next_pow2(max(n_k_heads, 1)), max_heads)
@@ -243,16 +242,21 @@ def _launch(kernel, positions: Tensor, query: Tensor, key: Tensor | None, head_s
         key, k_out, hk, k_ts, k_hs, ko_ts, ko_hs = query, q_out, 0, 0, 0, 0, 0
     cfg = config or rope_config(n_tokens, hq, hk, half)
     copy_pass = n_pass > 0 and q_out.data_ptr() != query.data_ptr()
+    block_half, block_pass = S.next_pow2(half), S.next_pow2(max(n_pass, 1))
+    # Masks dropped where the blocks tile everything exactly (explore_configs.py rope3, H200,
+    # results/sweep_session6_h200.txt): 70B/TP8 heads 1 token 1.34 -> 1.27 µs, 128 tokens 1.56 -> 1.43.
+    even = (n_tokens % cfg.block_t == 0 and hq % cfg.block_hq == 0 and hk % cfg.block_hk == 0
+            and half == block_half and (not copy_pass or n_pass == block_pass))
     grid = (S.cdiv(n_tokens, cfg.block_t),)
     kernel[grid](
         positions, positions.stride(0), cos_sin_cache, cos_sin_cache.stride(0),
         query, q_ts, q_hs, q_out, qo_ts, qo_hs,
         key, k_ts, k_hs, k_out, ko_ts, ko_hs,
         n_tokens, hq, hk,
-        HALF=half, BLOCK_HALF=S.next_pow2(half), N_PASS=n_pass, BLOCK_PASS=S.next_pow2(max(n_pass, 1)),
+        HALF=half, BLOCK_HALF=block_half, N_PASS=n_pass, BLOCK_PASS=block_pass,
         NEOX=is_neox_style, HAS_KEY=has_key, COPY_PASS=copy_pass,
         BLOCK_T=cfg.block_t, BLOCK_HQ=cfg.block_hq, BLOCK_HK=cfg.block_hk,
-        ONE_STEP=cfg.block_hq >= hq and cfg.block_hk >= hk, num_warps=cfg.num_warps,
+        ONE_STEP=cfg.block_hq >= hq and cfg.block_hk >= hk, EVEN=even, num_warps=cfg.num_warps,
     )
 
 

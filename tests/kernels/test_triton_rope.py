@@ -128,14 +128,32 @@ def test_int32_positions_and_extreme_values():
 
 
 def test_launch_config_rules():
-    # Decode: one token a program, 4-8 warps. Prefill: Llama-3-8B one token (2048 pairs)
-    # over 4 warps; 70B TP8 four tokens over one warp.
-    assert rope.rope_config(1, 32, 8, 64) == rope.RopeConfig(1, 32, 8, 8)
-    assert rope.rope_config(1, 8, 1, 64) == rope.RopeConfig(1, 8, 1, 4)
-    assert rope.rope_config(4096, 32, 8, 64) == rope.RopeConfig(1, 32, 8, 4)
-    assert rope.rope_config(4096, 8, 1, 64) == rope.RopeConfig(4, 8, 1, 1)
+    # One token a program at every size; one warp per 256 pairs of a token, 4 to 8 warps:
+    # Llama-3-8B (32 q heads x 64 pairs) 8 warps, 70B at TP8 (8 x 64) 4.
+    for tokens in (1, 64, 4096):
+        assert rope.rope_config(tokens, 32, 8, 64) == rope.RopeConfig(1, 32, 8, 8)
+        assert rope.rope_config(tokens, 8, 1, 64) == rope.RopeConfig(1, 8, 1, 4)
+    assert rope.rope_config(16, 1, 1, 16).num_warps == 4
+    assert rope.rope_config(16, 64, 8, 64).num_warps == 8
     cfg = rope.rope_config(4096, 128, 16, 64)  # many heads: stepped, at most MAX_STEP_PAIRS a step
     assert cfg.block_t * cfg.block_hq * 64 <= rope.MAX_STEP_PAIRS
+
+
+@pytest.mark.parametrize("neox", [True, False])
+@pytest.mark.parametrize("rotary_dim", [32, 16])
+def test_unmasked_and_masked_launches_agree_with_native(neox, rotary_dim):
+    """The kernel drops its masks when the blocks tile tokens, heads and features exactly
+    (power-of-two heads, here with 1 token a program): the same inputs launched with 2 tokens
+    a program over 3 tokens take the masked path; both match native."""
+    args = make_args(3, 4, 2, 32, rotary_dim, torch.float32, neox=neox)
+    expected = op.native(*args)
+    for cfg in (rope.RopeConfig(1, 4, 2, 4), rope.RopeConfig(2, 4, 2, 4)):
+        for a, e in zip(rope.rotary_embedding_into(*args, config=cfg), expected):
+            assert_close(a, e, op.tolerance(torch.float32), what=f"{cfg} neox={neox}")
+        q, k = args[1].clone(), args[2].clone()
+        rope.rotary_embedding_inplace_(args[0], q, k, *args[3:], config=cfg)
+        for a, e in zip((q, k), expected):
+            assert_close(a, e, op.tolerance(torch.float32), what=f"in place {cfg} neox={neox}")
 
 
 def test_supports_args_refuses_what_the_kernel_cannot_do():
