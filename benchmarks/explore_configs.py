@@ -673,10 +673,42 @@ def rope3():
             log(f"rope3 {model} {t} | " + " ".join(f"{n}:{u:.2f}" for u, n in res[:12]))
 
 
+def rope4():
+    """Eviction hints on the unmasked RoPE kernel (`_rope_v` EVEN, the production path for power-of-two
+    heads): streaming q / k loads (evict_first), the cos/sin cache kept (evict_last), both; two rounds
+    of every timing, to show the run-to-run spread beside the differences."""
+    import bench_rope as BR
+    liger = BR._liger()
+    hints = {"none": ("", ""), "qk first": ("evict_first", ""), "cache last": ("", "evict_last"),
+             "both": ("evict_first", "evict_last")}
+    for model, (nq, nk, hs) in BR.MODELS.items():
+        for t in (1, 1024, 4096, 16384):
+            nbytes = BR.rope_bytes(t, nq, nk, hs, hs, 2)
+            sets = sets_for(lambda: BR.make_inputs(t, nq, nk, hs, hs, True, BF, DEV, seed=11), nbytes)
+            case = H.Case(model, f"{t}", "bfloat16", t, nbytes, lambda: None)
+            fns = {}
+            if liger is not None:
+                fns["liger"] = [liger.bind(case, a) for a in sets]
+            fns["op"] = [lambda a=a: BR.OP(*a) for a in sets]
+            for w in (4, 8):
+                for name, (ev, keep) in hints.items():
+                    def f(a, w=w, ev=ev, keep=keep):
+                        pos, q, k, _, _, cache, _ = a
+                        qo, ko = torch.empty_like(q), torch.empty_like(k)
+                        _rope_v[(t,)](pos, cache, cache.stride(0), q, q.stride(0), qo, qo.stride(0),
+                                      k, k.stride(0), ko, ko.stride(0), t, NQ=nq, NK=nk, HALF=hs // 2,
+                                      BLOCK_T=1, EVEN=True, SCALAR=False, EV=ev, EV_KEEP=keep, num_warps=w)
+                        return qo, ko
+                    fns[f"{name} 1/{w}"] = [lambda a=a, f=f: f(a) for a in sets]
+            rounds = [{n: t_us(v, nbytes) for n, v in fns.items()} for _ in range(2)]
+            order = sorted(fns, key=lambda n: min(r[n] for r in rounds))
+            log(f"rope4 {model} {t} | " + " ".join(f"{n}:{rounds[0][n]:.2f}/{rounds[1][n]:.2f}" for n in order))
+
+
 SECTIONS_BY_NAME = {"inductor": dump_inductor, "act": act_sweep, "norm": norm_sweep, "quant": quant_sweep,
                     "rows": rows_sweep, "variants": variants, "rows2": rows2, "act2": act2,
                     "rows3": rows3, "group3": group3, "fused3": fused3,
-                    "fused4": fused4, "act3": act3, "rope3": rope3}
+                    "fused4": fused4, "act3": act3, "rope3": rope3, "rope4": rope4}
 
 
 def main() -> None:

@@ -487,6 +487,11 @@ class _InplaceOverload:
 
     def __init__(self, op: IrOp):
         self.op = op
+        self._forms: dict[IrOpImpl, IrOpImpl | None] = {}
+        """functional impl -> its usable in-place form (None: none), for
+        the priority generation `_forms_generation`: the form's lookup and static support
+        cost as much as its check (dev VM)."""
+        self._forms_generation = -1
         self.schema = _schema_of(op.native, op.activations)
         name = f"{op.name}.maybe_inplace"
         _LIB.define(name + self.schema)
@@ -497,12 +502,22 @@ class _InplaceOverload:
     def dispatch(self, *args: Any, **kwargs: Any) -> IrOpImpl:
         """The impl this overload runs for these arguments, without running it."""
         impl = self.op.dispatch(*args, **kwargs)
-        if not impl.inplace:
-            form = self.op._impls.get(impl.provider + INPLACE_SUFFIX)
-            if (form is not None and form.inplace and form.supported
-                    and form.supports_after_functional(*args, **kwargs)):
-                return form
+        if impl.inplace:
+            return impl
+        if self._forms_generation != _priority.generation:
+            self._forms, self._forms_generation = {}, _priority.generation
+        try:
+            form = self._forms[impl]
+        except KeyError:
+            form = self._forms[impl] = self._form_of(impl)
+        if form is not None and form.supports_after_functional(*args, **kwargs):
+            return form
         return impl
+
+    def _form_of(self, impl: IrOpImpl) -> IrOpImpl | None:
+        """`impl`'s in-place form ``<provider>_inplace`` when the op has a usable one."""
+        form = self.op._impls.get(impl.provider + INPLACE_SUFFIX)
+        return form if form is not None and form.inplace and form.supported else None
 
     def _torch_kernel(self, *args: Any, **kwargs: Any) -> Any:
         # Through torch.ops the schema promises outputs that do not alias the
