@@ -569,7 +569,8 @@ def act3():
 @triton.jit
 def _rope_v(POS, CACHE, CACHE_ROW_STRIDE, Q, Q_T_STRIDE, Q_OUT, QO_T_STRIDE, K, K_T_STRIDE, K_OUT, KO_T_STRIDE,
             N_TOKENS, NQ: tl.constexpr, NK: tl.constexpr, HALF: tl.constexpr, BLOCK_T: tl.constexpr,
-            EVEN: tl.constexpr, SCALAR: tl.constexpr, EV: tl.constexpr, EV_KEEP: tl.constexpr):
+            EVEN: tl.constexpr, SCALAR: tl.constexpr, EV: tl.constexpr, EV_KEEP: tl.constexpr,
+            POS_FIRST: tl.constexpr = False):
     """NeoX, full rotary, heads contiguous (head stride 2 * HALF), head counts constexpr and powers of two:
     the production kernel with its masks dropped (EVEN), a scalar token base and int32 offsets within
     the block (SCALAR), streaming eviction hints on q / k and keep-hints on the cache (EV, EV_KEEP)."""
@@ -591,7 +592,20 @@ def _rope_v(POS, CACHE, CACHE_ROW_STRIDE, Q, Q_T_STRIDE, Q_OUT, QO_T_STRIDE, K, 
         k_in = K + tokens[:, None, None] * K_T_STRIDE + hk[None, :, None] * (2 * HALF) + half[None, None, :]
         q_out = Q_OUT + tokens[:, None, None] * QO_T_STRIDE + hq[None, :, None] * (2 * HALF) + half[None, None, :]
         k_out = K_OUT + tokens[:, None, None] * KO_T_STRIDE + hk[None, :, None] * (2 * HALF) + half[None, None, :]
-    if EVEN:
+    if EVEN and POS_FIRST:  # the position -> cache row chain issued before the q / k loads
+        pos = tl.load(POS + tokens).to(tl.int64)
+        rows = CACHE + pos[:, None, None] * CACHE_ROW_STRIDE + half[None, None, :]
+        cos = tl.load(rows, eviction_policy=EV_KEEP).to(tl.float32)
+        sin = tl.load(rows + HALF, eviction_policy=EV_KEEP).to(tl.float32)
+        qa = tl.load(q_in, eviction_policy=EV).to(tl.float32)
+        qb = tl.load(q_in + HALF, eviction_policy=EV).to(tl.float32)
+        ka = tl.load(k_in, eviction_policy=EV).to(tl.float32)
+        kb = tl.load(k_in + HALF, eviction_policy=EV).to(tl.float32)
+        tl.store(q_out, (qa * cos - qb * sin).to(Q_OUT.dtype.element_ty))
+        tl.store(q_out + HALF, (qb * cos + qa * sin).to(Q_OUT.dtype.element_ty))
+        tl.store(k_out, (ka * cos - kb * sin).to(K_OUT.dtype.element_ty))
+        tl.store(k_out + HALF, (kb * cos + ka * sin).to(K_OUT.dtype.element_ty))
+    elif EVEN:
         qa = tl.load(q_in, eviction_policy=EV).to(tl.float32)
         qb = tl.load(q_in + HALF, eviction_policy=EV).to(tl.float32)
         ka = tl.load(k_in, eviction_policy=EV).to(tl.float32)
@@ -705,10 +719,113 @@ def rope4():
             log(f"rope4 {model} {t} | " + " ".join(f"{n}:{rounds[0][n]:.2f}/{rounds[1][n]:.2f}" for n in order))
 
 
+def rope5():
+    """Load order on the unmasked RoPE kernel: the position -> cache row chain first (POS_FIRST) or after
+    the q / k loads (the production order), cache rows evict_last in both; two rounds of every timing."""
+    import bench_rope as BR
+    liger = BR._liger()
+    for model, (nq, nk, hs) in BR.MODELS.items():
+        for t in (1, 16, 128, 1024, 4096, 16384):
+            nbytes = BR.rope_bytes(t, nq, nk, hs, hs, 2)
+            sets = sets_for(lambda: BR.make_inputs(t, nq, nk, hs, hs, True, BF, DEV, seed=13), nbytes)
+            case = H.Case(model, f"{t}", "bfloat16", t, nbytes, lambda: None)
+            fns = {}
+            if liger is not None:
+                fns["liger"] = [liger.bind(case, a) for a in sets]
+            fns["op"] = [lambda a=a: BR.OP(*a) for a in sets]
+            w = 8 if nq >= 32 else 4
+            for name, first in (("qk first-issued", False), ("pos first", True)):
+                def f(a, first=first):
+                    pos, q, k, _, _, cache, _ = a
+                    qo, ko = torch.empty_like(q), torch.empty_like(k)
+                    _rope_v[(t,)](pos, cache, cache.stride(0), q, q.stride(0), qo, qo.stride(0),
+                                  k, k.stride(0), ko, ko.stride(0), t, NQ=nq, NK=nk, HALF=hs // 2,
+                                  BLOCK_T=1, EVEN=True, SCALAR=False, EV="", EV_KEEP="evict_last",
+                                  POS_FIRST=first, num_warps=w)
+                    return qo, ko
+                a0 = sets[0]
+                got, want = f(a0), BR.OP.native(*a0)
+                err = max((g.float() - e.float()).abs().max().item() for g, e in zip(got, want))
+                fns[f"{name} 1/{w}" + (f" (max err {err:.3g})" if err > 0.05 else "")] = [lambda a=a, f=f: f(a) for a in sets]
+            rounds = [{n: t_us(v, nbytes) for n, v in fns.items()} for _ in range(2)]
+            order = sorted(fns, key=lambda n: min(r[n] for r in rounds))
+            log(f"rope5 {model} {t} | " + " ".join(f"{n}:{rounds[0][n]:.2f}/{rounds[1][n]:.2f}" for n in order))
+
+
+def act5():
+    """Block size of the single-input and gated activations at 1024-4096 tokens (where the
+    0.98-1.0x rows are), beside Inductor; two rounds of every timing."""
+    cases = [("quick_gelu", "quick_gelu", False), ("relu2", "relu2", False), ("mul_and_silu", "silu", True)]
+    for name, act, is_gated in cases:
+        op = ir.get_op(name)
+        for t, d in ((1024, 14336), (1024, 28672), (4096, 14336)):
+            torch._dynamo.reset()
+            comp = torch.compile(op.native, dynamic=False)
+            width = 2 * d if is_gated else d
+            nbytes = (3 if is_gated else 2) * t * d * 2
+            sets = sets_for(lambda: torch.randn(t, width, device=DEV, dtype=BF), nbytes)
+            fns = {"inductor": [lambda x=x: comp(x) for x in sets], "op": [lambda x=x: op(x) for x in sets]}
+            for blk, w in ((1024, 2), (1024, 4), (2048, 4), (2048, 8), (4096, 8)):
+                cfg = TA.ActConfig(1, blk, w)
+                if is_gated:
+                    fns[f"{blk}/{w}"] = [lambda x=x, cfg=cfg: TA.gated(x, act, True, config=cfg) for x in sets]
+                else:
+                    fns[f"{blk}/{w}"] = [lambda x=x, cfg=cfg: TA.plain(x, act, config=cfg) for x in sets]
+            rounds = [{n: t_us(v, nbytes) for n, v in fns.items()} for _ in range(2)]
+            order = sorted(fns, key=lambda n: min(r[n] for r in rounds))
+            log(f"act5 {name} {t}x{d} | " + " ".join(f"{n}:{rounds[0][n]:.2f}/{rounds[1][n]:.2f}" for n in order))
+
+
+@triton.jit
+def _plain_flat(X, OUT, N, ACT: tl.constexpr, BLOCK: tl.constexpr, EVEN: tl.constexpr, I64: tl.constexpr):
+    """A single-input activation over a contiguous tensor seen flat (Inductor's indexing):
+    int32 offsets unless I64, no mask when BLOCK divides N."""
+    pid = tl.program_id(0)
+    if I64:
+        idx = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    else:
+        idx = pid * BLOCK + tl.arange(0, BLOCK)
+    if EVEN:
+        x = tl.load(X + idx).to(tl.float32)
+        tl.store(OUT + idx, TA._activation(x, 0.0, ACT).to(OUT.dtype.element_ty))
+    else:
+        m = idx < N
+        x = tl.load(X + idx, mask=m, other=0.0).to(tl.float32)
+        tl.store(OUT + idx, TA._activation(x, 0.0, ACT).to(OUT.dtype.element_ty), mask=m)
+
+
+def act6():
+    """The flat, int32-indexed single-input kernel against the tile kernel and Inductor; two rounds."""
+    for name in ("quick_gelu", "relu2", "gelu_new"):
+        op = ir.get_op(name)
+        act = {"gelu_new": "gelu_tanh"}.get(name, name)
+        for t, d in ((1024, 14336), (1024, 28672), (4096, 14336), (16384, 14336)):
+            torch._dynamo.reset()
+            comp = torch.compile(op.native, dynamic=False)
+            nbytes = 2 * t * d * 2
+            sets = sets_for(lambda: torch.randn(t, d, device=DEV, dtype=BF), nbytes)
+            fns = {"inductor": [lambda x=x: comp(x) for x in sets], "op": [lambda x=x: op(x) for x in sets]}
+            n = t * d
+            for blk, w in ((1024, 4), (1024, 2), (2048, 4), (2048, 8)):
+                for i64 in (False, True):
+                    def f(x, blk=blk, w=w, i64=i64):
+                        out = torch.empty_like(x)
+                        _plain_flat[(triton.cdiv(n, blk),)](x, out, n, ACT=act, BLOCK=blk, EVEN=n % blk == 0,
+                                                            I64=i64, num_warps=w)
+                        return out
+                    fns[f"flat{'64' if i64 else '32'} {blk}/{w}"] = [lambda x=x, f=f: f(x) for x in sets]
+            x0 = sets[0]
+            err = (fns["flat32 1024/4"][0]().float() - op.native(x0).float()).abs().max().item()
+            rounds = [{k: t_us(v, nbytes) for k, v in fns.items()} for _ in range(2)]
+            order = sorted(fns, key=lambda k: min(r[k] for r in rounds))
+            log(f"act6 {name} {t}x{d} (max err {err:.2g}) | "
+                + " ".join(f"{k}:{rounds[0][k]:.2f}/{rounds[1][k]:.2f}" for k in order[:9]))
+
+
 SECTIONS_BY_NAME = {"inductor": dump_inductor, "act": act_sweep, "norm": norm_sweep, "quant": quant_sweep,
                     "rows": rows_sweep, "variants": variants, "rows2": rows2, "act2": act2,
                     "rows3": rows3, "group3": group3, "fused3": fused3,
-                    "fused4": fused4, "act3": act3, "rope3": rope3, "rope4": rope4}
+                    "fused4": fused4, "act3": act3, "rope3": rope3, "rope4": rope4, "rope5": rope5, "act5": act5, "act6": act6}
 
 
 def main() -> None:

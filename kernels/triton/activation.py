@@ -133,6 +133,26 @@ def _plain_kernel(
     tl.store(OUT + rows[:, None] * OUT_ROW_STRIDE + cols[None, :], y.to(OUT.dtype.element_ty), mask=mask)
 
 
+@triton.jit
+def _plain_flat_kernel(
+    X, OUT, N,
+    ACT: tl.constexpr,
+    BLOCK: tl.constexpr,
+    EVEN: tl.constexpr,   # BLOCK divides N: no mask
+    I64: tl.constexpr,    # N does not fit int32 offsets
+):
+    """The single-input activations over contiguous tensors seen flat (Inductor's indexing:
+    one offset a element, int32 when it fits, no row/column split)."""
+    pid = tl.program_id(0)
+    if I64:
+        idx = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    else:
+        idx = pid * BLOCK + tl.arange(0, BLOCK)
+    mask = None if EVEN else idx < N
+    x = tl.load(X + idx, mask=mask, other=None if EVEN else 0.0).to(tl.float32)
+    tl.store(OUT + idx, _activation(x, 0.0, ACT).to(OUT.dtype.element_ty), mask=mask)
+
+
 # ---------------------------------------------------------- launch config
 
 
@@ -178,6 +198,33 @@ def act_config(n_rows: int, n_cols: int, element_size: int, sm_count: int = 132)
     return ActConfig(block_m, block_n, WARPS)
 
 
+@dataclass(frozen=True)
+class FlatConfig:
+    block: int
+    num_warps: int
+
+
+# Contiguous single-input activations run flat (`_plain_flat_kernel`). H200, bf16, CUDA-graph µs
+# ("elements/warps"; explore_configs.py act6, results/sweep_session6_h200.txt, two rounds each):
+#   quick_gelu 1024 x 14336: 2048/4 15.06  1024/4 15.34 | 1024 x 28672: 1024/4 30.21  2048/4 30.47
+#              4096 x 14336: 1024/4 57.66  2048/4 58.15 | 16384 x 14336: 1024/4 221.3  2048/4 225.1
+#              (Inductor 14.87 / 29.96 / 57.60 / 220.8; the tile kernel, 2048/4: 15.46 / 30.81 / 58.29 / 223.6)
+#   gelu_new   1024 x 14336: 2048/4 14.87  1024/4 15.63 | 16384 x 14336: 1024/4 224.0  2048/4 223.6 (tile 231.7)
+# Below FLAT_SMALL_ELEMENTS, 16 elements a thread; from there, 8; decode sizes as the tile kernel.
+FLAT_SMALL_ELEMENTS = 1 << 24
+FLAT_LARGE_BLOCK = 1024
+
+
+@S.cached_config
+def flat_config(n_elements: int, sm_count: int = 132) -> FlatConfig:
+    """Launch configuration of the flat kernel over `n_elements` (measurements above)."""
+    if n_elements >= FLAT_SMALL_ELEMENTS:
+        return FlatConfig(FLAT_LARGE_BLOCK, WARPS)
+    if n_elements >= THROUGHPUT_ELEMENTS:
+        return FlatConfig(THROUGHPUT_BLOCK, WARPS)
+    return FlatConfig(S.program_elements(n_elements, sm_count, MIN_BLOCK, DECODE_MAX_BLOCK), WARPS)
+
+
 # --------------------------------------------------------------- launcher
 
 
@@ -221,10 +268,23 @@ def gated(x: Tensor, act: str, act_on_second: bool = False, param: float = 0.0,
     return out
 
 
-def plain(x: Tensor, act: str, config: ActConfig | None = None, kernel=_plain_kernel) -> Tensor:
+def plain(x: Tensor, act: str, config: ActConfig | FlatConfig | None = None, kernel=_plain_kernel,
+          flat_kernel=_plain_flat_kernel) -> Tensor:
+    """``act(x)``: flat over a contiguous x (or given a FlatConfig), else by row tiles."""
     out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    if isinstance(config, FlatConfig) or (config is None and x.is_contiguous()):
+        n = x.numel()
+        if n:
+            cfg = config or flat_config(n, S.sm_count(x))
+            with S.on_device(x):
+                flat_kernel[(S.cdiv(n, cfg.block),)](x, out, n, ACT=act, BLOCK=cfg.block, EVEN=n % cfg.block == 0,
+                                                     I64=n + cfg.block > _INT32_MAX, num_warps=cfg.num_warps)
+        return out
     _launch_into(kernel, x, out, act, False, config=config)
     return out
+
+
+_INT32_MAX = 2**31 - 1
 
 
 # ------------------------------------------------ graph-visible triton_ops
@@ -253,22 +313,22 @@ def fatrelu_and_mul_op(x: Tensor, threshold: float) -> Tensor:
 
 @triton_op(f"{S.NAMESPACE}::gelu_new", mutates_args=())
 def gelu_new_op(x: Tensor) -> Tensor:
-    return plain(x, "gelu_tanh", kernel=wrap_triton(_plain_kernel))
+    return plain(x, "gelu_tanh", kernel=wrap_triton(_plain_kernel), flat_kernel=wrap_triton(_plain_flat_kernel))
 
 
 @triton_op(f"{S.NAMESPACE}::gelu_fast", mutates_args=())
 def gelu_fast_op(x: Tensor) -> Tensor:
-    return plain(x, "gelu_fast", kernel=wrap_triton(_plain_kernel))
+    return plain(x, "gelu_fast", kernel=wrap_triton(_plain_kernel), flat_kernel=wrap_triton(_plain_flat_kernel))
 
 
 @triton_op(f"{S.NAMESPACE}::quick_gelu", mutates_args=())
 def quick_gelu_op(x: Tensor) -> Tensor:
-    return plain(x, "quick_gelu", kernel=wrap_triton(_plain_kernel))
+    return plain(x, "quick_gelu", kernel=wrap_triton(_plain_kernel), flat_kernel=wrap_triton(_plain_flat_kernel))
 
 
 @triton_op(f"{S.NAMESPACE}::relu2", mutates_args=())
 def relu2_op(x: Tensor) -> Tensor:
-    return plain(x, "relu2", kernel=wrap_triton(_plain_kernel))
+    return plain(x, "relu2", kernel=wrap_triton(_plain_kernel), flat_kernel=wrap_triton(_plain_flat_kernel))
 
 
 # ------------------------------------------------------ IR registrations

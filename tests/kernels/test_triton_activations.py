@@ -124,6 +124,53 @@ def test_blocks_that_tile_the_output_exactly_drop_the_mask():
             assert_close(actual, op.native(*args), op.tolerance(torch.float32), what=f"{name} {rows}x{cols}")
 
 
+@pytest.mark.parametrize("name, act", [("quick_gelu", "quick_gelu"), ("gelu_new", "gelu_tanh"), ("relu2", "relu2")])
+def test_flat_kernel_with_and_without_its_mask(name, act):
+    # 4 x 256 elements in blocks of 128 (EVEN, no mask) and 3 x 200 (a partial last block).
+    from irshim.kernels.triton import activation as ta
+
+    op = ir.get_op(name)
+    for rows, cols in ((4, 256), (3, 200)):
+        (x, *_) = op.generate_inputs(rows, cols, torch.float32, DEVICE)
+        actual = ta.plain(x, act, config=ta.FlatConfig(128, 1))
+        assert_close(actual, op.native(x), op.tolerance(torch.float32), what=f"{name} {rows}x{cols}")
+        # int64 offsets (tensors past 2^31 elements), launched directly on the same inputs
+        out, n = torch.empty_like(x), x.numel()
+        ta._plain_flat_kernel[(-(-n // 128),)](x, out, n, ACT=act, BLOCK=128, EVEN=n % 128 == 0, I64=True)
+        assert_close(out, op.native(x), op.tolerance(torch.float32), what=f"{name} {rows}x{cols} int64")
+
+
+def test_plain_activations_run_flat_on_contiguous_inputs_only():
+    from irshim.kernels.triton import activation as ta
+
+    launched = []
+
+    class Spy:
+        def __init__(self, name):
+            self.name = name
+
+        def __getitem__(self, grid):
+            launched.append(self.name)
+            return lambda *args, **kwargs: None
+
+    x = torch.randn(4, 64, device=DEVICE)
+    ta.plain(x, "relu2", kernel=Spy("tiles"), flat_kernel=Spy("flat"))
+    ta.plain(x[:, :32], "relu2", kernel=Spy("tiles"), flat_kernel=Spy("flat"))  # rows strided by 64
+    assert launched == ["flat", "tiles"]
+
+
+def test_flat_launch_config_rules():
+    from irshim.kernels.triton import activation as ta
+
+    # 16 elements a thread from 1024 x 14336 elements, 8 from 2^24; decode sizes: a block per
+    # program for four programs a streaming multiprocessor, 256 to 1024 elements.
+    assert ta.flat_config(1024 * 14336, 132) == ta.FlatConfig(2048, 4)
+    assert ta.flat_config(1024 * 28672, 132) == ta.FlatConfig(1024, 4)
+    assert ta.flat_config(16384 * 14336, 132) == ta.FlatConfig(1024, 4)
+    assert ta.flat_config(14336, 132) == ta.FlatConfig(256, 4)
+    assert ta.flat_config(64 * 14336, 132) == ta.FlatConfig(1024, 4)
+
+
 def test_supports_args_refuses_what_the_kernel_cannot_do():
     x = torch.randn(4, 64, device=DEVICE)
     gated = ir.ops.silu_and_mul.impls["triton"]
