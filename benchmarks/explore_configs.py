@@ -592,50 +592,29 @@ def _rope_v(POS, CACHE, CACHE_ROW_STRIDE, Q, Q_T_STRIDE, Q_OUT, QO_T_STRIDE, K, 
         k_in = K + tokens[:, None, None] * K_T_STRIDE + hk[None, :, None] * (2 * HALF) + half[None, None, :]
         q_out = Q_OUT + tokens[:, None, None] * QO_T_STRIDE + hq[None, :, None] * (2 * HALF) + half[None, None, :]
         k_out = K_OUT + tokens[:, None, None] * KO_T_STRIDE + hk[None, :, None] * (2 * HALF) + half[None, None, :]
-    if EVEN and POS_FIRST:  # the position -> cache row chain issued before the q / k loads
-        pos = tl.load(POS + tokens).to(tl.int64)
+    tm = None if EVEN else tokens < N_TOKENS
+    mq = None if EVEN else tm[:, None, None] & (hq < NQ)[None, :, None] & (half < HALF)[None, None, :]
+    mk = None if EVEN else tm[:, None, None] & (hk < NK)[None, :, None] & (half < HALF)[None, None, :]
+    mc = None if EVEN else tm[:, None, None] & (half < HALF)[None, None, :]
+    zero = None if EVEN else 0.0
+    if POS_FIRST:  # the position -> cache row chain issued before the q / k loads
+        pos = tl.load(POS + tokens, mask=tm, other=None if EVEN else 0).to(tl.int64)
         rows = CACHE + pos[:, None, None] * CACHE_ROW_STRIDE + half[None, None, :]
-        cos = tl.load(rows, eviction_policy=EV_KEEP).to(tl.float32)
-        sin = tl.load(rows + HALF, eviction_policy=EV_KEEP).to(tl.float32)
-        qa = tl.load(q_in, eviction_policy=EV).to(tl.float32)
-        qb = tl.load(q_in + HALF, eviction_policy=EV).to(tl.float32)
-        ka = tl.load(k_in, eviction_policy=EV).to(tl.float32)
-        kb = tl.load(k_in + HALF, eviction_policy=EV).to(tl.float32)
-        tl.store(q_out, (qa * cos - qb * sin).to(Q_OUT.dtype.element_ty))
-        tl.store(q_out + HALF, (qb * cos + qa * sin).to(Q_OUT.dtype.element_ty))
-        tl.store(k_out, (ka * cos - kb * sin).to(K_OUT.dtype.element_ty))
-        tl.store(k_out + HALF, (kb * cos + ka * sin).to(K_OUT.dtype.element_ty))
-    elif EVEN:
-        qa = tl.load(q_in, eviction_policy=EV).to(tl.float32)
-        qb = tl.load(q_in + HALF, eviction_policy=EV).to(tl.float32)
-        ka = tl.load(k_in, eviction_policy=EV).to(tl.float32)
-        kb = tl.load(k_in + HALF, eviction_policy=EV).to(tl.float32)
-        pos = tl.load(POS + tokens).to(tl.int64)
+        cos = tl.load(rows, mask=mc, other=zero, eviction_policy=EV_KEEP).to(tl.float32)
+        sin = tl.load(rows + HALF, mask=mc, other=zero, eviction_policy=EV_KEEP).to(tl.float32)
+    qa = tl.load(q_in, mask=mq, other=zero, eviction_policy=EV).to(tl.float32)
+    qb = tl.load(q_in + HALF, mask=mq, other=zero, eviction_policy=EV).to(tl.float32)
+    ka = tl.load(k_in, mask=mk, other=zero, eviction_policy=EV).to(tl.float32)
+    kb = tl.load(k_in + HALF, mask=mk, other=zero, eviction_policy=EV).to(tl.float32)
+    if not POS_FIRST:
+        pos = tl.load(POS + tokens, mask=tm, other=None if EVEN else 0).to(tl.int64)
         rows = CACHE + pos[:, None, None] * CACHE_ROW_STRIDE + half[None, None, :]
-        cos = tl.load(rows, eviction_policy=EV_KEEP).to(tl.float32)
-        sin = tl.load(rows + HALF, eviction_policy=EV_KEEP).to(tl.float32)
-        tl.store(q_out, (qa * cos - qb * sin).to(Q_OUT.dtype.element_ty))
-        tl.store(q_out + HALF, (qb * cos + qa * sin).to(Q_OUT.dtype.element_ty))
-        tl.store(k_out, (ka * cos - kb * sin).to(K_OUT.dtype.element_ty))
-        tl.store(k_out + HALF, (kb * cos + ka * sin).to(K_OUT.dtype.element_ty))
-    else:
-        tm = tokens < N_TOKENS
-        mq = tm[:, None, None] & (hq < NQ)[None, :, None] & (half < HALF)[None, None, :]
-        mk = tm[:, None, None] & (hk < NK)[None, :, None] & (half < HALF)[None, None, :]
-        qa = tl.load(q_in, mask=mq, other=0.0, eviction_policy=EV).to(tl.float32)
-        qb = tl.load(q_in + HALF, mask=mq, other=0.0, eviction_policy=EV).to(tl.float32)
-        ka = tl.load(k_in, mask=mk, other=0.0, eviction_policy=EV).to(tl.float32)
-        kb = tl.load(k_in + HALF, mask=mk, other=0.0, eviction_policy=EV).to(tl.float32)
-        pos = tl.load(POS + tokens, mask=tm, other=0).to(tl.int64)
-        mc = tm[:, None, None] & (half < HALF)[None, None, :]
-        rows = CACHE + pos[:, None, None] * CACHE_ROW_STRIDE + half[None, None, :]
-        cos = tl.load(rows, mask=mc, other=0.0, eviction_policy=EV_KEEP).to(tl.float32)
-        sin = tl.load(rows + HALF, mask=mc, other=0.0, eviction_policy=EV_KEEP).to(tl.float32)
-        tl.store(q_out, (qa * cos - qb * sin).to(Q_OUT.dtype.element_ty), mask=mq)
-        tl.store(q_out + HALF, (qb * cos + qa * sin).to(Q_OUT.dtype.element_ty), mask=mq)
-        tl.store(k_out, (ka * cos - kb * sin).to(K_OUT.dtype.element_ty), mask=mk)
-        tl.store(k_out + HALF, (kb * cos + ka * sin).to(K_OUT.dtype.element_ty), mask=mk)
-
+        cos = tl.load(rows, mask=mc, other=zero, eviction_policy=EV_KEEP).to(tl.float32)
+        sin = tl.load(rows + HALF, mask=mc, other=zero, eviction_policy=EV_KEEP).to(tl.float32)
+    tl.store(q_out, (qa * cos - qb * sin).to(Q_OUT.dtype.element_ty), mask=mq)
+    tl.store(q_out + HALF, (qb * cos + qa * sin).to(Q_OUT.dtype.element_ty), mask=mq)
+    tl.store(k_out, (ka * cos - kb * sin).to(K_OUT.dtype.element_ty), mask=mk)
+    tl.store(k_out + HALF, (kb * cos + ka * sin).to(K_OUT.dtype.element_ty), mask=mk)
 
 def rope3():
     """RoPE kernel variants (masks, scalar token base, eviction hints) against the production kernel and
@@ -687,74 +666,66 @@ def rope3():
             log(f"rope3 {model} {t} | " + " ".join(f"{n}:{u:.2f}" for u, n in res[:12]))
 
 
-def rope4():
-    """Eviction hints on the unmasked RoPE kernel (`_rope_v` EVEN, the production path for power-of-two
-    heads): streaming q / k loads (evict_first), the cos/sin cache kept (evict_last), both; two rounds
-    of every timing, to show the run-to-run spread beside the differences."""
+def _two_rounds(tag, fns, nbytes, most=None):
+    """Time every variant twice (to show the run-to-run spread beside the differences) and log
+    them fastest first."""
+    rounds = [{n: t_us(v, nbytes) for n, v in fns.items()} for _ in range(2)]
+    order = sorted(fns, key=lambda n: min(r[n] for r in rounds))[:most]
+    log(f"{tag} | " + " ".join(f"{n}:{rounds[0][n]:.2f}/{rounds[1][n]:.2f}" for n in order))
+
+
+def _rope_variants(tag, tokens, seed, variants):
+    """Liger, the op and `_rope_v` launches (unmasked, one token a program) with each variant's
+    keyword arguments, at each Llama-3 shape; `variants`: name -> (kwargs, heads -> warps)."""
     import bench_rope as BR
     liger = BR._liger()
-    hints = {"none": ("", ""), "qk first": ("evict_first", ""), "cache last": ("", "evict_last"),
-             "both": ("evict_first", "evict_last")}
     for model, (nq, nk, hs) in BR.MODELS.items():
-        for t in (1, 1024, 4096, 16384):
+        for t in tokens:
             nbytes = BR.rope_bytes(t, nq, nk, hs, hs, 2)
-            sets = sets_for(lambda: BR.make_inputs(t, nq, nk, hs, hs, True, BF, DEV, seed=11), nbytes)
+            sets = sets_for(lambda: BR.make_inputs(t, nq, nk, hs, hs, True, BF, DEV, seed=seed), nbytes)
             case = H.Case(model, f"{t}", "bfloat16", t, nbytes, lambda: None)
             fns = {}
             if liger is not None:
                 fns["liger"] = [liger.bind(case, a) for a in sets]
             fns["op"] = [lambda a=a: BR.OP(*a) for a in sets]
-            for w in (4, 8):
-                for name, (ev, keep) in hints.items():
-                    def f(a, w=w, ev=ev, keep=keep):
-                        pos, q, k, _, _, cache, _ = a
-                        qo, ko = torch.empty_like(q), torch.empty_like(k)
-                        _rope_v[(t,)](pos, cache, cache.stride(0), q, q.stride(0), qo, qo.stride(0),
-                                      k, k.stride(0), ko, ko.stride(0), t, NQ=nq, NK=nk, HALF=hs // 2,
-                                      BLOCK_T=1, EVEN=True, SCALAR=False, EV=ev, EV_KEEP=keep, num_warps=w)
-                        return qo, ko
-                    fns[f"{name} 1/{w}"] = [lambda a=a, f=f: f(a) for a in sets]
-            rounds = [{n: t_us(v, nbytes) for n, v in fns.items()} for _ in range(2)]
-            order = sorted(fns, key=lambda n: min(r[n] for r in rounds))
-            log(f"rope4 {model} {t} | " + " ".join(f"{n}:{rounds[0][n]:.2f}/{rounds[1][n]:.2f}" for n in order))
-
-
-def rope5():
-    """Load order on the unmasked RoPE kernel: the position -> cache row chain first (POS_FIRST) or after
-    the q / k loads (the production order), cache rows evict_last in both; two rounds of every timing."""
-    import bench_rope as BR
-    liger = BR._liger()
-    for model, (nq, nk, hs) in BR.MODELS.items():
-        for t in (1, 16, 128, 1024, 4096, 16384):
-            nbytes = BR.rope_bytes(t, nq, nk, hs, hs, 2)
-            sets = sets_for(lambda: BR.make_inputs(t, nq, nk, hs, hs, True, BF, DEV, seed=13), nbytes)
-            case = H.Case(model, f"{t}", "bfloat16", t, nbytes, lambda: None)
-            fns = {}
-            if liger is not None:
-                fns["liger"] = [liger.bind(case, a) for a in sets]
-            fns["op"] = [lambda a=a: BR.OP(*a) for a in sets]
-            w = 8 if nq >= 32 else 4
-            for name, first in (("qk first-issued", False), ("pos first", True)):
-                def f(a, first=first):
+            for name, (kwargs, warps) in variants.items():
+                w = warps(nq)
+                def f(a, w=w, kwargs=kwargs):
                     pos, q, k, _, _, cache, _ = a
                     qo, ko = torch.empty_like(q), torch.empty_like(k)
                     _rope_v[(t,)](pos, cache, cache.stride(0), q, q.stride(0), qo, qo.stride(0),
                                   k, k.stride(0), ko, ko.stride(0), t, NQ=nq, NK=nk, HALF=hs // 2,
-                                  BLOCK_T=1, EVEN=True, SCALAR=False, EV="", EV_KEEP="evict_last",
-                                  POS_FIRST=first, num_warps=w)
+                                  BLOCK_T=1, EVEN=True, SCALAR=False, num_warps=w, **kwargs)
                     return qo, ko
-                a0 = sets[0]
-                got, want = f(a0), BR.OP.native(*a0)
+                got, want = f(sets[0]), BR.OP.native(*sets[0])
                 err = max((g.float() - e.float()).abs().max().item() for g, e in zip(got, want))
-                fns[f"{name} 1/{w}" + (f" (max err {err:.3g})" if err > 0.05 else "")] = [lambda a=a, f=f: f(a) for a in sets]
-            rounds = [{n: t_us(v, nbytes) for n, v in fns.items()} for _ in range(2)]
-            order = sorted(fns, key=lambda n: min(r[n] for r in rounds))
-            log(f"rope5 {model} {t} | " + " ".join(f"{n}:{rounds[0][n]:.2f}/{rounds[1][n]:.2f}" for n in order))
+                fns[f"{name} 1/{w}" + (f" (max err {err:.3g})" if err > 0.05 else "")] = [
+                    lambda a=a, f=f: f(a) for a in sets]
+            _two_rounds(f"{tag} {model} {t}", fns, nbytes)
+
+
+def rope4():
+    """Eviction hints on the unmasked RoPE kernel (`_rope_v` EVEN, the production path for power-of-two
+    heads): streaming q / k loads (evict_first), the cos/sin cache kept (evict_last), both."""
+    hints = {"none": ("", ""), "qk first": ("evict_first", ""), "cache last": ("", "evict_last"),
+             "both": ("evict_first", "evict_last")}
+    _rope_variants("rope4", (1, 1024, 4096, 16384), 11,
+                   {name: ({"EV": ev, "EV_KEEP": keep}, lambda nq, w=w: w)
+                    for w in (4, 8) for name, (ev, keep) in hints.items()})
+
+
+def rope5():
+    """Load order on the unmasked RoPE kernel: the position -> cache row chain first (POS_FIRST) or after
+    the q / k loads (the production order), cache rows evict_last in both."""
+    warps = lambda nq: 8 if nq >= 32 else 4  # noqa: E731
+    _rope_variants("rope5", (1, 16, 128, 1024, 4096, 16384), 13,
+                   {name: ({"EV": "", "EV_KEEP": "evict_last", "POS_FIRST": first}, warps)
+                    for name, first in (("qk first-issued", False), ("pos first", True))})
 
 
 def act5():
     """Block size of the single-input and gated activations at 1024-4096 tokens (where the
-    0.98-1.0x rows are), beside Inductor; two rounds of every timing."""
+    0.98-1.0x rows are), beside Inductor."""
     cases = [("quick_gelu", "quick_gelu", False), ("relu2", "relu2", False), ("mul_and_silu", "silu", True)]
     for name, act, is_gated in cases:
         op = ir.get_op(name)
@@ -771,9 +742,7 @@ def act5():
                     fns[f"{blk}/{w}"] = [lambda x=x, cfg=cfg: TA.gated(x, act, True, config=cfg) for x in sets]
                 else:
                     fns[f"{blk}/{w}"] = [lambda x=x, cfg=cfg: TA.plain(x, act, config=cfg) for x in sets]
-            rounds = [{n: t_us(v, nbytes) for n, v in fns.items()} for _ in range(2)]
-            order = sorted(fns, key=lambda n: min(r[n] for r in rounds))
-            log(f"act5 {name} {t}x{d} | " + " ".join(f"{n}:{rounds[0][n]:.2f}/{rounds[1][n]:.2f}" for n in order))
+            _two_rounds(f"act5 {name} {t}x{d}", fns, nbytes)
 
 
 @triton.jit
@@ -816,10 +785,7 @@ def act6():
                     fns[f"flat{'64' if i64 else '32'} {blk}/{w}"] = [lambda x=x, f=f: f(x) for x in sets]
             x0 = sets[0]
             err = (fns["flat32 1024/4"][0]().float() - op.native(x0).float()).abs().max().item()
-            rounds = [{k: t_us(v, nbytes) for k, v in fns.items()} for _ in range(2)]
-            order = sorted(fns, key=lambda k: min(r[k] for r in rounds))
-            log(f"act6 {name} {t}x{d} (max err {err:.2g}) | "
-                + " ".join(f"{k}:{rounds[0][k]:.2f}/{rounds[1][k]:.2f}" for k in order[:9]))
+            _two_rounds(f"act6 {name} {t}x{d} (max err {err:.2g})", fns, nbytes, most=9)
 
 
 SECTIONS_BY_NAME = {"inductor": dump_inductor, "act": act_sweep, "norm": norm_sweep, "quant": quant_sweep,
