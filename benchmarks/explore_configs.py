@@ -788,10 +788,49 @@ def act6():
             _two_rounds(f"act6 {name} {t}x{d} (max err {err:.2g})", fns, nbytes, most=9)
 
 
+@triton.jit
+def _gated_flat_c(X, OUT, N, D: tl.constexpr, ACT: tl.constexpr, ACT_ON_SECOND: tl.constexpr,
+                  BLOCK: tl.constexpr, EVEN: tl.constexpr):
+    """Gated activations over contiguous [T, 2D] -> [T, D] seen flat, D a constexpr (row and column by
+    a division by a constant, as in Inductor's static-shape code), int32 offsets."""
+    idx = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    src = X + (idx // D) * (2 * D) + idx % D
+    mask = None if EVEN else idx < N
+    a = tl.load(src, mask=mask, other=None if EVEN else 0.0).to(tl.float32)
+    b = tl.load(src + D, mask=mask, other=None if EVEN else 0.0).to(tl.float32)
+    if ACT_ON_SECOND:
+        y = a * TA._activation(b, 0.0, ACT)
+    else:
+        y = TA._activation(a, 0.0, ACT) * b
+    tl.store(OUT + idx, y.to(OUT.dtype.element_ty), mask=mask)
+
+
+def act7():
+    """A flat gated kernel (constexpr width) against the row-tile kernel and Inductor."""
+    for name, second in (("silu_and_mul", False), ("mul_and_silu", True)):
+        op = ir.get_op(name)
+        for t, d in ((1024, 14336), (4096, 14336), (16384, 14336), (1024, 28672), (16384, 28672)):
+            torch._dynamo.reset()
+            comp = torch.compile(op.native, dynamic=False)
+            nbytes = 3 * t * d * 2
+            sets = sets_for(lambda: torch.randn(t, 2 * d, device=DEV, dtype=BF), nbytes)
+            fns = {"inductor": [lambda x=x: comp(x) for x in sets], "op": [lambda x=x: op(x) for x in sets]}
+            n = t * d
+            for blk, w in ((1024, 4), (2048, 4), (1024, 2), (2048, 8)):
+                def f(x, blk=blk, w=w):
+                    out = torch.empty(t, d, device=DEV, dtype=BF)
+                    _gated_flat_c[(triton.cdiv(n, blk),)](x, out, n, D=d, ACT="silu", ACT_ON_SECOND=second,
+                                                          BLOCK=blk, EVEN=n % blk == 0, num_warps=w)
+                    return out
+                fns[f"flat {blk}/{w}"] = [lambda x=x, f=f: f(x) for x in sets]
+            err = (fns["flat 1024/4"][0]().float() - op.native(sets[0]).float()).abs().max().item()
+            _two_rounds(f"act7 {name} {t}x{d} (max err {err:.2g})", fns, nbytes)
+
+
 SECTIONS_BY_NAME = {"inductor": dump_inductor, "act": act_sweep, "norm": norm_sweep, "quant": quant_sweep,
                     "rows": rows_sweep, "variants": variants, "rows2": rows2, "act2": act2,
                     "rows3": rows3, "group3": group3, "fused3": fused3,
-                    "fused4": fused4, "act3": act3, "rope3": rope3, "rope4": rope4, "rope5": rope5, "act5": act5, "act6": act6}
+                    "fused4": fused4, "act3": act3, "rope3": rope3, "rope4": rope4, "rope5": rope5, "act5": act5, "act6": act6, "act7": act7}
 
 
 def main() -> None:
