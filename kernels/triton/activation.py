@@ -1,8 +1,9 @@
 """Triton activations: the gated ones (silu_and_mul, mul_and_silu, gelu_and_mul,
 fatrelu_and_mul) and the plain ones (gelu_new, gelu_fast, quick_gelu, relu2).
 
-Two kernels (gated: two halves of each input row -> one output row; plain:
-one row -> one row) share one constexpr-selected activation; then the launch
+Three kernels (gated: two halves of each input row -> one output row; plain:
+one row -> one row, or, for contiguous tensors, flat like Inductor's) share one
+constexpr-selected activation; then the launch
 configuration, the launcher, the graph-visible ``triton_op`` forms and the IR
 registrations. Float32 arithmetic, one rounding to x's dtype, as the IR's
 semantics (``ir/ops/activation.py``).
@@ -142,7 +143,7 @@ def _plain_flat_kernel(
     I64: tl.constexpr,    # N does not fit int32 offsets
 ):
     """The single-input activations over contiguous tensors seen flat (Inductor's indexing:
-    one offset a element, int32 when it fits, no row/column split)."""
+    one offset an element, int32 when it fits, no row/column split)."""
     pid = tl.program_id(0)
     if I64:
         idx = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)

@@ -226,6 +226,20 @@ def test_traced_calls_record_the_triton_op():
                  ir.ops.gelu_and_mul.tolerance(x.dtype))
 
 
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_traced_plain_activations_record_the_triton_op(contiguous):
+    # Contiguous inputs take the flat kernel, strided rows the row tiles: both through the triton_op.
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    x = torch.randn(3, 32, device=DEVICE)
+    if not contiguous:
+        x = x[:, :16]
+    gm = make_fx(lambda x: ir.ops.quick_gelu.impls["triton"].impl_fn(x))(x)
+    targets = [n.target for n in gm.graph.nodes if n.op == "call_function"]
+    assert torch.ops.irshim_triton.quick_gelu.default in targets
+    assert_close(gm(x), ir.ops.quick_gelu.native(x), ir.ops.quick_gelu.tolerance(x.dtype))
+
+
 # ----------------------------------------------------------------------- GPU
 
 REAL = [(1, 14336), (7, 5000), (128, 14336), (1000, 28672), (4096, 1024), (3, 123)]
