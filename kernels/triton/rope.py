@@ -191,7 +191,8 @@ class RopeConfig:
 # 2048 pairs a token: 8 warps; 70B at TP8 = 512 pairs: 4 warps).
 # H200, bf16 NeoX, functional, CUDA-graph µs, "tokens/warps" (explore_configs.py rope3,
 # results/sweep_session6_h200.txt; earlier sweeps: `bench_rope.py --sweep`, sweep_rope_h*.txt):
-#   8B  1: 1/4 1.56  1/8 1.57 | 1024: 1/4 6.45  2/8 6.53 | 4096: 1/8 23.48  1/4 23.69 | 16384: 1/8 84.78  1/4 86.12
+#   8B  1: 1/4 1.56  1/8 1.57 | 1024: 1/4 6.45  2/8 6.53 (unmasked, rope4: 1/8 6.60  1/4 6.81)
+#       4096: 1/8 23.48  1/4 23.69 | 16384: 1/8 84.78  1/4 86.12
 #   70B 1: 1/4 1.36  2/4 1.81 | 128: 1/4 1.50  4/1 1.92 | 1024: 1/4 2.19  4/8 2.49 | 16384: 1/4 22.73  4/2 23.83
 #   H100 (older kernel): 8B 4096 1/8 31.09  1/4 31.79 | 16384 1/8 117.2  1/4 119.1 | 70B 16384 1/4 29.08  4/1 29.49
 # Up to 2026-11-27 throughput sizes packed 2048 pairs a program (70B: 4 tokens a program,
