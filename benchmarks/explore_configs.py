@@ -6,7 +6,11 @@ benchmarks/results/sweep_session3.txt). Sections (any order):
 - act / act2: activation block sizes and warps (and a flat 1-D gated variant) beside Inductor;
 - norm: rows/warps of the norm kernel; quant: tile and group configs; rows / rows2: the
   per-token and norm + quant row kernels (single pass vs chunked); variants: static quant
-  kernel variants (grid order, masks, the exact-division correction).
+  kernel variants (grid order, masks, the exact-division correction);
+- later sessions (results/sweep_session5_h200.txt, sweep_session6_h200.txt): rows3, group3,
+  fused3, fused4 (per-token, per-group and norm + quant on the H200), act3 (the erfc GELU),
+  rope3 / rope4 / rope5 (RoPE launch configurations, masks, eviction hints, load order),
+  act5 / act6 / act7 (activation block sizes, the flat single-input and gated kernels).
 
     python benchmarks/explore_configs.py OUTDIR section...
 
@@ -745,22 +749,8 @@ def act5():
             _two_rounds(f"act5 {name} {t}x{d}", fns, nbytes)
 
 
-@triton.jit
-def _plain_flat(X, OUT, N, ACT: tl.constexpr, BLOCK: tl.constexpr, EVEN: tl.constexpr, I64: tl.constexpr):
-    """A single-input activation over a contiguous tensor seen flat (Inductor's indexing):
-    int32 offsets unless I64, no mask when BLOCK divides N."""
-    pid = tl.program_id(0)
-    if I64:
-        idx = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    else:
-        idx = pid * BLOCK + tl.arange(0, BLOCK)
-    if EVEN:
-        x = tl.load(X + idx).to(tl.float32)
-        tl.store(OUT + idx, TA._activation(x, 0.0, ACT).to(OUT.dtype.element_ty))
-    else:
-        m = idx < N
-        x = tl.load(X + idx, mask=m, other=0.0).to(tl.float32)
-        tl.store(OUT + idx, TA._activation(x, 0.0, ACT).to(OUT.dtype.element_ty), mask=m)
+# act6 ran an explore copy of the flat single-input kernel, since merged unchanged into
+# kernels/triton/activation.py (`_plain_flat_kernel`): it calls that one now.
 
 
 def act6():
@@ -779,8 +769,8 @@ def act6():
                 for i64 in (False, True):
                     def f(x, blk=blk, w=w, i64=i64):
                         out = torch.empty_like(x)
-                        _plain_flat[(triton.cdiv(n, blk),)](x, out, n, ACT=act, BLOCK=blk, EVEN=n % blk == 0,
-                                                            I64=i64, num_warps=w)
+                        TA._plain_flat_kernel[(triton.cdiv(n, blk),)](
+                            x, out, n, ACT=act, BLOCK=blk, EVEN=n % blk == 0, I64=i64, num_warps=w)
                         return out
                     fns[f"flat{'64' if i64 else '32'} {blk}/{w}"] = [lambda x=x, f=f: f(x) for x in sets]
             x0 = sets[0]
