@@ -22,7 +22,7 @@ it has the op); the unfused pair of bench_quant is a reference, not a peer.
 
 A last section lists the host-side figures against their targets: the eager IR
 call over the direct provider call (<= 1.5 µs; dispatch_overhead*.json), the
-compat shim (off <= 0.3 µs, on <= 2 µs; compat_overhead.json) and the shadow
+compat shim (off <= 0.3 µs, on <= 2 µs; compat_overhead*.json) and the shadow
 loop at a 1% sample (<= +5% over off; shadow_overhead_gpu*.json).
 """
 
