@@ -10,7 +10,10 @@ benchmarks/results/sweep_session3.txt). Sections (any order):
 - later sessions (results/sweep_session5_h200.txt, sweep_session6_h200.txt): rows3, group3,
   fused3, fused4 (per-token, per-group and norm + quant on the H200), act3 (the erfc GELU),
   rope3 / rope4 / rope5 (RoPE launch configurations, masks, eviction hints, load order),
-  act5 / act6 / act7 (activation block sizes, the flat single-input and gated kernels).
+  act5 / act6 / act7 (activation block sizes, the flat single-input and gated kernels; act7 launches
+  the production flat gated kernel, which merged its explore copy with fatrelu's scalar and int64 offsets);
+- this session (results/sweep_session7_h200.txt): act8 (the flat gated kernel's configurations
+  for every gated activation).
 
     python benchmarks/explore_configs.py OUTDIR section...
 
@@ -778,23 +781,6 @@ def act6():
             _two_rounds(f"act6 {name} {t}x{d} (max err {err:.2g})", fns, nbytes, most=9)
 
 
-@triton.jit
-def _gated_flat_c(X, OUT, N, D: tl.constexpr, ACT: tl.constexpr, ACT_ON_SECOND: tl.constexpr,
-                  BLOCK: tl.constexpr, EVEN: tl.constexpr):
-    """Gated activations over contiguous [T, 2D] -> [T, D] seen flat, D a constexpr (row and column by
-    a division by a constant, as in Inductor's static-shape code), int32 offsets."""
-    idx = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    src = X + (idx // D) * (2 * D) + idx % D
-    mask = None if EVEN else idx < N
-    a = tl.load(src, mask=mask, other=None if EVEN else 0.0).to(tl.float32)
-    b = tl.load(src + D, mask=mask, other=None if EVEN else 0.0).to(tl.float32)
-    if ACT_ON_SECOND:
-        y = a * TA._activation(b, 0.0, ACT)
-    else:
-        y = TA._activation(a, 0.0, ACT) * b
-    tl.store(OUT + idx, y.to(OUT.dtype.element_ty), mask=mask)
-
-
 def act7():
     """A flat gated kernel (constexpr width) against the row-tile kernel and Inductor."""
     for name, second in (("silu_and_mul", False), ("mul_and_silu", True)):
@@ -805,22 +791,53 @@ def act7():
             nbytes = 3 * t * d * 2
             sets = sets_for(lambda: torch.randn(t, 2 * d, device=DEV, dtype=BF), nbytes)
             fns = {"inductor": [lambda x=x: comp(x) for x in sets], "op": [lambda x=x: op(x) for x in sets]}
-            n = t * d
             for blk, w in ((1024, 4), (2048, 4), (1024, 2), (2048, 8)):
-                def f(x, blk=blk, w=w):
-                    out = torch.empty(t, d, device=DEV, dtype=BF)
-                    _gated_flat_c[(triton.cdiv(n, blk),)](x, out, n, D=d, ACT="silu", ACT_ON_SECOND=second,
-                                                          BLOCK=blk, EVEN=n % blk == 0, num_warps=w)
-                    return out
-                fns[f"flat {blk}/{w}"] = [lambda x=x, f=f: f(x) for x in sets]
+                cfg = TA.FlatConfig(blk, w)
+                fns[f"flat {blk}/{w}"] = [lambda x=x, c=cfg: TA.gated(x, "silu", second, config=c) for x in sets]
             err = (fns["flat 1024/4"][0]().float() - op.native(sets[0]).float()).abs().max().item()
             _two_rounds(f"act7 {name} {t}x{d} (max err {err:.2g})", fns, nbytes)
+
+
+# label -> (IR op, kernel activation, activation on the second half, extra op arguments)
+_ACT8 = {"silu_and_mul": ("silu_and_mul", "silu", False, ()),
+         "gelu_and_mul": ("gelu_and_mul", "gelu", False, ("none",)),
+         "gelu_tanh_and_mul": ("gelu_and_mul", "gelu_tanh", False, ("tanh",)),
+         "fatrelu_and_mul": ("fatrelu_and_mul", "fatrelu", False, (0.5,))}
+
+
+def act8():
+    """The flat gated kernel (`TA._gated_flat_kernel`) at each gated activation, decode and throughput
+    sizes, by configuration, against its launch rule, the row tiles' rule and Inductor."""
+    for label, (name, act, second, extra) in _ACT8.items():
+        op = ir.get_op(name)
+        param = extra[0] if act == "fatrelu" else 0.0
+        for t, d in ((1, 14336), (16, 14336), (64, 14336), (1, 28672), (1024, 14336), (4096, 14336),
+                     (16384, 14336), (1024, 28672), (16384, 28672)):
+            torch._dynamo.reset()
+            comp = torch.compile(op.native, dynamic=False)
+            nbytes = 3 * t * d * 2
+            sets = sets_for(lambda: torch.randn(t, 2 * d, device=DEV, dtype=BF), nbytes)
+            tiles = TA.act_config(t, d, 2, TA.S.sm_count(sets[0]))
+
+            def run(x, cfg=None):
+                return TA.gated(x, act, second, param, config=cfg)
+            fns = {"inductor": [lambda x=x: comp(x, *extra) for x in sets],
+                   "rule": [lambda x=x: run(x) for x in sets],
+                   f"tiles {tiles.block_m}x{tiles.block_n}/{tiles.num_warps}": [lambda x=x: run(x, tiles) for x in sets]}
+            configs = ((256, 4), (512, 4), (1024, 4), (256, 2), (512, 8)) if t < 1024 else \
+                ((1024, 4), (2048, 8), (2048, 4), (1024, 2), (4096, 8))
+            for blk, w in configs:
+                cfg = TA.FlatConfig(blk, w)
+                fns[f"flat {blk}/{w}"] = [lambda x=x, c=cfg: run(x, c) for x in sets]
+            err = (run(sets[0]).float() - op.native(sets[0], *extra).float()).abs().max().item()
+            _two_rounds(f"act8 {label} {t}x{d} (rule {TA.gated_flat_config(t * d, 132)}, max err {err:.2g})",
+                        fns, nbytes)
 
 
 SECTIONS_BY_NAME = {"inductor": dump_inductor, "act": act_sweep, "norm": norm_sweep, "quant": quant_sweep,
                     "rows": rows_sweep, "variants": variants, "rows2": rows2, "act2": act2,
                     "rows3": rows3, "group3": group3, "fused3": fused3,
-                    "fused4": fused4, "act3": act3, "rope3": rope3, "rope4": rope4, "rope5": rope5, "act5": act5, "act6": act6, "act7": act7}
+                    "fused4": fused4, "act3": act3, "rope3": rope3, "rope4": rope4, "rope5": rope5, "act5": act5, "act6": act6, "act7": act7, "act8": act8}
 
 
 def main() -> None:

@@ -5,7 +5,7 @@
 #   bash benchmarks/run_device.sh tests sweep norms activations
 #   bash benchmarks/run_device.sh quant-tests rope-tests quant-sweep rope-sweep demo
 #   EXPLORE="act2 variants" bash benchmarks/run_device.sh explore   # explore_configs.py sections
-# Wall times seen (H100/H200): tests 90 s, quant-tests 80, rope-tests 100, quant 290,
+# Wall times seen (H100/H200): tests 90 s, act-tests 40, quant-tests 80, rope-tests 100, quant 290,
 # rope 80, norms 70 (gemma 50), activations core > 150 on an H100 (125 on an H200), other 80.
 set -uo pipefail
 export PYTHONUNBUFFERED=1
@@ -26,6 +26,7 @@ for step in "$@"; do
   start=$(date +%s)
   case $step in
     tests) pytest_log kernels tests/kernels/test_triton_norms.py tests/kernels/test_triton_activations.py ;;
+    act-tests) pytest_log activations tests/kernels/test_triton_activations.py tests/kernels/test_support.py ;;
     quant-tests) pytest_log quant tests/kernels/test_triton_quant.py tests/ir/ops/test_quant_semantics.py \
                    tests/ir/compile/test_quant_fusion.py tests/compat/test_quant_fp8.py ;;
     rope-tests) pytest_log rope tests/kernels/test_triton_rope.py tests/compat/test_rotary.py \

@@ -1,9 +1,9 @@
 """Triton activations: the gated ones (silu_and_mul, mul_and_silu, gelu_and_mul,
 fatrelu_and_mul) and the plain ones (gelu_new, gelu_fast, quick_gelu, relu2).
 
-Three kernels (gated: two halves of each input row -> one output row; plain:
-one row -> one row, or, for contiguous tensors, flat like Inductor's) share one
-constexpr-selected activation; then the launch
+Four kernels (gated: two halves of each input row -> one output row; plain:
+one row -> one row; each also flat, like Inductor's, for contiguous tensors) share
+one constexpr-selected activation; then the launch
 configuration, the launcher, the graph-visible ``triton_op`` forms and the IR
 registrations. Float32 arithmetic, one rounding to x's dtype, as the IR's
 semantics (``ir/ops/activation.py``).
@@ -111,6 +111,37 @@ def _gated_kernel(
     else:
         y = _activation(a, param, ACT) * b
     tl.store(OUT + rows[:, None] * OUT_ROW_STRIDE + cols[None, :], y.to(OUT.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _gated_flat_kernel(
+    X, OUT, N, PARAM,
+    D: tl.constexpr,              # output width: a compile per width, as Inductor's static shapes
+    ACT: tl.constexpr,
+    ACT_ON_SECOND: tl.constexpr,
+    BLOCK: tl.constexpr,
+    EVEN: tl.constexpr,           # BLOCK divides N: no mask
+    I64: tl.constexpr,            # the input offsets (below 2 (N + BLOCK) + D, masked lanes too) do not fit int32
+):
+    """The gated activations over a contiguous [.., 2 D] input seen flat: output element i
+    reads row i // D, column i % D of each half, divisions by a constant (a multiply and a
+    shift), as Inductor's static-shape code indexes, instead of row x column tiles with
+    int64 row offsets."""
+    pid = tl.program_id(0)
+    if I64:
+        idx = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    else:
+        idx = pid * BLOCK + tl.arange(0, BLOCK)
+    src = X + (idx // D) * (2 * D) + idx % D
+    mask = None if EVEN else idx < N
+    a = tl.load(src, mask=mask, other=None if EVEN else 0.0).to(tl.float32)
+    b = tl.load(src + D, mask=mask, other=None if EVEN else 0.0).to(tl.float32)
+    param = tl.cast(PARAM, tl.float32)
+    if ACT_ON_SECOND:
+        y = a * _activation(b, param, ACT)
+    else:
+        y = _activation(a, param, ACT) * b
+    tl.store(OUT + idx, y.to(OUT.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -226,6 +257,23 @@ def flat_config(n_elements: int, sm_count: int = 132) -> FlatConfig:
     return FlatConfig(S.program_elements(n_elements, sm_count, MIN_BLOCK, DECODE_MAX_BLOCK), WARPS)
 
 
+# The gated activations over contiguous inputs run flat too (`_gated_flat_kernel`); from
+# THROUGHPUT_ELEMENTS outputs, 8 elements a thread (two loads each). H200, bf16, CUDA-graph µs
+# (explore_configs.py act7, results/sweep_session6_h200.txt, two rounds; "op" the row tiles, 2048/4):
+#   silu_and_mul 1024 x 14336: 1024/4 22.44/22.27  2048/8 22.34/22.46  2048/4 22.87/22.91 (Inductor 22.33, op 22.81)
+#                16384 x 14336: 2048/8 325.4  1024/4 328.1/325.9  2048/4 328.9 (Inductor 325.5, op 328.1)
+#   mul_and_silu 1024 x 14336: 1024/4 22.06/22.37  2048/4 22.38 (Inductor 22.19, op 22.55)
+GATED_FLAT_BLOCK = 1024
+
+
+@S.cached_config
+def gated_flat_config(n_outputs: int, sm_count: int = 132) -> FlatConfig:
+    """Launch configuration of the flat gated kernel over `n_outputs` (measurements above)."""
+    if n_outputs >= THROUGHPUT_ELEMENTS:
+        return FlatConfig(GATED_FLAT_BLOCK, WARPS)
+    return FlatConfig(S.program_elements(n_outputs, sm_count, MIN_BLOCK, DECODE_MAX_BLOCK), WARPS)
+
+
 # --------------------------------------------------------------- launcher
 
 
@@ -262,9 +310,22 @@ def _call(kernel, grid, cfg, x2, out2, n_rows, n_cols, act, gated, act_on_second
 
 
 def gated(x: Tensor, act: str, act_on_second: bool = False, param: float = 0.0,
-          config: ActConfig | None = None, kernel=_gated_kernel) -> Tensor:
-    """``act(a) * b`` (or ``a * act(b)``) over the halves of x's last dimension."""
-    out = torch.empty((*x.shape[:-1], x.shape[-1] // 2), dtype=x.dtype, device=x.device)
+          config: ActConfig | FlatConfig | None = None, kernel=_gated_kernel,
+          flat_kernel=_gated_flat_kernel) -> Tensor:
+    """``act(a) * b`` (or ``a * act(b)``) over the halves of x's last dimension: flat over
+    a contiguous x (or given a FlatConfig), else by row tiles."""
+    width = x.shape[-1] // 2
+    out = torch.empty((*x.shape[:-1], width), dtype=x.dtype, device=x.device)
+    # The flat kernel compiles the width in; a symbolic width (dynamic-shape tracing) takes the tiles.
+    if isinstance(config, FlatConfig) or (config is None and x.is_contiguous() and type(width) is int):
+        n = out.numel()
+        if n:
+            cfg = config or gated_flat_config(n, S.sm_count(x))
+            with S.on_device(x):
+                flat_kernel[(S.cdiv(n, cfg.block),)](
+                    x, out, n, param, D=width, ACT=act, ACT_ON_SECOND=act_on_second, BLOCK=cfg.block,
+                    EVEN=n % cfg.block == 0, I64=2 * (n + cfg.block) + width > _INT32_MAX, num_warps=cfg.num_warps)
+        return out
     _launch_into(kernel, x, out, act, True, act_on_second, param, config)
     return out
 
@@ -290,46 +351,49 @@ _INT32_MAX = 2**31 - 1
 
 # ------------------------------------------------ graph-visible triton_ops
 
+_GATED_WRAPPED = {"kernel": wrap_triton(_gated_kernel), "flat_kernel": wrap_triton(_gated_flat_kernel)}
+_PLAIN_WRAPPED = {"kernel": wrap_triton(_plain_kernel), "flat_kernel": wrap_triton(_plain_flat_kernel)}
+
 
 @triton_op(f"{S.NAMESPACE}::silu_and_mul", mutates_args=())
 def silu_and_mul_op(x: Tensor) -> Tensor:
-    return gated(x, "silu", kernel=wrap_triton(_gated_kernel))
+    return gated(x, "silu", **_GATED_WRAPPED)
 
 
 @triton_op(f"{S.NAMESPACE}::mul_and_silu", mutates_args=())
 def mul_and_silu_op(x: Tensor) -> Tensor:
-    return gated(x, "silu", act_on_second=True, kernel=wrap_triton(_gated_kernel))
+    return gated(x, "silu", act_on_second=True, **_GATED_WRAPPED)
 
 
 @triton_op(f"{S.NAMESPACE}::gelu_and_mul", mutates_args=())
 def gelu_and_mul_op(x: Tensor, approximate: str = "none") -> Tensor:
     act = "gelu_tanh" if approximate == "tanh" else "gelu"
-    return gated(x, act, kernel=wrap_triton(_gated_kernel))
+    return gated(x, act, **_GATED_WRAPPED)
 
 
 @triton_op(f"{S.NAMESPACE}::fatrelu_and_mul", mutates_args=())
 def fatrelu_and_mul_op(x: Tensor, threshold: float) -> Tensor:
-    return gated(x, "fatrelu", param=threshold, kernel=wrap_triton(_gated_kernel))
+    return gated(x, "fatrelu", param=threshold, **_GATED_WRAPPED)
 
 
 @triton_op(f"{S.NAMESPACE}::gelu_new", mutates_args=())
 def gelu_new_op(x: Tensor) -> Tensor:
-    return plain(x, "gelu_tanh", kernel=wrap_triton(_plain_kernel), flat_kernel=wrap_triton(_plain_flat_kernel))
+    return plain(x, "gelu_tanh", **_PLAIN_WRAPPED)
 
 
 @triton_op(f"{S.NAMESPACE}::gelu_fast", mutates_args=())
 def gelu_fast_op(x: Tensor) -> Tensor:
-    return plain(x, "gelu_fast", kernel=wrap_triton(_plain_kernel), flat_kernel=wrap_triton(_plain_flat_kernel))
+    return plain(x, "gelu_fast", **_PLAIN_WRAPPED)
 
 
 @triton_op(f"{S.NAMESPACE}::quick_gelu", mutates_args=())
 def quick_gelu_op(x: Tensor) -> Tensor:
-    return plain(x, "quick_gelu", kernel=wrap_triton(_plain_kernel), flat_kernel=wrap_triton(_plain_flat_kernel))
+    return plain(x, "quick_gelu", **_PLAIN_WRAPPED)
 
 
 @triton_op(f"{S.NAMESPACE}::relu2", mutates_args=())
 def relu2_op(x: Tensor) -> Tensor:
-    return plain(x, "relu2", kernel=wrap_triton(_plain_kernel), flat_kernel=wrap_triton(_plain_flat_kernel))
+    return plain(x, "relu2", **_PLAIN_WRAPPED)
 
 
 # ------------------------------------------------------ IR registrations

@@ -140,6 +140,67 @@ def test_flat_kernel_with_and_without_its_mask(name, act):
         assert_close(out, op.native(x), op.tolerance(torch.float32), what=f"{name} {rows}x{cols} int64")
 
 
+GATED_ACTS = [("silu_and_mul", "silu", False, ()), ("mul_and_silu", "silu", True, ()),
+              ("gelu_and_mul", "gelu", False, ("none",)), ("gelu_and_mul", "gelu_tanh", False, ("tanh",)),
+              ("fatrelu_and_mul", "fatrelu", False, (0.5,))]
+
+
+@pytest.mark.parametrize("name, act, second, extra", GATED_ACTS, ids=lambda v: str(v))
+def test_gated_flat_kernel_with_and_without_its_mask(name, act, second, extra):
+    # 4 x 256 outputs in blocks of 128 (EVEN, no mask) and 3 x 200 (a block spans rows, the last is partial).
+    from irshim.kernels.triton import activation as ta
+
+    op = ir.get_op(name)
+    param = extra[0] if name == "fatrelu_and_mul" else 0.0
+    for rows, cols in ((4, 256), (3, 200)):
+        (x, *_) = op.generate_inputs(rows, cols, torch.float32, DEVICE)
+        expected = op.native(x, *extra)
+        actual = ta.gated(x, act, second, param, config=ta.FlatConfig(128, 1))
+        assert_close(actual, expected, op.tolerance(torch.float32), what=f"{name} {rows}x{cols}")
+        # int64 offsets (inputs past 2^31 elements), launched directly on the same inputs
+        out, n = torch.empty_like(expected), expected.numel()
+        ta._gated_flat_kernel[(-(-n // 128),)](x, out, n, param, D=cols, ACT=act, ACT_ON_SECOND=second,
+                                               BLOCK=128, EVEN=n % 128 == 0, I64=True)
+        assert_close(out, expected, op.tolerance(torch.float32), what=f"{name} {rows}x{cols} int64")
+
+
+def test_gated_flat_kernel_uses_int64_offsets_only_past_int32():
+    from irshim.kernels.triton import activation as ta
+
+    seen = []
+
+    class Spy:
+        def __getitem__(self, grid):
+            return lambda *args, **kwargs: seen.append(kwargs["I64"])
+
+    x = torch.empty(2, 8, device=DEVICE)
+    ta.gated(x, "silu", flat_kernel=Spy())
+    assert seen == [False]
+    # The input offsets reach 2 N: 2^30 outputs already need int64 (a meta tensor: shape only, no memory).
+    ta.gated(torch.empty(2**15, 2**16, device="meta"), "silu", flat_kernel=Spy())
+    assert seen == [False, True]
+
+
+def test_activations_run_flat_on_contiguous_inputs_only():
+    from irshim.kernels.triton import activation as ta
+
+    launched = []
+
+    class Spy:
+        def __init__(self, name):
+            self.name = name
+
+        def __getitem__(self, grid):
+            launched.append(self.name)
+            return lambda *args, **kwargs: None
+
+    x = torch.randn(4, 64, device=DEVICE)
+    ta.gated(x, "silu", kernel=Spy("tiles"), flat_kernel=Spy("flat"))
+    ta.gated(x[:, :32], "silu", kernel=Spy("tiles"), flat_kernel=Spy("flat"))  # rows strided by 64
+    ta.gated(x, "silu", config=ta.ActConfig(1, 32, 1), kernel=Spy("tiles"), flat_kernel=Spy("flat"))
+    assert launched == ["flat", "tiles", "tiles"]
+
+
 def test_plain_activations_run_flat_on_contiguous_inputs_only():
     from irshim.kernels.triton import activation as ta
 
@@ -169,6 +230,16 @@ def test_flat_launch_config_rules():
     assert ta.flat_config(16384 * 14336, 132) == ta.FlatConfig(1024, 4)
     assert ta.flat_config(14336, 132) == ta.FlatConfig(256, 4)
     assert ta.flat_config(64 * 14336, 132) == ta.FlatConfig(1024, 4)
+
+
+def test_gated_flat_launch_config_rules():
+    from irshim.kernels.triton import activation as ta
+
+    # 8 elements a thread from 1024 x 14336 outputs; decode sizes as the single-input rule.
+    assert ta.gated_flat_config(1024 * 14336, 132) == ta.FlatConfig(1024, 4)
+    assert ta.gated_flat_config(16384 * 28672, 132) == ta.FlatConfig(1024, 4)
+    assert ta.gated_flat_config(14336, 132) == ta.FlatConfig(256, 4)
+    assert ta.gated_flat_config(64 * 14336, 132) == ta.FlatConfig(1024, 4)
 
 
 def test_supports_args_refuses_what_the_kernel_cannot_do():
@@ -226,18 +297,20 @@ def test_traced_calls_record_the_triton_op():
                  ir.ops.gelu_and_mul.tolerance(x.dtype))
 
 
+@pytest.mark.parametrize("name", ["quick_gelu", "silu_and_mul"])
 @pytest.mark.parametrize("contiguous", [True, False])
-def test_traced_plain_activations_record_the_triton_op(contiguous):
-    # Contiguous inputs take the flat kernel, strided rows the row tiles: both through the triton_op.
+def test_traced_activations_record_the_triton_op(contiguous, name):
+    # Contiguous inputs take the flat kernels, strided rows the row tiles: both through the triton_op.
     from torch.fx.experimental.proxy_tensor import make_fx
 
-    x = torch.randn(3, 32, device=DEVICE)
+    op = ir.get_op(name)
+    x = torch.randn(3, 64, device=DEVICE)
     if not contiguous:
-        x = x[:, :16]
-    gm = make_fx(lambda x: ir.ops.quick_gelu.impls["triton"].impl_fn(x))(x)
+        x = x[:, :32]
+    gm = make_fx(lambda x: op.impls["triton"].impl_fn(x))(x)
     targets = [n.target for n in gm.graph.nodes if n.op == "call_function"]
-    assert torch.ops.irshim_triton.quick_gelu.default in targets
-    assert_close(gm(x), ir.ops.quick_gelu.native(x), ir.ops.quick_gelu.tolerance(x.dtype))
+    assert getattr(torch.ops.irshim_triton, name).default in targets
+    assert_close(gm(x), op.native(x), op.tolerance(x.dtype))
 
 
 # ----------------------------------------------------------------------- GPU
