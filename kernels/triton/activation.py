@@ -257,21 +257,35 @@ def flat_config(n_elements: int, sm_count: int = 132) -> FlatConfig:
     return FlatConfig(S.program_elements(n_elements, sm_count, MIN_BLOCK, DECODE_MAX_BLOCK), WARPS)
 
 
-# The gated activations over contiguous inputs run flat too (`_gated_flat_kernel`); from
-# THROUGHPUT_ELEMENTS outputs, 8 elements a thread (two loads each). H200, bf16, CUDA-graph µs
-# (explore_configs.py act7, results/sweep_session6_h200.txt, two rounds; "op" the row tiles, 2048/4):
-#   silu_and_mul 1024 x 14336: 1024/4 22.44/22.27  2048/8 22.34/22.46  2048/4 22.87/22.91 (Inductor 22.33, op 22.81)
-#                16384 x 14336: 2048/8 325.4  1024/4 328.1/325.9  2048/4 328.9 (Inductor 325.5, op 328.1)
-#   mul_and_silu 1024 x 14336: 1024/4 22.06/22.37  2048/4 22.38 (Inductor 22.19, op 22.55)
+# The gated activations over contiguous inputs run flat too (`_gated_flat_kernel`). H200, bf16,
+# CUDA-graph µs ("elements/warps"; explore_configs.py act8, results/sweep_session7_h200.txt, two rounds
+# each, the slower listed; "tiles" the row-tile kernel under act_config):
+#   silu_and_mul  1024 x 14336: 1024/4 21.97  2048/8 22.10  2048/4 22.47  tiles 22.52 (Inductor 22.03)
+#                16384 x 14336: 1024/4 324.9  2048/8 324.5  tiles 326.1 (Inductor 324.4)
+#                    1 x 28672: 512/4 1.26  256/4 1.29  tiles 1.37 (Inductor 1.29)
+#   fatrelu_and_mul 1024 x 14336: 1024/4 22.12  tiles 22.47 (Inductor 21.93)
+#   gelu_and_mul, tanh, 1024 x 14336: 1024/4 21.95  tiles 22.53 (Inductor 22.99)
+#   gelu_and_mul, exact (ALU-bound: the flat index's division costs more than it saves):
+#                 1024 x 14336: 1024/4 24.27  tiles 24.63 | 4096 x 14336: 1024/4 90.14  tiles 88.27
+#                16384 x 14336: 1024/4 350.6  tiles 338.7 (Inductor 374.7)
+#                    1 x 28672: 512/4 1.26  256/4 1.29  tiles 1.38 (Inductor 1.24)
+# From THROUGHPUT_ELEMENTS outputs: 8 elements a thread (the exact GELU from 4096 x 14336:
+# the tiles). Decode sizes: four programs a multiprocessor, 512 to 1024 elements a program
+# (at 1 x 14336, 256 and 512 tie).
 GATED_FLAT_BLOCK = 1024
+GATED_FLAT_MIN_BLOCK = 512
+EXACT_GELU_TILES_ELEMENTS = 4096 * 14336
 
 
 @S.cached_config
-def gated_flat_config(n_outputs: int, sm_count: int = 132) -> FlatConfig:
-    """Launch configuration of the flat gated kernel over `n_outputs` (measurements above)."""
+def gated_flat_config(n_outputs: int, act: str, sm_count: int = 132) -> FlatConfig | None:
+    """Launch configuration of the flat gated kernel over `n_outputs`, None where the row tiles
+    are faster (measurements above)."""
+    if act == "gelu" and n_outputs >= EXACT_GELU_TILES_ELEMENTS:
+        return None
     if n_outputs >= THROUGHPUT_ELEMENTS:
         return FlatConfig(GATED_FLAT_BLOCK, WARPS)
-    return FlatConfig(S.program_elements(n_outputs, sm_count, MIN_BLOCK, DECODE_MAX_BLOCK), WARPS)
+    return FlatConfig(S.program_elements(n_outputs, sm_count, GATED_FLAT_MIN_BLOCK, DECODE_MAX_BLOCK), WARPS)
 
 
 # --------------------------------------------------------------- launcher
@@ -312,21 +326,22 @@ def _call(kernel, grid, cfg, x2, out2, n_rows, n_cols, act, gated, act_on_second
 def gated(x: Tensor, act: str, act_on_second: bool = False, param: float = 0.0,
           config: ActConfig | FlatConfig | None = None, kernel=_gated_kernel,
           flat_kernel=_gated_flat_kernel) -> Tensor:
-    """``act(a) * b`` (or ``a * act(b)``) over the halves of x's last dimension: flat over
-    a contiguous x (or given a FlatConfig), else by row tiles."""
+    """``act(a) * b`` (or ``a * act(b)``) over the halves of x's last dimension: flat over a
+    contiguous x where `gated_flat_config` says so (or given a FlatConfig), else by row tiles."""
     width = x.shape[-1] // 2
     out = torch.empty((*x.shape[:-1], width), dtype=x.dtype, device=x.device)
+    n = out.numel()
     # The flat kernel compiles the width in; a symbolic width (dynamic-shape tracing) takes the tiles.
-    if isinstance(config, FlatConfig) or (config is None and x.is_contiguous() and type(width) is int):
-        n = out.numel()
-        if n:
-            cfg = config or gated_flat_config(n, S.sm_count(x))
-            with S.on_device(x):
-                flat_kernel[(S.cdiv(n, cfg.block),)](
-                    x, out, n, param, D=width, ACT=act, ACT_ON_SECOND=act_on_second, BLOCK=cfg.block,
-                    EVEN=n % cfg.block == 0, I64=2 * (n + cfg.block) + width > _INT32_MAX, num_warps=cfg.num_warps)
-        return out
-    _launch_into(kernel, x, out, act, True, act_on_second, param, config)
+    if config is None and x.is_contiguous() and type(width) is int:
+        config = gated_flat_config(n, act, S.sm_count(x))
+    if not isinstance(config, FlatConfig):
+        _launch_into(kernel, x, out, act, True, act_on_second, param, config)
+    elif n:
+        with S.on_device(x):
+            flat_kernel[(S.cdiv(n, config.block),)](
+                x, out, n, param, D=width, ACT=act, ACT_ON_SECOND=act_on_second, BLOCK=config.block,
+                EVEN=n % config.block == 0, I64=2 * (n + config.block) + width > _INT32_MAX,
+                num_warps=config.num_warps)
     return out
 
 

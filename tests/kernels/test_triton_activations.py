@@ -198,7 +198,10 @@ def test_activations_run_flat_on_contiguous_inputs_only():
     ta.gated(x, "silu", kernel=Spy("tiles"), flat_kernel=Spy("flat"))
     ta.gated(x[:, :32], "silu", kernel=Spy("tiles"), flat_kernel=Spy("flat"))  # rows strided by 64
     ta.gated(x, "silu", config=ta.ActConfig(1, 32, 1), kernel=Spy("tiles"), flat_kernel=Spy("flat"))
-    assert launched == ["flat", "tiles", "tiles"]
+    big = torch.empty(4096, 2 * 14336, device="meta")  # the exact GELU's tiles (the rule above)
+    ta.gated(big, "gelu", kernel=Spy("tiles"), flat_kernel=Spy("flat"))
+    ta.gated(big, "silu", kernel=Spy("tiles"), flat_kernel=Spy("flat"))
+    assert launched == ["flat", "tiles", "tiles", "tiles", "flat"]
 
 
 def test_plain_activations_run_flat_on_contiguous_inputs_only():
@@ -235,11 +238,14 @@ def test_flat_launch_config_rules():
 def test_gated_flat_launch_config_rules():
     from irshim.kernels.triton import activation as ta
 
-    # 8 elements a thread from 1024 x 14336 outputs; decode sizes as the single-input rule.
-    assert ta.gated_flat_config(1024 * 14336, 132) == ta.FlatConfig(1024, 4)
-    assert ta.gated_flat_config(16384 * 28672, 132) == ta.FlatConfig(1024, 4)
-    assert ta.gated_flat_config(14336, 132) == ta.FlatConfig(256, 4)
-    assert ta.gated_flat_config(64 * 14336, 132) == ta.FlatConfig(1024, 4)
+    # 8 elements a thread from 1024 x 14336 outputs; decode sizes: four programs a multiprocessor,
+    # 512 to 1024 elements a program; the exact GELU takes the row tiles from 4096 x 14336.
+    assert ta.gated_flat_config(1024 * 14336, "silu", 132) == ta.FlatConfig(1024, 4)
+    assert ta.gated_flat_config(16384 * 28672, "gelu_tanh", 132) == ta.FlatConfig(1024, 4)
+    assert ta.gated_flat_config(14336, "silu", 132) == ta.FlatConfig(512, 4)
+    assert ta.gated_flat_config(64 * 14336, "fatrelu", 132) == ta.FlatConfig(1024, 4)
+    assert ta.gated_flat_config(1024 * 14336, "gelu", 132) == ta.FlatConfig(1024, 4)
+    assert ta.gated_flat_config(4096 * 14336, "gelu", 132) is None
 
 
 def test_supports_args_refuses_what_the_kernel_cannot_do():
