@@ -13,7 +13,7 @@ benchmarks/results/sweep_session3.txt). Sections (any order):
   act5 / act6 / act7 (activation block sizes, the flat single-input and gated kernels; act7 launches
   the production flat gated kernel, which merged its explore copy with fatrelu's scalar and int64 offsets);
 - this session (results/sweep_session7_h200.txt): act8 (the flat gated kernel's configurations
-  for every gated activation).
+  for every gated activation), quant8 (a flat static quant kernel).
 
     python benchmarks/explore_configs.py OUTDIR section...
 
@@ -834,10 +834,56 @@ def act8():
                         fns, nbytes)
 
 
+@triton.jit
+def _static_flat_scale_first(X, Q, SCALE, N, BLOCK: tl.constexpr, EVEN: tl.constexpr):
+    """`TQ._static_quant_flat_kernel` (int32 offsets) with the scale loaded before x."""
+    idx = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = None if EVEN else idx < N
+    scale = tl.load(SCALE)
+    x = tl.load(X + idx, mask=mask, other=None if EVEN else 0.0).to(tl.float32)
+    tl.store(Q + idx, TQ._to_fp8(x, scale, Q), mask=mask)
+
+
+def quant8():
+    """The flat static quant kernel by configuration (and with the scale loaded first) against the
+    tile kernel's rule and Inductor; Inductor's kernel for 16 x 4096 logged."""
+    op = ir.get_op("static_scaled_fp8_quant")
+    torch._dynamo.reset()
+    args = op.generate_inputs(16, 4096, BF, DEV)
+    _, codes = run_and_get_code(torch.compile(op.native, dynamic=False), *args)
+    body = [ln for code in codes for ln in code.splitlines()
+            if any(k in ln for k in ("XBLOCK", "num_warps", "tl.load", "tl.store", "triton_meta", "def triton_"))]
+    log("quant8 inductor 16x4096:\n" + "\n".join(body[:40]))
+    for t, d in ((1, 4096), (16, 4096), (128, 4096), (16, 8192), (16, 14336), (1024, 4096), (1024, 14336),
+                 (16384, 14336)):
+        torch._dynamo.reset()
+        comp = torch.compile(op.native, dynamic=False)
+        n = t * d
+        nbytes = 3 * n
+        sets = sets_for(lambda: op.generate_inputs(t, d, BF, DEV), nbytes)
+        tiles = TQ.tile_config(t, d, TQ.S.sm_count(sets[0][0]))
+        fns = {"inductor": [lambda a=a: comp(*a) for a in sets], "rule": [lambda a=a: TQ.static_quant(*a) for a in sets],
+               f"tiles {tiles.block_m}x{tiles.block_n}/{tiles.num_warps}":
+                   [lambda a=a: TQ.static_quant(*a, config=tiles) for a in sets]}
+        for blk, w in ((256, 1), (256, 2), (512, 2), (512, 4), (1024, 2), (1024, 4), (2048, 4), (2048, 8), (4096, 8)):
+            cfg = TQ.FlatConfig(blk, w)
+            fns[f"flat {blk}/{w}"] = [lambda a=a, c=cfg: TQ.static_quant(*a, config=c) for a in sets]
+            if blk in (512, 1024, 2048) and w == 4:
+                def first(a, blk=blk, w=w):
+                    q = torch.empty(a[0].shape, dtype=TQ.FP8_DTYPE, device=DEV)
+                    _static_flat_scale_first[(triton.cdiv(n, blk),)](a[0], q, a[1], n, BLOCK=blk, EVEN=n % blk == 0,
+                                                                     num_warps=w)
+                    return q
+                fns[f"scale-first {blk}/{w}"] = [lambda a=a, f=first: f(a) for a in sets]
+        want = op.native(*sets[0]).float()
+        err = max((fns[k][0]().float() - want).abs().max().item() for k in ("rule", "scale-first 1024/4"))
+        _two_rounds(f"quant8 {t}x{d} (rule {TQ.flat_static_config(n, 132)}, max err {err:.2g})", fns, nbytes, most=10)
+
+
 SECTIONS_BY_NAME = {"inductor": dump_inductor, "act": act_sweep, "norm": norm_sweep, "quant": quant_sweep,
                     "rows": rows_sweep, "variants": variants, "rows2": rows2, "act2": act2,
                     "rows3": rows3, "group3": group3, "fused3": fused3,
-                    "fused4": fused4, "act3": act3, "rope3": rope3, "rope4": rope4, "rope5": rope5, "act5": act5, "act6": act6, "act7": act7, "act8": act8}
+                    "fused4": fused4, "act3": act3, "rope3": rope3, "rope4": rope4, "rope5": rope5, "act5": act5, "act6": act6, "act7": act7, "act8": act8, "quant8": quant8}
 
 
 def main() -> None:

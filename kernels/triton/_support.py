@@ -17,8 +17,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+from dataclasses import dataclass
 
 import torch
+import triton
+import triton.language as tl
 
 from irshim.ir import tracing as _ir_tracing
 
@@ -155,6 +158,27 @@ def cached_config(fn):
         return fn(*args, **kwargs)
 
     return config
+
+
+@dataclass(frozen=True)
+class FlatConfig:
+    """Flat element-wise kernels (contiguous tensors seen as one run): elements a program, warps."""
+
+    block: int
+    num_warps: int
+
+
+INT32_MAX = 2**31 - 1
+"""Offsets past this make the flat kernels index in int64 (their `I64` constexpr)."""
+
+
+@triton.jit
+def flat_index(BLOCK: tl.constexpr, I64: tl.constexpr):
+    """The element offsets of this program of a flat kernel: one per element, int32 (as
+    Inductor indexes) unless the tensor needs int64."""
+    if I64:
+        return tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    return tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
 
 
 def row_stride(t2d: torch.Tensor) -> int:

@@ -127,11 +127,7 @@ def _gated_flat_kernel(
     reads row i // D, column i % D of each half, divisions by a constant (a multiply and a
     shift), as Inductor's static-shape code indexes, instead of row x column tiles with
     int64 row offsets."""
-    pid = tl.program_id(0)
-    if I64:
-        idx = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    else:
-        idx = pid * BLOCK + tl.arange(0, BLOCK)
+    idx = S.flat_index(BLOCK, I64)
     src = X + (idx // D) * (2 * D) + idx % D
     mask = None if EVEN else idx < N
     a = tl.load(src, mask=mask, other=None if EVEN else 0.0).to(tl.float32)
@@ -175,11 +171,7 @@ def _plain_flat_kernel(
 ):
     """The single-input activations over contiguous tensors seen flat (Inductor's indexing:
     one offset an element, int32 when it fits, no row/column split)."""
-    pid = tl.program_id(0)
-    if I64:
-        idx = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    else:
-        idx = pid * BLOCK + tl.arange(0, BLOCK)
+    idx = S.flat_index(BLOCK, I64)
     mask = None if EVEN else idx < N
     x = tl.load(X + idx, mask=mask, other=None if EVEN else 0.0).to(tl.float32)
     tl.store(OUT + idx, _activation(x, 0.0, ACT).to(OUT.dtype.element_ty), mask=mask)
@@ -230,10 +222,7 @@ def act_config(n_rows: int, n_cols: int, element_size: int, sm_count: int = 132)
     return ActConfig(block_m, block_n, WARPS)
 
 
-@dataclass(frozen=True)
-class FlatConfig:
-    block: int
-    num_warps: int
+FlatConfig = S.FlatConfig
 
 
 # Contiguous single-input activations run flat (`_plain_flat_kernel`). H200, bf16, CUDA-graph µs
@@ -340,7 +329,7 @@ def gated(x: Tensor, act: str, act_on_second: bool = False, param: float = 0.0,
         with S.on_device(x):
             flat_kernel[(S.cdiv(n, config.block),)](
                 x, out, n, param, D=width, ACT=act, ACT_ON_SECOND=act_on_second, BLOCK=config.block,
-                EVEN=n % config.block == 0, I64=2 * (n + config.block) + width > _INT32_MAX,
+                EVEN=n % config.block == 0, I64=2 * (n + config.block) + width > S.INT32_MAX,
                 num_warps=config.num_warps)
     return out
 
@@ -355,13 +344,11 @@ def plain(x: Tensor, act: str, config: ActConfig | FlatConfig | None = None, ker
             cfg = config or flat_config(n, S.sm_count(x))
             with S.on_device(x):
                 flat_kernel[(S.cdiv(n, cfg.block),)](x, out, n, ACT=act, BLOCK=cfg.block, EVEN=n % cfg.block == 0,
-                                                     I64=n + cfg.block > _INT32_MAX, num_warps=cfg.num_warps)
+                                                     I64=n + cfg.block > S.INT32_MAX, num_warps=cfg.num_warps)
         return out
     _launch_into(kernel, x, out, act, False, config=config)
     return out
 
-
-_INT32_MAX = 2**31 - 1
 
 
 # ------------------------------------------------ graph-visible triton_ops

@@ -131,6 +131,22 @@ def _static_quant_kernel(
 
 
 @triton.jit
+def _static_quant_flat_kernel(
+    X, Q, SCALE, N,
+    BLOCK: tl.constexpr,
+    EVEN: tl.constexpr,   # BLOCK divides N: no mask
+    I64: tl.constexpr,    # N does not fit int32 offsets
+):
+    """Static quant of a contiguous tensor seen flat (the activations' flat indexing: int32
+    offsets where they fit, no row/column split, no mask where the blocks tile it)."""
+    idx = S.flat_index(BLOCK, I64)
+    mask = None if EVEN else idx < N
+    x = tl.load(X + idx, mask=mask, other=None if EVEN else 0.0).to(tl.float32)
+    scale = tl.load(SCALE)
+    tl.store(Q + idx, _to_fp8(x, scale, Q), mask=mask)
+
+
+@triton.jit
 def _dynamic_quant_one_program_kernel(
     X, X_ROW_STRIDE, Q, Q_ROW_STRIDE,
     SCALE_OUT,            # [1] float32 out
@@ -458,6 +474,15 @@ def tile_config(n_rows: int, n_cols: int, sm_count: int = 132) -> TileConfig:
     return TileConfig(block_m, block_n, TILE_WARPS)
 
 
+FlatConfig = S.FlatConfig
+
+
+@S.cached_config
+def flat_static_config(n_elements: int, sm_count: int = 132) -> FlatConfig:
+    """The flat static quant kernel's elements a program (the tiles' rule) and warps."""
+    return FlatConfig(S.program_elements(n_elements, sm_count, MIN_PROGRAM, MAX_PROGRAM), TILE_WARPS)
+
+
 @S.cached_config
 def group_config(n_rows: int, n_cols: int, group: int, sm_count: int = 132) -> TileConfig:
     """Tiles of the per-group kernel: whole groups, at most GROUP_MAX_PROGRAM elements
@@ -520,25 +545,28 @@ def _norm_dynamic_args(x, weight, epsilon, scale_ub=None):
 # them (inside the triton_ops). Outputs are fresh and contiguous.
 
 
-def _on_device(t: Tensor):
-    """Launch on t's GPU (Triton launches on the current device)."""
-    if t.is_cuda and t.get_device() != torch.cuda.current_device():
-        return torch.cuda.device(t.get_device())
-    return contextlib.nullcontext()
-
-
 def _fp8_like(x: Tensor) -> Tensor:
     return torch.empty(x.shape, dtype=FP8_DTYPE, device=x.device)
 
 
-def static_quant(x: Tensor, scale: Tensor, kernel=_static_quant_kernel, config: TileConfig | None = None) -> Tensor:
+def static_quant(x: Tensor, scale: Tensor, kernel=_static_quant_kernel, config: TileConfig | FlatConfig | None = None,
+                 flat_kernel=_static_quant_flat_kernel) -> Tensor:
+    """Static quant: flat over a contiguous x (or given a FlatConfig), else by tiles."""
     q = _fp8_like(x)
-    if x.numel():
+    n = x.numel()
+    if isinstance(config, FlatConfig) or (config is None and x.is_contiguous()):
+        if n:
+            cfg = config or flat_static_config(n, S.sm_count(x))
+            with S.on_device(x):
+                flat_kernel[(S.cdiv(n, cfg.block),)](x, q, scale, n, BLOCK=cfg.block, EVEN=n % cfg.block == 0,
+                                                     I64=n + cfg.block > S.INT32_MAX, num_warps=cfg.num_warps)
+        return q
+    if n:
         x2, q2 = S.as_rows(x), S.as_rows(q)
         n_rows, n_cols = x2.shape
         cfg = config or tile_config(n_rows, n_cols, S.sm_count(x))
         grid = (S.cdiv(n_rows, cfg.block_m) * S.cdiv(n_cols, cfg.block_n),)
-        with _on_device(x):
+        with S.on_device(x):
             kernel[grid](x2, S.row_stride(x2), q2, S.row_stride(q2), scale, scale, n_rows, n_cols,
                          FROM_AMAX=False, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, num_warps=cfg.num_warps)
     return q
@@ -560,14 +588,14 @@ def dynamic_quant(x: Tensor, amax_kernel=_amax_kernel, quant_kernel=_static_quan
     if one_program:
         block_n = min(S.next_pow2(n_cols), ONE_PROGRAM_TILE)
         block_m = max(1, min(ONE_PROGRAM_TILE // block_n, S.next_pow2(n_rows)))
-        with _on_device(x):
+        with S.on_device(x):
             one_program_kernel[(1,)](x2, S.row_stride(x2), q2, S.row_stride(q2), scale, n_rows, n_cols,
                                      BLOCK_M=block_m, BLOCK_N=block_n, num_warps=ONE_PROGRAM_WARPS)
         return q, scale
     amax = torch.zeros(1, dtype=torch.float32, device=x.device)
     cfg = config or tile_config(n_rows, n_cols, S.sm_count(x))
     grid = (S.cdiv(n_rows, cfg.block_m) * S.cdiv(n_cols, cfg.block_n),)
-    with _on_device(x):
+    with S.on_device(x):
         amax_programs = max(1, min(grid[0], AMAX_PROGRAMS_PER_SM * S.sm_count(x)))
         amax_kernel[(amax_programs,)](x2, S.row_stride(x2), amax, n_rows, n_cols,
                           BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, num_warps=cfg.num_warps)
@@ -584,7 +612,7 @@ def per_token_quant(x: Tensor, scale_ub: Tensor | None, kernel=_per_token_quant_
         x2, q2 = S.as_rows(x), S.as_rows(q)
         n_rows, n_cols = x2.shape
         cfg = config or row_config(n_rows, n_cols)
-        with _on_device(x):
+        with S.on_device(x):
             kernel[(S.cdiv(n_rows, cfg.block_m),)](
                 x2, S.row_stride(x2), q2, S.row_stride(q2), scales, scale_ub if scale_ub is not None else scales,
                 n_rows, n_cols, HAS_UB=scale_ub is not None,
@@ -604,7 +632,7 @@ def group_quant(x: Tensor, group_size: int, kernel=_group_quant_kernel,
         if cfg.block_n % group_size:
             raise ValueError(f"group_quant: a tile of {cfg.block_n} columns splits groups of {group_size}")
         grid = (S.cdiv(n_rows, cfg.block_m) * S.cdiv(n_cols, cfg.block_n),)
-        with _on_device(x):
+        with S.on_device(x):
             kernel[grid](x2, S.row_stride(x2), q2, S.row_stride(q2), s2, s2.stride(0), n_rows, n_cols,
                          GROUP=group_size, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, num_warps=cfg.num_warps)
     return q, scales
@@ -625,7 +653,7 @@ def rms_norm_quant(x: Tensor, x_residual: Tensor | None, weight: Tensor | None, 
         res2 = S.as_rows(residual) if residual is not None else x2
         kind = "norm_dynamic" if dynamic else "norm_add_static" if x_residual is not None else "norm_static"
         cfg = config or row_config(n_rows, n_cols, kind)
-        with _on_device(x):
+        with S.on_device(x):
             kernel[(S.cdiv(n_rows, cfg.block_m),)](
                 x2, S.row_stride(x2), r2, S.row_stride(r2),
                 weight if weight is not None else x2, weight.stride(0) if weight is not None else 0,
@@ -648,7 +676,8 @@ def rms_norm_quant(x: Tensor, x_residual: Tensor | None, weight: Tensor | None, 
 
 @triton_op(f"{S.NAMESPACE}::static_scaled_fp8_quant", mutates_args=())
 def static_scaled_fp8_quant_op(x: Tensor, scale: Tensor) -> Tensor:
-    return static_quant(x, scale, kernel=wrap_triton(_static_quant_kernel))
+    return static_quant(x, scale, kernel=wrap_triton(_static_quant_kernel),
+                        flat_kernel=wrap_triton(_static_quant_flat_kernel))
 
 
 @triton_op(f"{S.NAMESPACE}::dynamic_scaled_fp8_quant", mutates_args=())

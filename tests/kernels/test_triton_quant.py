@@ -169,6 +169,35 @@ def test_tile_and_group_configs_cover_tails():
         tq.group_quant(x, 16, config=tq.TileConfig(1, 8, 1))
 
 
+def test_static_quant_flat_kernel_and_tiles():
+    # 4 x 64 elements in blocks of 32 (no mask), 3 x 50 (a partial last block), and the tile path
+    op = ir.ops.static_scaled_fp8_quant
+    for rows, cols in ((4, 64), (3, 50)):
+        x, scale = op.generate_inputs(rows, cols, torch.bfloat16, DEVICE)
+        check(op, (x, scale), tq.static_quant(x, scale, config=tq.FlatConfig(32, 1)), f"flat {rows}x{cols}")
+        check(op, (x, scale), tq.static_quant(x, scale, config=tq.TileConfig(2, 16, 1)), f"tiles {rows}x{cols}")
+        q, n = torch.empty(x.shape, dtype=tq.FP8_DTYPE, device=DEVICE), x.numel()
+        tq._static_quant_flat_kernel[(-(-n // 32),)](x, q, scale, n, BLOCK=32, EVEN=n % 32 == 0, I64=True)
+        check(op, (x, scale), q, f"flat, int64 offsets, {rows}x{cols}")
+
+
+def test_static_quant_runs_flat_on_contiguous_inputs_only():
+    launched = []
+
+    class Spy:
+        def __init__(self, name):
+            self.name = name
+
+        def __getitem__(self, grid):
+            launched.append(self.name)
+            return lambda *args, **kwargs: None
+
+    x, scale = ir.ops.static_scaled_fp8_quant.generate_inputs(4, 64, torch.bfloat16, DEVICE)
+    for view in (x, x[:, :32]):
+        tq.static_quant(view, scale, kernel=Spy("tiles"), flat_kernel=Spy("flat"))
+    assert launched == ["flat", "tiles"]
+
+
 def test_row_config_rules():
     # H200 sweeps (kernels/triton/quant.py): wide rows at throughput sizes per kernel kind.
     R = tq.RowConfig
