@@ -877,7 +877,7 @@ def quant8():
                 fns[f"scale-first {blk}/{w}"] = [lambda a=a, f=first: f(a) for a in sets]
         want = op.native(*sets[0]).float()
         err = max((fns[k][0]().float() - want).abs().max().item() for k in ("rule", "scale-first 1024/4"))
-        _two_rounds(f"quant8 {t}x{d} (rule {TQ.flat_static_config(n, 132)}, max err {err:.2g})", fns, nbytes, most=10)
+        _two_rounds(f"quant8 {t}x{d} (rule {TQ.flat_static_config(n)}, max err {err:.2g})", fns, nbytes, most=10)
 
 
 SECTIONS_BY_NAME = {"inductor": dump_inductor, "act": act_sweep, "norm": norm_sweep, "quant": quant_sweep,

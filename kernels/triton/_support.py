@@ -176,9 +176,13 @@ INT32_MAX = 2**31 - 1
 def flat_index(BLOCK: tl.constexpr, I64: tl.constexpr):
     """The element offsets of this program of a flat kernel: one per element, int32 (as
     Inductor indexes) unless the tensor needs int64."""
+    # One return: compiled Triton rejects returns of different types, even under a constexpr
+    # branch (the interpreter does not).
     if I64:
-        return tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    return tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        idx = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    else:
+        idx = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    return idx
 
 
 def row_stride(t2d: torch.Tensor) -> int:

@@ -477,10 +477,30 @@ def tile_config(n_rows: int, n_cols: int, sm_count: int = 132) -> TileConfig:
 FlatConfig = S.FlatConfig
 
 
+# Static quant over contiguous inputs runs flat (`_static_quant_flat_kernel`). H200, bf16,
+# CUDA-graph µs ("elements/warps"; explore_configs.py quant8, results/sweep_session7_h200.txt,
+# two rounds, the slower listed; "tiles" the tile kernel under tile_config):
+#       1 x 4096: 1024/4 1.16  512/4 1.16  2048/8 1.19 (Inductor 1.00/1.17)
+#      16 x 4096: 1024/4 1.25  2048/8 1.26  512/4 1.32 (Inductor 1.32)
+#      16 x 8192: 2048/8 1.30  512/4 1.35  1024/4 1.38 (Inductor 1.35)
+#     128 x 4096: 2048/8 1.53  1024/4 1.55 (Inductor 1.62) | 16 x 14336: 2048/8 1.40 (Inductor 1.43)
+#    1024 x 4096: 1024/4 4.46  2048/8 4.47  2048/4 4.57  tiles 4.79
+#   1024 x 14336: 2048/4 11.54  1024/4 11.54  2048/8 11.62  tiles 11.83 (Inductor 13.03)
+#  16384 x 14336: 2048/4 165.8  1024/4 171.6  2048/8 174.7  tiles 165.5 (Inductor 188.9)
+# Below FLAT_STATIC_SMALL elements 1024/4; to FLAT_STATIC_LARGE 8 elements a thread, 2048/8;
+# from there 16 a thread, 2048/4.
+FLAT_STATIC_SMALL = 16384
+FLAT_STATIC_LARGE = 1 << 24
+
+
 @S.cached_config
-def flat_static_config(n_elements: int, sm_count: int = 132) -> FlatConfig:
-    """The flat static quant kernel's elements a program (the tiles' rule) and warps."""
-    return FlatConfig(S.program_elements(n_elements, sm_count, MIN_PROGRAM, MAX_PROGRAM), TILE_WARPS)
+def flat_static_config(n_elements: int) -> FlatConfig:
+    """The flat static quant kernel's elements a program and warps (measurements above)."""
+    if n_elements < FLAT_STATIC_SMALL:
+        return FlatConfig(1024, 4)
+    if n_elements < FLAT_STATIC_LARGE:
+        return FlatConfig(2048, 8)
+    return FlatConfig(2048, 4)
 
 
 @S.cached_config
@@ -556,7 +576,7 @@ def static_quant(x: Tensor, scale: Tensor, kernel=_static_quant_kernel, config: 
     n = x.numel()
     if isinstance(config, FlatConfig) or (config is None and x.is_contiguous()):
         if n:
-            cfg = config or flat_static_config(n, S.sm_count(x))
+            cfg = config or flat_static_config(n)
             with S.on_device(x):
                 flat_kernel[(S.cdiv(n, cfg.block),)](x, q, scale, n, BLOCK=cfg.block, EVEN=n % cfg.block == 0,
                                                      I64=n + cfg.block > S.INT32_MAX, num_warps=cfg.num_warps)

@@ -181,6 +181,14 @@ def test_static_quant_flat_kernel_and_tiles():
         check(op, (x, scale), q, f"flat, int64 offsets, {rows}x{cols}")
 
 
+def test_flat_static_config_rules():
+    # 1024/4 below 16384 elements, 8 elements a thread to 2^24, 16 from there.
+    assert tq.flat_static_config(4096) == tq.FlatConfig(1024, 4)
+    assert tq.flat_static_config(16 * 4096) == tq.FlatConfig(2048, 8)
+    assert tq.flat_static_config(1024 * 14336) == tq.FlatConfig(2048, 8)
+    assert tq.flat_static_config(16384 * 14336) == tq.FlatConfig(2048, 4)
+
+
 def test_static_quant_runs_flat_on_contiguous_inputs_only():
     launched = []
 
