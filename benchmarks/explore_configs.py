@@ -13,7 +13,7 @@ benchmarks/results/sweep_session3.txt). Sections (any order):
   act5 / act6 / act7 (activation block sizes, the flat single-input and gated kernels; act7 launches
   the production flat gated kernel, which merged its explore copy with fatrelu's scalar and int64 offsets);
 - this session (results/sweep_session7_h200.txt): act8 (the flat gated kernel's configurations
-  for every gated activation), quant8 (a flat static quant kernel).
+  for every gated activation), quant8 (a flat static quant kernel), norm8 (the norm kernel without masks).
 
     python benchmarks/explore_configs.py OUTDIR section...
 
@@ -880,10 +880,43 @@ def quant8():
         _two_rounds(f"quant8 {t}x{d} (rule {TQ.flat_static_config(n)}, max err {err:.2g})", fns, nbytes, most=10)
 
 
+def norm8():
+    """The single-pass norm kernel with its masks dropped where the blocks tile the rows (EVEN, the
+    production launch) and kept, beside Inductor."""
+    for name in ("rms_norm", "fused_add_rms_norm", "gemma_fused_add_rms_norm"):
+        op = ir.get_op(name)
+        fused, gemma = "fused" in name, name.startswith("gemma")
+        shapes = ((16384, 4096),) if gemma else ((1, 4096), (64, 8192), (1024, 4096), (4096, 4096), (16384, 4096),
+                                                 (1024, 8192), (4096, 8192), (16384, 8192))
+        for t, h in shapes:
+            torch._dynamo.reset()
+            comp = torch.compile(op.native, dynamic=False)
+            nbytes = (4 if fused else 2) * t * h * 2
+            sets = sets_for(lambda: op.generate_inputs(t, h, BF, DEV), nbytes)
+            cfg = TL.norm_config(t, h, 2, TL.S.sm_count(sets[0][0]))
+
+            def run(args, even, cfg=cfg, t=t, h=h):
+                x = args[0]
+                r, (w, eps) = (args[1], args[2:]) if fused else (x, args[1:])
+                out = torch.empty_like(x)
+                res = torch.empty_like(x) if fused else out
+                TL._call(TL._rms_norm_kernel, (triton.cdiv(t, cfg.block_m),), cfg, x, r, res, out, w, t, h, eps,
+                         fused, gemma, even)
+                return (out, res) if fused else out
+            fns = {"inductor": [lambda a=a: comp(*a) for a in sets],
+                   "even": [lambda a=a: run(a, None) for a in sets],
+                   "masked": [lambda a=a: run(a, False) for a in sets]}
+            got, want = run(sets[0], None), op.native(*sets[0])
+            got, want = (got, want) if fused else ((got,), (want,))
+            err = max((g.float() - e.float()).abs().max().item() for g, e in zip(got, want))
+            even = cfg.single_pass and h == cfg.block_n and t % cfg.block_m == 0
+            _two_rounds(f"norm8 {name} {t}x{h} ({cfg}, even {even}, max err {err:.2g})", fns, nbytes)
+
+
 SECTIONS_BY_NAME = {"inductor": dump_inductor, "act": act_sweep, "norm": norm_sweep, "quant": quant_sweep,
                     "rows": rows_sweep, "variants": variants, "rows2": rows2, "act2": act2,
                     "rows3": rows3, "group3": group3, "fused3": fused3,
-                    "fused4": fused4, "act3": act3, "rope3": rope3, "rope4": rope4, "rope5": rope5, "act5": act5, "act6": act6, "act7": act7, "act8": act8, "quant8": quant8}
+                    "fused4": fused4, "act3": act3, "rope3": rope3, "rope4": rope4, "rope5": rope5, "act5": act5, "act6": act6, "act7": act7, "act8": act8, "quant8": quant8, "norm8": norm8}
 
 
 def main() -> None:

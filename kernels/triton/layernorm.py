@@ -68,6 +68,7 @@ def _rms_norm_kernel(
     BLOCK_M: tl.constexpr,        # rows per program
     BLOCK_N: tl.constexpr,        # columns per step; covers the row when SINGLE_PASS
     SINGLE_PASS: tl.constexpr,    # whole rows in registers; else two passes over column chunks
+    EVEN: tl.constexpr,           # single pass with BLOCK_N == N_COLS and BLOCK_M dividing N_ROWS: no masks
 ):
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     row_mask = rows < N_ROWS
@@ -84,12 +85,13 @@ def _rms_norm_kernel(
         # program waits for one memory round trip, not two.
         row = tl.program_id(0).to(tl.int64)
         cols = tl.arange(0, BLOCK_N)
-        mask = cols < N_COLS
-        x = tl.load(X + row * X_ROW_STRIDE + cols, mask=mask, other=0.0).to(tl.float32)
+        mask = None if EVEN else cols < N_COLS
+        other = None if EVEN else 0.0
+        x = tl.load(X + row * X_ROW_STRIDE + cols, mask=mask, other=other).to(tl.float32)
         if HAS_RESIDUAL:
-            r = tl.load(R + row * R_ROW_STRIDE + cols, mask=mask, other=0.0).to(tl.float32)
+            r = tl.load(R + row * R_ROW_STRIDE + cols, mask=mask, other=other).to(tl.float32)
         if HAS_WEIGHT:
-            w = tl.load(W + cols * W_STRIDE, mask=mask, other=0.0).to(tl.float32)
+            w = tl.load(W + cols * W_STRIDE, mask=mask, other=other).to(tl.float32)
         if HAS_RESIDUAL:
             s = (x + r).to(RES_OUT.dtype.element_ty)  # the residual is rounded to x's dtype
             tl.store(RES_OUT + row * RES_OUT_ROW_STRIDE + cols, s, mask=mask)
@@ -104,13 +106,14 @@ def _rms_norm_kernel(
     elif SINGLE_PASS:
         # Several short rows per program: 2-D blocks [BLOCK_M, BLOCK_N].
         cols = tl.arange(0, BLOCK_N)
-        col_mask = cols < N_COLS
-        mask = row_mask[:, None] & col_mask[None, :]
-        x = tl.load(x_rows + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+        col_mask = None if EVEN else cols < N_COLS
+        mask = None if EVEN else row_mask[:, None] & col_mask[None, :]
+        other = None if EVEN else 0.0
+        x = tl.load(x_rows + cols[None, :], mask=mask, other=other).to(tl.float32)
         if HAS_RESIDUAL:
-            r = tl.load(r_rows + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+            r = tl.load(r_rows + cols[None, :], mask=mask, other=other).to(tl.float32)
         if HAS_WEIGHT:
-            w = tl.load(W + cols * W_STRIDE, mask=col_mask, other=0.0).to(tl.float32)
+            w = tl.load(W + cols * W_STRIDE, mask=col_mask, other=other).to(tl.float32)
         if HAS_RESIDUAL:
             s = (x + r).to(RES_OUT.dtype.element_ty)
             tl.store(res_rows + cols[None, :], s, mask=mask)
@@ -243,14 +246,17 @@ def _launch(kernel, x: Tensor, x_residual: Tensor | None, weight: Tensor | None,
         _call(kernel, grid, cfg, x2, r2, res2, out2, weight, n_rows, n_cols, epsilon, has_residual, gemma)
 
 
-def _call(kernel, grid, cfg, x2, r2, res2, out2, weight, n_rows, n_cols, epsilon, has_residual, gemma):
+def _call(kernel, grid, cfg, x2, r2, res2, out2, weight, n_rows, n_cols, epsilon, has_residual, gemma,
+          even: bool | None = None):
+    if even is None:
+        even = cfg.single_pass and n_cols == cfg.block_n and n_rows % cfg.block_m == 0
     kernel[grid](
         x2, S.row_stride(x2), r2, S.row_stride(r2),
         weight if weight is not None else x2, weight.stride(0) if weight is not None else 0,
         out2, S.row_stride(out2), res2, S.row_stride(res2),
         n_rows, n_cols, epsilon,
         HAS_RESIDUAL=has_residual, HAS_WEIGHT=weight is not None, GEMMA=gemma,
-        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, SINGLE_PASS=cfg.single_pass,
+        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, SINGLE_PASS=cfg.single_pass, EVEN=even,
         num_warps=cfg.num_warps,
     )
 

@@ -1,8 +1,9 @@
-"""The flat kernels compile for a Hopper GPU without one (Triton's compiler needs no device).
+"""Kernels compile for a Hopper GPU without one (Triton's compiler needs no device).
 
 The interpreter runs the CPU tests but accepts code that compiled Triton rejects (a
 @triton.jit helper returning int32 in one constexpr branch and int64 in the other did;
-only a GPU run caught it). Compiling both offset widths here catches such errors in CI.
+only a GPU run caught it). Compiling both settings of each kernel's switch (int64
+offsets, masks dropped) here catches such errors in CI.
 The compile runs in a child process: the CPU tests' TRITON_INTERPRET=1 turns every
 @triton.jit function into an interpreted one at import.
 """
@@ -13,37 +14,49 @@ import os
 import subprocess
 import sys
 
-KERNELS = {  # name -> (module, kernel, runtime argument types, constexprs)
+_NORM_ARGS = {name: kind for names, kind in (
+    (("X", "R", "W", "OUT", "RES_OUT"), "*bf16"),
+    (("X_ROW_STRIDE", "R_ROW_STRIDE", "W_STRIDE", "OUT_ROW_STRIDE", "RES_OUT_ROW_STRIDE", "N_ROWS", "N_COLS"), "i32"),
+    (("EPS",), "fp32")) for name in names}
+
+KERNELS = {  # name -> (module, kernel, runtime argument types, constexprs, the boolean constexpr tried both ways)
     "plain_flat": ("activation", "_plain_flat_kernel", {"X": "*bf16", "OUT": "*bf16", "N": "i32"},
-                   {"ACT": "quick_gelu", "BLOCK": 1024, "EVEN": False}),
+                   {"ACT": "quick_gelu", "BLOCK": 1024, "EVEN": False}, "I64"),
     "gated_flat": ("activation", "_gated_flat_kernel", {"X": "*bf16", "OUT": "*bf16", "N": "i32", "PARAM": "fp32"},
-                   {"D": 14336, "ACT": "gelu", "ACT_ON_SECOND": True, "BLOCK": 1024, "EVEN": False}),
+                   {"D": 14336, "ACT": "gelu", "ACT_ON_SECOND": True, "BLOCK": 1024, "EVEN": False}, "I64"),
     "static_quant_flat": ("quant", "_static_quant_flat_kernel",
-                          {"X": "*bf16", "Q": "*fp8e4nv", "SCALE": "*fp32", "N": "i32"}, {"BLOCK": 2048, "EVEN": True}),
+                          {"X": "*bf16", "Q": "*fp8e4nv", "SCALE": "*fp32", "N": "i32"}, {"BLOCK": 2048, "EVEN": True},
+                          "I64"),
+    "rms_norm_one_row": ("layernorm", "_rms_norm_kernel", _NORM_ARGS,
+                         {"HAS_RESIDUAL": True, "HAS_WEIGHT": True, "GEMMA": False, "BLOCK_M": 1, "BLOCK_N": 8192,
+                          "SINGLE_PASS": True}, "EVEN"),
+    "rms_norm_rows": ("layernorm", "_rms_norm_kernel", _NORM_ARGS,
+                      {"HAS_RESIDUAL": False, "HAS_WEIGHT": True, "GEMMA": True, "BLOCK_M": 2, "BLOCK_N": 4096,
+                       "SINGLE_PASS": True}, "EVEN"),
 }
 
 
 def _compile_all() -> None:
-    """Child process: compile every kernel with int32 and int64 offsets; print one line each."""
+    """Child process: compile every kernel with its switch off and on; print one line each."""
     import importlib
 
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    for name, (module, kernel, signature, constexprs) in KERNELS.items():
+    for name, (module, kernel, signature, constexprs, switch) in KERNELS.items():
         fn = getattr(importlib.import_module(f"irshim.kernels.triton.{module}"), kernel)
-        for i64 in (False, True):
-            consts = {**constexprs, "I64": i64}
+        for on in (False, True):
+            consts = {**constexprs, switch: on}
             source = ASTSource(fn=fn, signature={**signature, **dict.fromkeys(consts, "constexpr")}, constexprs=consts)
             try:
                 ptx = triton.compile(source, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4}).asm["ptx"]
-                print(name, i64, "ok" if ".target sm_90" in ptx else "no sm_90 target in the PTX")
+                print(name, switch, on, "ok" if ".target sm_90" in ptx else "no sm_90 target in the PTX")
             except Exception as e:  # noqa: BLE001  (reported to the parent test)
-                print(name, i64, "failed:", " ".join(str(e).split())[-300:])
+                print(name, switch, on, "failed:", " ".join(str(e).split())[-300:])
 
 
-def test_flat_kernels_compile_for_hopper():
+def test_kernels_compile_for_hopper():
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     done = subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

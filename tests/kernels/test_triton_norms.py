@@ -75,6 +75,25 @@ def test_two_pass_long_rows(name):
         _check(op, provider, args, "two-pass")
 
 
+@pytest.mark.parametrize("rows, cols, block_m", [(4, 64, 2), (3, 64, 2), (4, 64, 1), (4, 48, 2)])
+@pytest.mark.parametrize("name", ["rms_norm", "fused_add_rms_norm", "gemma_fused_add_rms_norm"])
+def test_single_pass_blocks_with_and_without_masks(name, rows, cols, block_m):
+    """Blocks that tile the rows exactly drop every mask (EVEN): 4 x 64 in 2- and 1-row blocks;
+    3 rows in 2-row blocks and 48 columns in a 64-wide block keep them."""
+    from irshim.kernels.triton import layernorm as tn
+
+    op = ir.get_op(name)
+    args = op.generate_inputs(rows, cols, torch.float32, DEVICE)
+    cfg = tn.NormConfig(block_m, 64, 1, True)
+    if name == "rms_norm":
+        actual = tn.rms_norm_into(*args, config=cfg)
+    else:
+        actual = tn.fused_add_rms_norm_into(*args, gemma=name.startswith("gemma"), config=cfg)
+    expected = op.native(*args)
+    for a, e in zip(actual if isinstance(actual, tuple) else (actual,), expected if isinstance(expected, tuple) else (expected,)):
+        assert_close(a, e, op.tolerance(torch.float32), what=f"{name} {rows}x{cols} in {block_m}-row blocks")
+
+
 @pytest.mark.parametrize("name", ["rms_norm", "fused_add_rms_norm"])
 def test_no_weight(name):
     op = ir.get_op(name)
