@@ -22,6 +22,7 @@ from torch.library import triton_op, wrap_triton
 from irshim.ir import ops
 
 from . import _support as S
+from ._support import flat_index  # by name: Inductor copies the JIT helpers a kernel names, not modules
 
 OPS = ("silu_and_mul", "mul_and_silu", "gelu_and_mul", "fatrelu_and_mul",
        "gelu_new", "gelu_fast", "quick_gelu", "relu2")
@@ -127,7 +128,7 @@ def _gated_flat_kernel(
     reads row i // D, column i % D of each half, divisions by a constant (a multiply and a
     shift), as Inductor's static-shape code indexes, instead of row x column tiles with
     int64 row offsets."""
-    idx = S.flat_index(BLOCK, I64)
+    idx = flat_index(BLOCK, I64)
     src = X + (idx // D) * (2 * D) + idx % D
     mask = None if EVEN else idx < N
     a = tl.load(src, mask=mask, other=None if EVEN else 0.0).to(tl.float32)
@@ -171,7 +172,7 @@ def _plain_flat_kernel(
 ):
     """The single-input activations over contiguous tensors seen flat (Inductor's indexing:
     one offset an element, int32 when it fits, no row/column split)."""
-    idx = S.flat_index(BLOCK, I64)
+    idx = flat_index(BLOCK, I64)
     mask = None if EVEN else idx < N
     x = tl.load(X + idx, mask=mask, other=None if EVEN else 0.0).to(tl.float32)
     tl.store(OUT + idx, _activation(x, 0.0, ACT).to(OUT.dtype.element_ty), mask=mask)

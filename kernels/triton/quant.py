@@ -24,6 +24,7 @@ from torch.library import triton_op, wrap_triton
 from irshim.ir.ops import quant as qops
 
 from . import _support as S
+from ._support import flat_index  # by name: Inductor copies the JIT helpers a kernel names, not modules
 from .layernorm import chunked_rstd
 
 OPS = tuple(op.name for op in qops.OPS)
@@ -139,7 +140,7 @@ def _static_quant_flat_kernel(
 ):
     """Static quant of a contiguous tensor seen flat (the activations' flat indexing: int32
     offsets where they fit, no row/column split, no mask where the blocks tile it)."""
-    idx = S.flat_index(BLOCK, I64)
+    idx = flat_index(BLOCK, I64)
     mask = None if EVEN else idx < N
     x = tl.load(X + idx, mask=mask, other=None if EVEN else 0.0).to(tl.float32)
     scale = tl.load(SCALE)

@@ -319,3 +319,16 @@ def test_gpu_compiled_graph_lowers_to_triton_kernels():
         actual = fn(*args)
     assert ("rms_norm_dynamic_per_token_fp8_quant", "triton") in [(s.op, s.provider) for s in irc.last_lowering()]
     check(op, args, actual, "compiled")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("contiguous", [True, False], ids=["flat", "tiles"])
+def test_gpu_torch_compile_runs_the_static_quant_triton_op(contiguous):
+    # Inductor re-emits the kernel's source into its graph: the flat kernel and its helpers must survive that.
+    op = ir.ops.static_scaled_fp8_quant
+    x, scale = op.generate_inputs(64, 4096 + 64, torch.bfloat16, "cuda")
+    if not contiguous:
+        x = x[:, :4096]  # rows strided by 4160
+    torch._dynamo.reset()
+    actual = torch.compile(lambda x, s: torch.ops.irshim_triton.static_scaled_fp8_quant(x * 2, s), fullgraph=True)(x, scale)
+    check(op, (x * 2, scale), actual, "compiled")
