@@ -13,7 +13,8 @@ benchmarks/results/sweep_session3.txt). Sections (any order):
   act5 / act6 / act7 (activation block sizes, the flat single-input and gated kernels; act7 launches
   the production flat gated kernel, which merged its explore copy with fatrelu's scalar and int64 offsets);
 - this session (results/sweep_session7_h200.txt): act8 (the flat gated kernel's configurations
-  for every gated activation), quant8 (a flat static quant kernel), norm8 (the norm kernel without masks).
+  for every gated activation), quant8 (a flat static quant kernel), norm8 (the norm kernel without masks),
+  norm9 (norm launch configurations beside Inductor's kernel).
 
     python benchmarks/explore_configs.py OUTDIR section...
 
@@ -913,10 +914,38 @@ def norm8():
             _two_rounds(f"norm8 {name} {t}x{h} ({cfg}, even {even}, max err {err:.2g})", fns, nbytes)
 
 
+def norm9():
+    """Norm launch configurations where Inductor led in norm8 (fused add 1024 x 8192), single pass and
+    chunked, with Inductor's kernel for that shape logged."""
+    op = ir.get_op("fused_add_rms_norm")
+    torch._dynamo.reset()
+    _, codes = run_and_get_code(torch.compile(op.native, dynamic=False), *op.generate_inputs(1024, 8192, BF, DEV))
+    body = [ln for code in codes for ln in code.splitlines()
+            if any(k in ln for k in ("XBLOCK", "R0_BLOCK", "RBLOCK", "num_warps", "tl.load", "tl.store", "def triton_",
+                                     "for r0_offset", "for roffset", "reduction_hint"))]
+    log("norm9 inductor fused_add_rms_norm 1024x8192:\n" + "\n".join(body[:50]))
+    for name in ("fused_add_rms_norm", "rms_norm"):
+        op = ir.get_op(name)
+        into = TL.fused_add_rms_norm_into if "fused" in name else TL.rms_norm_into
+        for t, h in ((1024, 8192), (4096, 8192), (1024, 4096)):
+            torch._dynamo.reset()
+            comp = torch.compile(op.native, dynamic=False)
+            nbytes = (4 if "fused" in name else 2) * t * h * 2
+            sets = sets_for(lambda: op.generate_inputs(t, h, BF, DEV), nbytes)
+            fns = {"inductor": [lambda a=a: comp(*a) for a in sets], "rule": [lambda a=a: into(*a) for a in sets]}
+            for m, w in ((1, 4), (1, 8), (1, 16), (1, 32), (2, 16), (2, 32), (4, 32)):
+                cfg = TL.NormConfig(m, h, w, True)
+                fns[f"{m}/{w}"] = [lambda a=a, c=cfg: into(*a, config=c) for a in sets]
+            for chunk, w in ((2048, 8), (4096, 8), (2048, 4)):
+                cfg = TL.NormConfig(1, chunk, w, False)
+                fns[f"c{chunk}/{w}"] = [lambda a=a, c=cfg: into(*a, config=c) for a in sets]
+            _two_rounds(f"norm9 {name} {t}x{h} (rule {TL.norm_config(t, h, 2, 132)})", fns, nbytes, most=10)
+
+
 SECTIONS_BY_NAME = {"inductor": dump_inductor, "act": act_sweep, "norm": norm_sweep, "quant": quant_sweep,
                     "rows": rows_sweep, "variants": variants, "rows2": rows2, "act2": act2,
                     "rows3": rows3, "group3": group3, "fused3": fused3,
-                    "fused4": fused4, "act3": act3, "rope3": rope3, "rope4": rope4, "rope5": rope5, "act5": act5, "act6": act6, "act7": act7, "act8": act8, "quant8": quant8, "norm8": norm8}
+                    "fused4": fused4, "act3": act3, "rope3": rope3, "rope4": rope4, "rope5": rope5, "act5": act5, "act6": act6, "act7": act7, "act8": act8, "quant8": quant8, "norm8": norm8, "norm9": norm9}
 
 
 def main() -> None:
