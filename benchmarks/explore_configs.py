@@ -894,7 +894,7 @@ def norm8():
             comp = torch.compile(op.native, dynamic=False)
             nbytes = (4 if fused else 2) * t * h * 2
             sets = sets_for(lambda: op.generate_inputs(t, h, BF, DEV), nbytes)
-            cfg = TL.norm_config(t, h, 2, TL.S.sm_count(sets[0][0]))
+            cfg = TL.norm_config(t, h, 2, TL.S.sm_count(sets[0][0]), fused)
 
             def run(args, even, cfg=cfg, t=t, h=h):
                 x = args[0]
@@ -939,7 +939,7 @@ def norm9():
             for chunk, w in ((2048, 8), (4096, 8), (2048, 4)):
                 cfg = TL.NormConfig(1, chunk, w, False)
                 fns[f"c{chunk}/{w}"] = [lambda a=a, c=cfg: into(*a, config=c) for a in sets]
-            _two_rounds(f"norm9 {name} {t}x{h} (rule {TL.norm_config(t, h, 2, 132)})", fns, nbytes, most=10)
+            _two_rounds(f"norm9 {name} {t}x{h} (rule {TL.norm_config(t, h, 2, 132, 'fused' in name)})", fns, nbytes, most=10)
 
 
 SECTIONS_BY_NAME = {"inductor": dump_inductor, "act": act_sweep, "norm": norm_sweep, "quant": quant_sweep,

@@ -186,12 +186,31 @@ DECODE_MAX_WARPS = 8
 MAX_WARPS = 32
 
 
+# Fused add over rows of 8192 or more, from THROUGHPUT_ROWS_PER_SM rows a multiprocessor to
+# one wave of 8-warp programs (FUSED_CHUNK_ROWS_PER_SM): two passes over FUSED_CHUNK columns.
+#   Whole rows of x and the residual in registers need 16 warps a row (32 fp32 a thread),
+#   so only 4 rows fit a multiprocessor at a time and 1024 rows take two waves; Inductor's
+#   looped reduction takes one. H200 (explore_configs.py norm9, results/sweep_session7_h200.txt,
+#   two rounds, the slower listed):
+#     fused_add 1024 x 8192: c2048/8 17.44  c2048/4 17.60  c4096/8 18.11  1/4 18.21  1/16 18.43 (Inductor 17.68)
+#               4096 x 8192: 1/32 67.22  1/16 67.78  c2048/8 71.30 (Inductor 70.20)
+#     (rms_norm 1024 x 8192, no residual: 1/16 9.76  c4096/8 9.81  c2048/8 9.96)
+FUSED_CHUNK = 2048
+FUSED_CHUNK_WARPS = 8
+FUSED_CHUNK_MIN_COLS = 8192
+FUSED_CHUNK_ROWS_PER_SM = 8
+
+
 @S.cached_config
-def norm_config(n_rows: int, n_cols: int, element_size: int, sm_count: int = 132) -> NormConfig:
-    """Launch configuration for ``n_rows x n_cols`` (measurements above)."""
+def norm_config(n_rows: int, n_cols: int, element_size: int, sm_count: int = 132,
+                residual: bool = False) -> NormConfig:
+    """Launch configuration for ``n_rows x n_cols`` (measurements above); `residual`: the fused add."""
     block_n = S.next_pow2(n_cols)
     if block_n > MAX_SINGLE_PASS:
         return NormConfig(1, CHUNK, 8, False)
+    if (residual and block_n >= FUSED_CHUNK_MIN_COLS
+            and THROUGHPUT_ROWS_PER_SM * sm_count <= n_rows <= FUSED_CHUNK_ROWS_PER_SM * sm_count):
+        return NormConfig(1, FUSED_CHUNK, FUSED_CHUNK_WARPS, False)
     rows_pow2 = S.next_pow2(max(n_rows, 1))
     if n_rows < THROUGHPUT_ROWS_PER_SM * sm_count:
         block_m = max(1, min(TILE // block_n, rows_pow2))
@@ -240,7 +259,7 @@ def _launch(kernel, x: Tensor, x_residual: Tensor | None, weight: Tensor | None,
     has_residual = x_residual is not None
     r2 = S.as_rows(x_residual) if has_residual else x2
     res2 = S.as_rows(residual_out) if has_residual else out2
-    cfg = config or norm_config(n_rows, n_cols, x.element_size(), S.sm_count(x))
+    cfg = config or norm_config(n_rows, n_cols, x.element_size(), S.sm_count(x), has_residual)
     grid = (S.cdiv(n_rows, cfg.block_m),)
     with S.on_device(x):
         _call(kernel, grid, cfg, x2, r2, res2, out2, weight, n_rows, n_cols, epsilon, has_residual, gemma)

@@ -94,6 +94,20 @@ def test_single_pass_blocks_with_and_without_masks(name, rows, cols, block_m):
         assert_close(a, e, op.tolerance(torch.float32), what=f"{name} {rows}x{cols} in {block_m}-row blocks")
 
 
+def test_norm_config_rules():
+    from irshim.kernels.triton.layernorm import NormConfig, norm_config
+
+    # Whole rows in registers; the fused add over 8192-wide rows at 264 to 1056 rows (132 SMs)
+    # takes two passes over 2048-column chunks, 8 warps.
+    assert norm_config(1024, 8192, 2, 132) == NormConfig(1, 8192, 16, True)
+    assert norm_config(1024, 8192, 2, 132, True) == NormConfig(1, 2048, 8, False)
+    assert norm_config(1056, 8192, 2, 132, True) == NormConfig(1, 2048, 8, False)
+    assert norm_config(1057, 8192, 2, 132, True) == NormConfig(1, 8192, 16, True)
+    assert norm_config(263, 8192, 2, 132, True) == NormConfig(1, 8192, 8, True)
+    assert norm_config(1024, 4096, 2, 132, True) == NormConfig(2, 4096, 16, True)
+    assert norm_config(1, 4096, 2, 132) == NormConfig(1, 4096, 8, True)
+
+
 @pytest.mark.parametrize("name", ["rms_norm", "fused_add_rms_norm"])
 def test_no_weight(name):
     op = ir.get_op(name)
