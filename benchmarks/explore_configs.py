@@ -14,7 +14,7 @@ benchmarks/results/sweep_session3.txt). Sections (any order):
   the production flat gated kernel, which merged its explore copy with fatrelu's scalar and int64 offsets);
 - this session (results/sweep_session7_h200.txt): act8 (the flat gated kernel's configurations
   for every gated activation), quant8 (a flat static quant kernel), norm8 (the norm kernel without masks),
-  norm9 (norm launch configurations beside Inductor's kernel).
+  norm9 (norm launch configurations beside Inductor's kernel), norm10 (norms at 16384 tokens).
 
     python benchmarks/explore_configs.py OUTDIR section...
 
@@ -942,10 +942,35 @@ def norm9():
             _two_rounds(f"norm9 {name} {t}x{h} (rule {TL.norm_config(t, h, 2, 132, 'fused' in name)})", fns, nbytes, most=10)
 
 
+def norm10():
+    """Norm launch configurations at 16384 tokens, where Inductor or Liger led by < 1% (norms bench,
+    session 7), beside both."""
+    import bench_norms as BN
+    liger = BN._liger()
+    for name, h in (("rms_norm", 8192), ("gemma_rms_norm", 4096), ("rms_norm", 4096), ("fused_add_rms_norm", 8192)):
+        op = ir.get_op(name)
+        into = TL.fused_add_rms_norm_into if "fused" in name else TL.rms_norm_into
+        gemma = name.startswith("gemma")
+        t = 16384
+        torch._dynamo.reset()
+        comp = torch.compile(op.native, dynamic=False)
+        nbytes = BN._bytes(name, t, h, 2)
+        sets = sets_for(lambda: op.generate_inputs(t, h, BF, DEV), nbytes)
+        case = H.Case(name, f"{t}x{h}", "bfloat16", t, nbytes, lambda: None)
+        fns = {"inductor": [lambda a=a: comp(*a) for a in sets], "op": [lambda a=a: op(*a) for a in sets]}
+        if liger is not None:
+            fns["liger"] = [liger.bind(case, a) for a in sets]
+        for m, w in ((1, 8), (1, 16), (1, 32), (2, 8), (2, 16), (2, 32), (4, 16), (4, 32)):
+            cfg = TL.NormConfig(m, h, w, True)
+            fns[f"{m}/{w}"] = [lambda a=a, c=cfg: into(*a, gemma=gemma, config=c) for a in sets]
+        _two_rounds(f"norm10 {name} {t}x{h} (rule {TL.norm_config(t, h, 2, 132, 'fused' in name)})", fns, nbytes,
+                    most=11)
+
+
 SECTIONS_BY_NAME = {"inductor": dump_inductor, "act": act_sweep, "norm": norm_sweep, "quant": quant_sweep,
                     "rows": rows_sweep, "variants": variants, "rows2": rows2, "act2": act2,
                     "rows3": rows3, "group3": group3, "fused3": fused3,
-                    "fused4": fused4, "act3": act3, "rope3": rope3, "rope4": rope4, "rope5": rope5, "act5": act5, "act6": act6, "act7": act7, "act8": act8, "quant8": quant8, "norm8": norm8, "norm9": norm9}
+                    "fused4": fused4, "act3": act3, "rope3": rope3, "rope4": rope4, "rope5": rope5, "act5": act5, "act6": act6, "act7": act7, "act8": act8, "quant8": quant8, "norm8": norm8, "norm9": norm9, "norm10": norm10}
 
 
 def main() -> None:
