@@ -106,6 +106,12 @@ def test_norm_config_rules():
     assert norm_config(263, 8192, 2, 132, True) == NormConfig(1, 8192, 8, True)
     assert norm_config(1024, 4096, 2, 132, True) == NormConfig(2, 4096, 16, True)
     assert norm_config(1, 4096, 2, 132) == NormConfig(1, 4096, 8, True)
+    # Many rows (from 31 a multiprocessor at 8192, 124 at 4096):
+    assert norm_config(4092, 8192, 2, 132) == NormConfig(2, 8192, 32, True)
+    assert norm_config(4092, 8192, 2, 132, True) == NormConfig(1, 8192, 32, True)
+    assert norm_config(4091, 8192, 2, 132) == NormConfig(1, 8192, 16, True)
+    assert norm_config(16384, 4096, 2, 132) == NormConfig(1, 4096, 8, True)
+    assert norm_config(16367, 4096, 2, 132) == NormConfig(2, 4096, 16, True)
 
 
 @pytest.mark.parametrize("name", ["rms_norm", "fused_add_rms_norm"])
