@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pytest
 import torch
 
 
@@ -35,3 +36,29 @@ def _patch_interpreter_bf16_rounding() -> None:
 
 if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
     _patch_interpreter_bf16_rounding()
+
+
+class Launches:
+    """Stand-ins for @triton.jit kernels that record each launch (``kernel[grid](...)``) and run
+    nothing: which kernel a launcher picked, and with which keyword arguments."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.kwargs: list[dict] = []
+
+    def kernel(self, name: str):
+        launches = self
+
+        class Spy:
+            def __getitem__(self, grid):
+                def launch(*args, **kwargs):
+                    launches.names.append(name)
+                    launches.kwargs.append(kwargs)
+                return launch
+
+        return Spy()
+
+
+@pytest.fixture
+def launches() -> Launches:
+    return Launches()

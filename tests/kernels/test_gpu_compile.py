@@ -44,7 +44,9 @@ def _inductor_copy(fn, folder):
     is not copied: the copy then fails with a NameError, as it did on the GPU)."""
     import importlib.util
 
-    from torch._inductor.codegen.wrapper import user_defined_triton_kernel_transitive_closure_source_code
+    from torch._inductor.codegen.wrapper import (
+        user_defined_triton_kernel_transitive_closure_source_code,
+    )
 
     path = folder / f"{fn.__name__}_copy.py"
     path.write_text("import triton\nimport triton.language as tl\n\n@triton.jit\n"
@@ -84,7 +86,8 @@ def _compile_all() -> None:
 
 def test_kernels_compile_for_hopper():
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    done = subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True, timeout=300,
+                          check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     lines = done.stdout.splitlines()
     assert len(lines) == 4 * len(KERNELS), done.stdout + done.stderr[-2000:]

@@ -164,63 +164,29 @@ def test_gated_flat_kernel_with_and_without_its_mask(name, act, second, extra):
         assert_close(out, expected, op.tolerance(torch.float32), what=f"{name} {rows}x{cols} int64")
 
 
-def test_gated_flat_kernel_uses_int64_offsets_only_past_int32():
+def test_gated_flat_kernel_uses_int64_offsets_only_past_int32(launches):
     from irshim.kernels.triton import activation as ta
 
-    seen = []
-
-    class Spy:
-        def __getitem__(self, grid):
-            return lambda *args, **kwargs: seen.append(kwargs["I64"])
-
-    x = torch.empty(2, 8, device=DEVICE)
-    ta.gated(x, "silu", flat_kernel=Spy())
-    assert seen == [False]
+    ta.gated(torch.empty(2, 8, device=DEVICE), "silu", flat_kernel=launches.kernel("flat"))
     # The input offsets reach 2 N: 2^30 outputs already need int64 (a meta tensor: shape only, no memory).
-    ta.gated(torch.empty(2**15, 2**16, device="meta"), "silu", flat_kernel=Spy())
-    assert seen == [False, True]
+    ta.gated(torch.empty(2**15, 2**16, device="meta"), "silu", flat_kernel=launches.kernel("flat"))
+    assert [kw["I64"] for kw in launches.kwargs] == [False, True]
 
 
-def test_activations_run_flat_on_contiguous_inputs_only():
+def test_activations_run_flat_on_contiguous_inputs_only(launches):
     from irshim.kernels.triton import activation as ta
 
-    launched = []
-
-    class Spy:
-        def __init__(self, name):
-            self.name = name
-
-        def __getitem__(self, grid):
-            launched.append(self.name)
-            return lambda *args, **kwargs: None
-
+    spies = {"kernel": launches.kernel("tiles"), "flat_kernel": launches.kernel("flat")}
     x = torch.randn(4, 64, device=DEVICE)
-    ta.gated(x, "silu", kernel=Spy("tiles"), flat_kernel=Spy("flat"))
-    ta.gated(x[:, :32], "silu", kernel=Spy("tiles"), flat_kernel=Spy("flat"))  # rows strided by 64
-    ta.gated(x, "silu", config=ta.ActConfig(1, 32, 1), kernel=Spy("tiles"), flat_kernel=Spy("flat"))
+    ta.gated(x, "silu", **spies)
+    ta.gated(x[:, :32], "silu", **spies)  # rows strided by 64
+    ta.gated(x, "silu", config=ta.ActConfig(1, 32, 1), **spies)
     big = torch.empty(4096, 2 * 14336, device="meta")  # the exact GELU's tiles (the rule above)
-    ta.gated(big, "gelu", kernel=Spy("tiles"), flat_kernel=Spy("flat"))
-    ta.gated(big, "silu", kernel=Spy("tiles"), flat_kernel=Spy("flat"))
-    assert launched == ["flat", "tiles", "tiles", "tiles", "flat"]
-
-
-def test_plain_activations_run_flat_on_contiguous_inputs_only():
-    from irshim.kernels.triton import activation as ta
-
-    launched = []
-
-    class Spy:
-        def __init__(self, name):
-            self.name = name
-
-        def __getitem__(self, grid):
-            launched.append(self.name)
-            return lambda *args, **kwargs: None
-
-    x = torch.randn(4, 64, device=DEVICE)
-    ta.plain(x, "relu2", kernel=Spy("tiles"), flat_kernel=Spy("flat"))
-    ta.plain(x[:, :32], "relu2", kernel=Spy("tiles"), flat_kernel=Spy("flat"))  # rows strided by 64
-    assert launched == ["flat", "tiles"]
+    ta.gated(big, "gelu", **spies)
+    ta.gated(big, "silu", **spies)
+    ta.plain(x, "relu2", **spies)
+    ta.plain(x[:, :32], "relu2", **spies)
+    assert launches.names == ["flat", "tiles", "tiles", "tiles", "flat", "flat", "tiles"]
 
 
 def test_flat_launch_config_rules():

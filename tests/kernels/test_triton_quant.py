@@ -189,21 +189,11 @@ def test_flat_static_config_rules():
     assert tq.flat_static_config(16384 * 14336) == tq.FlatConfig(2048, 4)
 
 
-def test_static_quant_runs_flat_on_contiguous_inputs_only():
-    launched = []
-
-    class Spy:
-        def __init__(self, name):
-            self.name = name
-
-        def __getitem__(self, grid):
-            launched.append(self.name)
-            return lambda *args, **kwargs: None
-
+def test_static_quant_runs_flat_on_contiguous_inputs_only(launches):
     x, scale = ir.ops.static_scaled_fp8_quant.generate_inputs(4, 64, torch.bfloat16, DEVICE)
     for view in (x, x[:, :32]):
-        tq.static_quant(view, scale, kernel=Spy("tiles"), flat_kernel=Spy("flat"))
-    assert launched == ["flat", "tiles"]
+        tq.static_quant(view, scale, kernel=launches.kernel("tiles"), flat_kernel=launches.kernel("flat"))
+    assert launches.names == ["flat", "tiles"]
 
 
 def test_row_config_rules():
