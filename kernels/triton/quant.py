@@ -521,13 +521,11 @@ def _scalar_ok(t: Tensor | None, x: Tensor) -> bool:
     return t is None or (t.numel() == 1 and t.dtype == torch.float32 and S.same_device(t, x))
 
 
-def _x_ok(x: Tensor) -> bool:
-    return x.dim() >= 1 and x.dtype in S.DTYPES and S.device_ok(x) and S.rows_ok(x)
+_x_ok = S.input_ok
 
 
 def _weight_ok(weight: Tensor | None, x: Tensor) -> bool:
-    return weight is None or (weight.dim() == 1 and weight.shape[0] == x.shape[-1]
-                              and weight.dtype in S.DTYPES and S.same_device(weight, x))
+    return weight is None or (weight.dim() == 1 and weight.numel() == x.shape[-1] and S.operand_ok(weight, x))
 
 
 def _static_args(x, scale):
@@ -554,7 +552,7 @@ def _norm_static_args(x, weight, epsilon, scale):
 
 def _fused_add_static_args(x, x_residual, weight, epsilon, scale):
     return (_norm_static_args(x, weight, epsilon, scale) and x_residual.shape == x.shape
-            and x_residual.dtype in S.DTYPES and S.same_device(x_residual, x) and S.rows_ok(x_residual))
+            and S.operand_ok(x_residual, x) and S.rows_ok(x_residual))
 
 
 def _norm_dynamic_args(x, weight, epsilon, scale_ub=None):

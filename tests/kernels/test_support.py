@@ -29,3 +29,21 @@ def test_disjoint_compares_byte_spans(a, b, expected):
 
 def test_device_ok_accepts_cpu_tensors_only_under_the_interpreter():
     assert S.device_ok(torch.zeros(1)) is S.INTERPRET
+
+
+def test_input_ok_checks_device_dtype_and_rows():
+    if not S.INTERPRET:  # CPU tensors are the kernels' only without a GPU
+        assert not S.input_ok(torch.zeros(2, 3))
+        return
+    x = torch.zeros(4, 6, dtype=torch.bfloat16)
+    assert S.input_ok(x) and S.input_ok(x[::2]) and S.input_ok(x[:, 1:4])
+    assert not S.input_ok(x[:, ::2])  # no unit stride along the last dimension
+    assert not S.input_ok(torch.zeros((), dtype=torch.bfloat16))  # contiguous, but no rows
+    assert not S.input_ok(x.to(torch.float64)) and not S.input_ok(x.to(torch.int32))
+    assert not S.input_ok(torch.zeros(2, 3, device="meta"))
+
+
+def test_operand_ok_checks_dtype_and_device():
+    x = torch.zeros(4, 6)
+    assert S.operand_ok(torch.zeros(6, dtype=torch.float16), x)
+    assert not S.operand_ok(torch.zeros(6, dtype=torch.float64), x)
