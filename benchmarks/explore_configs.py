@@ -14,7 +14,8 @@ benchmarks/results/sweep_session3.txt). Sections (any order):
   the production flat gated kernel, which merged its explore copy with fatrelu's scalar and int64 offsets);
 - this session (results/sweep_session7_h200.txt): act8 (the flat gated kernel's configurations
   for every gated activation), quant8 (a flat static quant kernel), norm8 (the norm kernel without masks),
-  norm9 (norm launch configurations beside Inductor's kernel), norm10 (norms at 16384 tokens).
+  norm9 (norm launch configurations beside Inductor's kernel), norm10 (norms at 16384 tokens),
+  act9 (cache hints on the flat single-input kernel).
 
     python benchmarks/explore_configs.py OUTDIR section...
 
@@ -967,10 +968,44 @@ def norm10():
                     most=11)
 
 
+@triton.jit
+def _plain_flat_hints(X, OUT, N, ACT: tl.constexpr, BLOCK: tl.constexpr, EVEN: tl.constexpr,
+                      LOAD_EV: tl.constexpr, STORE_CM: tl.constexpr):
+    """`TA._plain_flat_kernel` (int32 offsets) with a load eviction policy and a store cache modifier."""
+    idx = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = None if EVEN else idx < N
+    x = tl.load(X + idx, mask=mask, other=None if EVEN else 0.0, eviction_policy=LOAD_EV).to(tl.float32)
+    tl.store(OUT + idx, TA._activation(x, 0.0, ACT).to(OUT.dtype.element_ty), mask=mask, cache_modifier=STORE_CM)
+
+
+def act9():
+    """Cache hints on the flat single-input kernel where it ties Inductor (relu2): streaming loads
+    (evict_first) and stores (.cs), at the launch rule's configuration."""
+    for name, t, d, dtype in (("relu2", 1024, 28672, BF), ("relu2", 16384, 28672, BF),
+                              ("relu2", 4096, 14336, torch.float16), ("quick_gelu", 16384, 14336, BF)):
+        op = ir.get_op(name)
+        torch._dynamo.reset()
+        comp = torch.compile(op.native, dynamic=False)
+        nbytes = 2 * t * d * 2
+        sets = sets_for(lambda: torch.randn(t, d, device=DEV, dtype=dtype), nbytes)
+        n = t * d
+        cfg = TA.flat_config(n, 132)
+        fns = {"inductor": [lambda x=x: comp(x) for x in sets], "op": [lambda x=x: op(x) for x in sets]}
+        for ev, cm in (("", ""), ("evict_first", ""), ("", ".cs"), ("evict_first", ".cs")):
+            def f(x, ev=ev, cm=cm):
+                out = torch.empty_like(x)
+                _plain_flat_hints[(triton.cdiv(n, cfg.block),)](x, out, n, ACT=name, BLOCK=cfg.block,
+                                                                EVEN=n % cfg.block == 0, LOAD_EV=ev, STORE_CM=cm,
+                                                                num_warps=cfg.num_warps)
+                return out
+            fns[f"{ev or 'plain'}{cm}"] = [lambda x=x, f=f: f(x) for x in sets]
+        _two_rounds(f"act9 {name} {t}x{d} {dtype} ({cfg})", fns, nbytes)
+
+
 SECTIONS_BY_NAME = {"inductor": dump_inductor, "act": act_sweep, "norm": norm_sweep, "quant": quant_sweep,
                     "rows": rows_sweep, "variants": variants, "rows2": rows2, "act2": act2,
                     "rows3": rows3, "group3": group3, "fused3": fused3,
-                    "fused4": fused4, "act3": act3, "rope3": rope3, "rope4": rope4, "rope5": rope5, "act5": act5, "act6": act6, "act7": act7, "act8": act8, "quant8": quant8, "norm8": norm8, "norm9": norm9, "norm10": norm10}
+                    "fused4": fused4, "act3": act3, "rope3": rope3, "rope4": rope4, "rope5": rope5, "act5": act5, "act6": act6, "act7": act7, "act8": act8, "quant8": quant8, "norm8": norm8, "norm9": norm9, "norm10": norm10, "act9": act9}
 
 
 def main() -> None:
