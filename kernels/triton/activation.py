@@ -350,7 +350,6 @@ def plain(x: Tensor, act: str, config: ActConfig | FlatConfig | None = None, ker
     return out
 
 
-
 # ------------------------------------------------ graph-visible triton_ops
 
 _GATED_WRAPPED = {"kernel": wrap_triton(_gated_kernel), "flat_kernel": wrap_triton(_gated_flat_kernel)}
