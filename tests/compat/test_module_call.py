@@ -42,6 +42,17 @@ class Block(nn.Module):
         return self.act(self.up(h)), residual
 
 
+class NormModel(nn.Module):
+    """A model whose one submodule is an RMSNorm layer (what tracers and the profiler should see)."""
+
+    def __init__(self):
+        super().__init__()
+        self.norm = RMSNorm(16)
+
+    def forward(self, x):
+        return self.norm(x) + 1
+
+
 def _inputs(hidden: int = 16):
     gen = torch.Generator().manual_seed(0)
     return torch.randn(4, hidden, generator=gen), torch.randn(4, hidden, generator=gen)
@@ -211,15 +222,7 @@ def test_torch_compile_fullgraph_in_on_mode_and_no_recompiles(compile_what):
 
 @pytest.mark.parametrize("mode", ["off", "on"])
 def test_jit_trace_records_the_layer_as_a_submodule(mode):
-    class Model(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.norm = RMSNorm(16)
-
-        def forward(self, x):
-            return self.norm(x) + 1
-
-    model, (x, _) = Model(), _inputs()
+    model, (x, _) = NormModel(), _inputs()
     with compat.override(dispatch=mode), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # deprecation, and the legacy path's data-dependent check
         traced = torch.jit.trace(model, x, check_trace=False)
@@ -272,15 +275,7 @@ def test_fx_sees_the_layer_as_a_module_call(mode):
 
 @pytest.mark.parametrize("mode", ["off", "on"])
 def test_the_profiler_sees_the_layer_as_a_module(mode):
-    class Model(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.norm = RMSNorm(16)
-
-        def forward(self, x):
-            return self.norm(x)
-
-    model, (x, _) = Model(), _inputs()
+    model, (x, _) = NormModel(), _inputs()
     with compat.override(dispatch=mode):
         model(x)
         with torch.profiler.profile(with_stack=True, with_modules=True) as prof:
