@@ -199,7 +199,7 @@ FUSED_CHUNK = 2048
 FUSED_CHUNK_WARPS = 8
 FUSED_CHUNK_MIN_COLS = 8192
 FUSED_CHUNK_ROWS_PER_SM = 8
-# Many rows (LARGE_ROWS_PER_SM a multiprocessor and more): rows of 8192 spread over 32 warps (the
+# Many rows (LARGE_ROWS_*_PER_SM a multiprocessor and more): rows of 8192 spread over 32 warps (the
 # fused add one row a program, 8 elements a thread; the plain norm two, 16), rows of 4096 one a
 # program over 8 warps (16 a thread). The sweep above and norm10 (results/sweep_session7_h200.txt,
 # two rounds) agree:
@@ -207,10 +207,11 @@ FUSED_CHUNK_ROWS_PER_SM = 8
 #     fused_add 16384 x 8192: 1/32 262.9/264.1  2/16 263.0/265.2  1/16 266.0/265.9 (Liger 266.8)
 #     rms_norm  16384 x 4096: 1/8 66.5/66.4  2/16 66.8/66.5 (Liger 66.1/66.6) | gemma: 1/8 66.1/66.4  2/16 67.3/67.1
 #     and at 4096 rows (norm9): rms_norm x 8192 2/32 34.9/35.0  1/16 35.3/34.8 | fused_add 1/32 67.2  1/16 67.8
-LARGE_ROWS_PER_SM = 31
 LARGE_ROWS_WIDE = 8192
+LARGE_ROWS_WIDE_PER_SM = 31
 LARGE_ROWS_WIDE_WARPS = 32
-LARGE_ROWS_4096_ROWS_PER_SM = 124
+LARGE_ROWS_NARROW = 4096
+LARGE_ROWS_NARROW_PER_SM = 124
 
 
 @S.cached_config
@@ -223,9 +224,9 @@ def norm_config(n_rows: int, n_cols: int, element_size: int, sm_count: int = 132
     if (residual and block_n >= FUSED_CHUNK_MIN_COLS
             and THROUGHPUT_ROWS_PER_SM * sm_count <= n_rows <= FUSED_CHUNK_ROWS_PER_SM * sm_count):
         return NormConfig(1, FUSED_CHUNK, FUSED_CHUNK_WARPS, False)
-    if block_n == LARGE_ROWS_WIDE and n_rows >= LARGE_ROWS_PER_SM * sm_count:
+    if block_n == LARGE_ROWS_WIDE and n_rows >= LARGE_ROWS_WIDE_PER_SM * sm_count:
         return NormConfig(1 if residual else 2, block_n, LARGE_ROWS_WIDE_WARPS, True)
-    if block_n == LARGE_ROWS_WIDE // 2 and n_rows >= LARGE_ROWS_4096_ROWS_PER_SM * sm_count:
+    if block_n == LARGE_ROWS_NARROW and n_rows >= LARGE_ROWS_NARROW_PER_SM * sm_count:
         return NormConfig(1, block_n, block_n // (ELEMENTS_PER_THREAD * 32), True)
     rows_pow2 = S.next_pow2(max(n_rows, 1))
     if n_rows < THROUGHPUT_ROWS_PER_SM * sm_count:
