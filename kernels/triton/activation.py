@@ -281,10 +281,6 @@ def gated_flat_config(n_outputs: int, act: str, sm_count: int = 132) -> FlatConf
 # --------------------------------------------------------------- launcher
 
 
-def _supports(x: Tensor, gated: bool) -> bool:
-    return S.input_ok(x) and (not gated or x.shape[-1] % 2 == 0)
-
-
 def _launch_into(kernel, x: Tensor, out: Tensor, act: str, gated: bool, act_on_second: bool = False,
                  param: float = 0.0, config: ActConfig | None = None) -> None:
     x2 = S.as_rows(x)
@@ -402,19 +398,19 @@ def relu2_op(x: Tensor) -> Tensor:
 
 
 def _gated_args(x):
-    return _supports(x, True)
+    return S.input_ok(x) and x.shape[-1] % 2 == 0
 
 
 def _plain_args(x):
-    return _supports(x, False)
+    return S.input_ok(x)
 
 
 def _gelu_and_mul_args(x, approximate="none"):
-    return approximate in _GELU_APPROXIMATIONS and _supports(x, True)
+    return approximate in _GELU_APPROXIMATIONS and _gated_args(x)
 
 
 def _fatrelu_args(x, threshold):
-    return _supports(x, True)
+    return _gated_args(x)
 
 
 _REG = dict(supported=S.platform_supported)

@@ -524,10 +524,6 @@ def _scalar_ok(t: Tensor | None, x: Tensor) -> bool:
 _x_ok = S.input_ok
 
 
-def _weight_ok(weight: Tensor | None, x: Tensor) -> bool:
-    return weight is None or (weight.dim() == 1 and weight.numel() == x.shape[-1] and S.operand_ok(weight, x))
-
-
 def _static_args(x, scale):
     return _x_ok(x) and scale is not None and _scalar_ok(scale, x)
 
@@ -547,16 +543,15 @@ def _group_args(x, group_size):
 
 
 def _norm_static_args(x, weight, epsilon, scale):
-    return _x_ok(x) and _weight_ok(weight, x) and scale is not None and _scalar_ok(scale, x)
+    return _x_ok(x) and S.weight_ok(weight, x) and scale is not None and _scalar_ok(scale, x)
 
 
 def _fused_add_static_args(x, x_residual, weight, epsilon, scale):
-    return (_norm_static_args(x, weight, epsilon, scale) and x_residual.shape == x.shape
-            and S.operand_ok(x_residual, x) and S.rows_ok(x_residual))
+    return _norm_static_args(x, weight, epsilon, scale) and S.residual_ok(x_residual, x)
 
 
 def _norm_dynamic_args(x, weight, epsilon, scale_ub=None):
-    return _x_ok(x) and _weight_ok(weight, x) and _scalar_ok(scale_ub, x)
+    return _x_ok(x) and S.weight_ok(weight, x) and _scalar_ok(scale_ub, x)
 
 
 # --------------------------------------------------------------- launchers

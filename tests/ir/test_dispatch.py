@@ -175,6 +175,37 @@ def test_maybe_inplace_runs_the_chosen_providers_inplace_form(fresh_name):
     assert twice.maybe_inplace(z).tolist() == [2.0] * 3 and z.tolist() == [1.0] * 3
 
 
+def test_maybe_inplace_call_runs_the_form_from_the_first_call_of_a_priority(fresh_name):
+    """Each call under a new priority (no dispatch() before it to fill the overload's
+    cache of in-place forms) runs the form: positional calls (dispatch inlined in
+    __call__) and keyword calls alike; the default overload never does."""
+    ran = []
+
+    @ir.register_op(name=fresh_name, allow_inplace=True, activations=["x"])
+    def plus_k(x: Tensor, k: float) -> Tensor:
+        return x + k
+
+    @plus_k.register_impl("fast")
+    def fast(x: Tensor, k: float) -> Tensor:
+        ran.append("fast")
+        return x + k
+
+    @plus_k.register_impl("fast_inplace", inplace=True)
+    def fast_inplace(x: Tensor, k: float) -> Tensor:
+        ran.append("fast_inplace")
+        return x.add_(k)
+
+    for call in (lambda x: plus_k.maybe_inplace(x, 1.0), lambda x: plus_k.maybe_inplace(x, k=1.0)):
+        with plus_k.set_priority(["fast"]):
+            x = torch.zeros(2)
+            assert call(x) is x and x.tolist() == [1.0, 1.0]
+    with plus_k.set_priority(["fast"]):
+        y = torch.zeros(2)
+        assert plus_k(y, 1.0).tolist() == [1.0, 1.0] and plus_k(y, k=2.0).tolist() == [2.0, 2.0]
+        assert y.tolist() == [0.0, 0.0]
+    assert ran == ["fast_inplace", "fast_inplace", "fast", "fast"]
+
+
 def test_maybe_inplace_checks_only_the_inplace_args_after_the_functional_provider(fresh_name):
     """An in-place form with `inplace_args`: maybe_inplace checks those extra conditions
     once its functional provider accepted the call, not the form's whole supports_args;

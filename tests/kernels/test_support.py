@@ -47,3 +47,31 @@ def test_operand_ok_checks_dtype_and_device():
     x = torch.zeros(4, 6)
     assert S.operand_ok(torch.zeros(6, dtype=torch.float16), x)
     assert not S.operand_ok(torch.zeros(6, dtype=torch.float64), x)
+
+
+def test_weight_ok_checks_rank_size_dtype_and_device():
+    x = torch.zeros(4, 6, dtype=torch.bfloat16)
+    assert S.weight_ok(None, x) and S.weight_ok(torch.ones(6), x)
+    assert not S.weight_ok(torch.ones(5), x)                      # not one value a feature
+    assert not S.weight_ok(torch.ones(1, 6), x)                   # not 1-D
+    assert not S.weight_ok(torch.ones(6, dtype=torch.float64), x)
+    assert not S.weight_ok(torch.ones(6, device="meta"), x)
+
+
+def test_residual_ok_checks_shape_operand_and_rows():
+    x = torch.zeros(4, 6, dtype=torch.bfloat16)
+    assert S.residual_ok(torch.zeros(4, 6), x)
+    assert S.residual_ok(torch.zeros(8, 6)[::2], x)               # strided rows
+    assert not S.residual_ok(torch.zeros(4, 12)[:, ::2], x)       # no unit stride along the features
+    assert not S.residual_ok(torch.zeros(4, 5), x)
+    assert not S.residual_ok(torch.zeros(4, 6, dtype=torch.int32), x)
+
+
+def test_device_checks_tell_cpu_from_meta():
+    """Off CUDA the kernels run CPU tensors (the interpreter): an operand on another
+    non-CUDA device is refused, as a CUDA one is."""
+    cpu, meta = torch.zeros(6), torch.zeros(6, device="meta")
+    assert S.same_device(cpu, torch.ones(2)) and S.same_device(meta, meta)
+    assert not S.same_device(cpu, meta) and not S.same_device(meta, cpu)
+    assert S.same_devices(cpu, None, torch.ones(1)) and not S.same_devices(cpu, torch.ones(1), meta)
+    assert not S.operand_ok(meta, cpu)

@@ -182,6 +182,10 @@ def test_supports_args_refuses_what_the_kernel_cannot_do():
     assert not inplace.supports(x, x, w, eps)                      # aliasing activations
     assert not inplace.supports(x[:1].expand(4, 64), r, w, eps)    # rows share memory
     assert inplace.supports(x, r, w, eps)
+    buf = torch.zeros(8 * 64, dtype=x.dtype, device=DEVICE)       # contiguous views of one buffer:
+    assert inplace.supports(buf[:256].view(4, 64), buf[256:].view(4, 64), w, eps)      # adjacent
+    assert not inplace.supports(buf[:256].view(4, 64), buf[32:288].view(4, 64), w, eps)  # overlapping
+    assert not inplace.supports(buf[32:288].view(4, 64), buf[:256].view(4, 64), w, eps)  # either order
 
 
 def test_inplace_overload_writes_into_the_activations():
