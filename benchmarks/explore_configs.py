@@ -15,7 +15,8 @@ benchmarks/results/sweep_session3.txt). Sections (any order):
 - this session (results/sweep_session7_h200.txt): act8 (the flat gated kernel's configurations
   for every gated activation), quant8 (a flat static quant kernel), norm8 (the norm kernel without masks),
   norm9 (norm launch configurations beside Inductor's kernel), norm10 (norms at 16384 tokens),
-  act9 (cache hints on the flat single-input kernel).
+  act9 (cache hints on the flat single-input kernel);
+- session 8 (results/sweep_session8_h200.txt): rope6 (warps a program of the RoPE kernel).
 
     python benchmarks/explore_configs.py OUTDIR section...
 
@@ -1002,10 +1003,38 @@ def act9():
         _two_rounds(f"act9 {name} {t}x{d} {dtype} ({cfg})", fns, nbytes)
 
 
+def rope6():
+    """Warps a program of the production RoPE kernel (one token a program), functional and in place,
+    beside Liger: fewer warps let more tokens' programs reside on a multiprocessor at once (32 programs
+    at most), which matters for the 70B/TP8 heads' small programs."""
+    import bench_rope as BR
+    from irshim.kernels.triton import rope as TR
+    liger = BR._liger()
+    warps = {"llama3-8b": (2, 4, 8, 16), "llama3-70b-tp8": (1, 2, 4, 8)}
+    for model, (nq, nk, hs) in BR.MODELS.items():
+        for t in (1, 128, 1024, 4096, 16384):
+            nbytes = BR.rope_bytes(t, nq, nk, hs, hs, 2)
+            sets = sets_for(lambda: BR.make_inputs(t, nq, nk, hs, hs, True, BF, DEV, seed=17), nbytes)
+            case = H.Case(model, f"{t}", "bfloat16", t, nbytes, lambda: None)
+            fns = {"op": [lambda a=a: BR.OP(*a) for a in sets]}
+            if liger is not None:
+                fns["liger"] = [liger.bind(case, a) for a in sets]
+            base = TR.rope_config(t, nq, nk, hs // 2)
+            for w in warps[model]:
+                cfg = TR.RopeConfig(1, base.block_hq, base.block_hk, w)
+                fns[f"1/{w}"] = [lambda a=a, c=cfg: TR.rotary_embedding_into(*a, config=c) for a in sets]
+                fns[f"inplace 1/{w}"] = [lambda a=a, c=cfg: TR.rotary_embedding_inplace_(*a, config=c) for a in sets]
+            got, want = TR.rotary_embedding_into(*sets[0], config=TR.RopeConfig(1, base.block_hq, base.block_hk, 2)), \
+                BR.OP.native(*sets[0])
+            err = max((g.float() - e.float()).abs().max().item() for g, e in zip(got, want))
+            _two_rounds(f"rope6 {model} {t} (rule {base}, 1/2 max err {err:.2g})", fns, nbytes)
+
+
 SECTIONS_BY_NAME = {"inductor": dump_inductor, "act": act_sweep, "norm": norm_sweep, "quant": quant_sweep,
                     "rows": rows_sweep, "variants": variants, "rows2": rows2, "act2": act2,
                     "rows3": rows3, "group3": group3, "fused3": fused3,
-                    "fused4": fused4, "act3": act3, "rope3": rope3, "rope4": rope4, "rope5": rope5, "act5": act5, "act6": act6, "act7": act7, "act8": act8, "quant8": quant8, "norm8": norm8, "norm9": norm9, "norm10": norm10, "act9": act9}
+                    "fused4": fused4, "act3": act3, "rope3": rope3, "rope4": rope4, "rope5": rope5, "act5": act5, "act6": act6, "act7": act7, "act8": act8, "quant8": quant8, "norm8": norm8, "norm9": norm9, "norm10": norm10, "act9": act9,
+                    "rope6": rope6}
 
 
 def main() -> None:
