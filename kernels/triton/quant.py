@@ -51,7 +51,7 @@ def _to_fp8(x, scale, Q):
     """
     inv = tl.math.div_rn(tl.full(scale.shape, 1.0, tl.float32), scale)
     y = x * inv
-    rem = tl.fma(-y, scale, x)
+    rem = tl.fma(y, -scale, x)  # -scale, not -y: one negation a row, not one an element (PTX)
     # rem = 0: y is exact (and keeps the sign of -0); x = ±inf: rem is NaN and y right.
     y = tl.where(tl.abs(rem) > 0, tl.fma(rem, inv, y), y)
     y = tl.minimum(tl.maximum(y, -FP8_MAX), FP8_MAX)
