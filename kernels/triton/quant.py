@@ -54,7 +54,9 @@ def _to_fp8(x, scale, Q):
     rem = tl.fma(y, -scale, x)  # -scale, not -y: one negation a row, not one an element (PTX)
     # rem = 0: y is exact (and keeps the sign of -0); x = ±inf: rem is NaN and y right.
     y = tl.where(tl.abs(rem) > 0, tl.fma(rem, inv, y), y)
-    y = tl.minimum(tl.maximum(y, -FP8_MAX), FP8_MAX)
+    # No clamp to ±FP8_MAX: the conversion saturates (`cvt.rn.satfinite`, emulated under the
+    # interpreter by `interpreter_fp8_rounding`), which rounds as clamping first does and keeps
+    # a NaN a NaN, as native's clamp does (min/max made it ±448). Two instructions an element.
     return y.to(Q.dtype.element_ty, fp_downcast_rounding="rtne")
 
 
@@ -737,9 +739,11 @@ def interpreter_fp8_rounding():
 
     Triton 3.9's interpreter converts with a bit-level routine that rounds ties away
     from zero and lets a mantissa carry corrupt the exponent (-124 -> -64, -46.9 ->
-    -23.4), while GPUs convert with ``cvt.rn.satfinite`` (nearest even), as torch
-    does. CPU tests and the smoke benchmark run the kernels under this block so that
-    they test the kernels, not the emulator; on a GPU it changes nothing.
+    -23.4), while GPUs convert with ``cvt.rn.satfinite``: nearest even, as torch does,
+    and saturating (beyond ±448, infinities included, to ±448; NaN stays NaN), where
+    torch's conversion makes NaN of out-of-range values. CPU tests and the smoke
+    benchmark run the kernels under this block so that they test the kernels, not the
+    emulator; on a GPU it changes nothing.
     """
     if not S.INTERPRET:
         yield
@@ -752,6 +756,7 @@ def interpreter_fp8_rounding():
     def create_fp_to_fp(self, src, dst_type, rounding_mode):
         if src.dtype.scalar == tl.float32 and dst_type.scalar == tl.float8e4nv:
             values = torch.from_numpy(np.ascontiguousarray(src.data, dtype=np.float32))
+            values = values.clamp(-qops.FP8_MAX, qops.FP8_MAX)  # satfinite: rounds as saturating after
             return interpreter.TensorHandle(values.to(FP8_DTYPE).view(torch.uint8).numpy(), dst_type.scalar)
         return original(self, src, dst_type, rounding_mode)
 

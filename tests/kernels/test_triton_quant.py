@@ -58,6 +58,19 @@ def test_division_rounds_like_ieee_at_fp8_midpoints(scale_value):
         f"{(actual.view(torch.uint8) != expected.view(torch.uint8)).sum().item()} of {x.numel()} q differ")
 
 
+def test_nan_stays_nan_and_out_of_range_saturates():
+    """As native's clamp then conversion: NaN quantizes to NaN; values past ±448 (after the
+    scale), infinities included, to ±448."""
+    x = torch.tensor([[float("nan"), 1.0, -float("nan"), 500.0, -1e9, float("inf"), -float("inf"), 449.0]],
+                     device=DEVICE)
+    scale = torch.ones(1, device=DEVICE)
+    q = tq.static_quant(x, scale).float()
+    expected = qops.static_scaled_fp8_quant.native(x, scale).float()
+    assert torch.equal(q.isnan(), expected.isnan()) and q.isnan().sum() == 2
+    assert torch.equal(q[~q.isnan()], expected[~expected.isnan()])
+    assert q[0, 3:].tolist() == [448.0, -448.0, 448.0, -448.0, 448.0]
+
+
 def _ids(dtype):
     return str(dtype).removeprefix("torch.")
 
