@@ -16,7 +16,8 @@ benchmarks/results/sweep_session3.txt). Sections (any order):
   for every gated activation), quant8 (a flat static quant kernel), norm8 (the norm kernel without masks),
   norm9 (norm launch configurations beside Inductor's kernel), norm10 (norms at 16384 tokens),
   act9 (cache hints on the flat single-input kernel);
-- session 8 (results/sweep_session8_h200.txt): rope6 (warps a program of the RoPE kernel).
+- session 8 (results/sweep_session8_h200.txt): rope6 (warps a program of the RoPE kernel), quant11
+  (static norm + quant configurations at 8192 columns on a cold and a warm GPU).
 
     python benchmarks/explore_configs.py OUTDIR section...
 
@@ -1030,11 +1031,43 @@ def rope6():
             _two_rounds(f"rope6 {model} {t} (rule {base}, 1/2 max err {err:.2g})", fns, nbytes)
 
 
+def _sm_clock():
+    import subprocess
+    return subprocess.run(["nvidia-smi", "--query-gpu=clocks.sm,temperature.gpu,power.draw", "--format=csv,noheader"],
+                          capture_output=True, text=True).stdout.strip()
+
+
+def quant11():
+    """Static norm + quant over 8192 columns at 4096 / 16384 tokens by configuration, on a cold GPU
+    and after a warm-up of native eager calls (in bench_quant's full run the rule's 2 rows / 4 warps,
+    245 registers a thread, ran 12-14% slower than first in a process), with the SM clock logged."""
+    op = ir.get_op("rms_norm_static_fp8_quant")
+    cfgs = {"2/4": TQ.RowConfig(2, 8192, 4, True), "2/8": TQ.RowConfig(2, 8192, 8, True),
+            "1/8": TQ.RowConfig(1, 8192, 8, True), "1/16": TQ.RowConfig(1, 8192, 16, True),
+            "c2048/8": TQ.RowConfig(1, 2048, 8, False), "c4096/8": TQ.RowConfig(1, 4096, 8, False),
+            "c2048/4": TQ.RowConfig(1, 2048, 4, False), "c1024/4": TQ.RowConfig(1, 1024, 4, False)}
+    warm_x = op.generate_inputs(16384, 14336, BF, DEV)
+    for phase in ("cold", "warm"):
+        if phase == "warm":
+            t0 = time.time()
+            while time.time() - t0 < 20:
+                op.native(*warm_x)
+            torch.cuda.synchronize()
+        for t in (4096, 16384):
+            _, _, nb, sets, comp = _norm_quant_case("rms_norm_static_fp8_quant", t, 8192)
+            fns = {"inductor": [lambda a=a: comp(*a) for a in sets]}
+            for name, cfg in cfgs.items():
+                fns[name] = [lambda a=a, c=cfg: TQ.rms_norm_quant(a[0], None, a[1], a[2], a[3], None, config=c)
+                             for a in sets]
+            _two_rounds(f"quant11 {phase} {t}x8192 [{_sm_clock()}]", fns, nb)
+        log(f"quant11 {phase} after: {_sm_clock()}")
+
+
 SECTIONS_BY_NAME = {"inductor": dump_inductor, "act": act_sweep, "norm": norm_sweep, "quant": quant_sweep,
                     "rows": rows_sweep, "variants": variants, "rows2": rows2, "act2": act2,
                     "rows3": rows3, "group3": group3, "fused3": fused3,
                     "fused4": fused4, "act3": act3, "rope3": rope3, "rope4": rope4, "rope5": rope5, "act5": act5, "act6": act6, "act7": act7, "act8": act8, "quant8": quant8, "norm8": norm8, "norm9": norm9, "norm10": norm10, "act9": act9,
-                    "rope6": rope6}
+                    "rope6": rope6, "quant11": quant11}
 
 
 def main() -> None:
