@@ -17,7 +17,8 @@ benchmarks/results/sweep_session3.txt). Sections (any order):
   norm9 (norm launch configurations beside Inductor's kernel), norm10 (norms at 16384 tokens),
   act9 (cache hints on the flat single-input kernel);
 - session 8 (results/sweep_session8_h200.txt): rope6 (warps a program of the RoPE kernel), quant11
-  (static norm + quant configurations at 8192 columns on a cold and a warm GPU).
+  (static norm + quant configurations at 8192 columns on a cold and a warm GPU), quant12 (the leading
+  ones, run in several processes).
 
     python benchmarks/explore_configs.py OUTDIR section...
 
@@ -1063,11 +1064,26 @@ def quant11():
         log(f"quant11 {phase} after: {_sm_clock()}")
 
 
+def quant12():
+    """quant11's leading configurations at 1024-16384 tokens x 8192 columns, for runs in several
+    processes: quant11 and bench_quant found 2 rows / 4 warps fast in some processes, 12-15% slower in others."""
+    cfgs = {"2/4": TQ.RowConfig(2, 8192, 4, True), "2/8": TQ.RowConfig(2, 8192, 8, True),
+            "1/8": TQ.RowConfig(1, 8192, 8, True), "1/4": TQ.RowConfig(1, 8192, 4, True)}
+    for t in (1024, 4096, 16384):
+        _, _, nb, sets, comp = _norm_quant_case("rms_norm_static_fp8_quant", t, 8192)
+        fns = {"inductor": [lambda a=a: comp(*a) for a in sets]}
+        for name, cfg in cfgs.items():
+            fns[name] = [lambda a=a, c=cfg: TQ.rms_norm_quant(a[0], None, a[1], a[2], a[3], None, config=c)
+                         for a in sets]
+        _two_rounds(f"quant12 {t}x8192", fns, nb)
+
+
 SECTIONS_BY_NAME = {"inductor": dump_inductor, "act": act_sweep, "norm": norm_sweep, "quant": quant_sweep,
                     "rows": rows_sweep, "variants": variants, "rows2": rows2, "act2": act2,
                     "rows3": rows3, "group3": group3, "fused3": fused3,
                     "fused4": fused4, "act3": act3, "rope3": rope3, "rope4": rope4, "rope5": rope5, "act5": act5, "act6": act6, "act7": act7, "act8": act8, "quant8": quant8, "norm8": norm8, "norm9": norm9, "norm10": norm10, "act9": act9,
-                    "rope6": rope6, "quant11": quant11}
+                    "rope6": rope6, "quant11": quant11,
+                    "quant12": quant12}
 
 
 def main() -> None:
