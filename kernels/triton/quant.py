@@ -390,7 +390,15 @@ class TileConfig:
 #     fused-add static 1024 x 4096: 1/16 9.21  2/8 9.11 (1/4 9.77; pair 12.51, Inductor 10.24)
 #                      1024 x 8192: 1/32 17.38 (1/8 18.28; pair 24.02, Inductor 17.83): ADD_NORM_COLS_PER_WARP
 #     static norm     16384 x 8192: 2/4 126.2  2/16 131.2  1/8 142.9 (Inductor 137.0)
-#                      1024 x 8192: 2/4 11.91  1/8 11.91 (Inductor 11.41): STATIC_NORM_ROWS / _WARPS at 8192 columns
+#                      1024 x 8192: 2/4 11.91  1/8 11.91 (Inductor 11.41)
+# - H200, static norm + quant over 8192 columns after the cheaper FP8 conversion (session 8,
+#   explore_configs.py quant11 / quant12, results/sweep_session8_h200.txt, four processes): 2/4 (245
+#   registers a thread, two programs a multiprocessor) ran fast in some processes and 12-15% slower
+#   in others (4096 rows 33.9 or 38.2, 16384 rows 118.3 or 140.0; bench_quant's full run: the slow
+#   one); 1/8 and 2/8 never varied by more than 1%:
+#     1024 x 8192: 1/8 10.56-10.64  2/4 10.5-10.9  2/8 11.35-11.57 (Inductor 10.96-11.03)
+#     4096 x 8192: 1/8 33.76-34.06  2/8 34.62-35.02 (Inductor 36.5-36.9)
+#    16384 x 8192: 2/8 117.3-119.0  1/8 122.6-123.8 (Inductor 133.0-134.8): STATIC_NORM_* below
 MAX_SINGLE_PASS = 16384
 MAX_STATIC_SINGLE_PASS = 8192
 CHUNK = 2048
@@ -403,7 +411,9 @@ WIDE_COLS = 4096
 PER_TOKEN_WARPS = 4
 ADD_NORM_COLS_PER_WARP = 256
 """Fused-add norm + static quant, single pass."""
-STATIC_NORM_ROWS, STATIC_NORM_WARPS = 2, 4
+STATIC_NORM_WARPS = 8
+STATIC_NORM_PAIRED_ROWS = 16384
+"""Static norm + quant of MAX_STATIC_SINGLE_PASS-wide rows: one row a program, two from this many rows."""
 """Norm + static quant of MAX_STATIC_SINGLE_PASS-wide rows at throughput sizes."""
 MAX_WARPS = 16
 MAX_ROW_WARPS = 32
@@ -462,7 +472,7 @@ def row_config(n_rows: int, n_cols: int, kind: str = "per_token") -> RowConfig:
         if kind == "norm_add_static":
             return RowConfig(1, block_n, min(MAX_ROW_WARPS, block_n // ADD_NORM_COLS_PER_WARP), True)
         if kind == "norm_static" and block_n == MAX_STATIC_SINGLE_PASS:
-            return RowConfig(STATIC_NORM_ROWS, block_n, STATIC_NORM_WARPS, True)
+            return RowConfig(1 if n_rows < STATIC_NORM_PAIRED_ROWS else 2, block_n, STATIC_NORM_WARPS, True)
     block_m = max(1, min(ROW_GROUP_ELEMENTS // block_n, S.next_pow2(max(n_rows, 1))))
     per_warp = COLS_PER_WARP if throughput else DECODE_COLS_PER_WARP
     return RowConfig(block_m, block_n, max(1, min(MAX_WARPS, block_m * block_n // per_warp)), True)
