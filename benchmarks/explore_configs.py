@@ -18,7 +18,7 @@ benchmarks/results/sweep_session3.txt). Sections (any order):
   act9 (cache hints on the flat single-input kernel);
 - session 8 (results/sweep_session8_h200.txt): rope6 (warps a program of the RoPE kernel), quant11
   (static norm + quant configurations at 8192 columns on a cold and a warm GPU), quant12 (the leading
-  ones, run in several processes).
+  ones, run in several processes), quant13 (a row-pipelined fused-add norm + static quant kernel).
 
     python benchmarks/explore_configs.py OUTDIR section...
 
@@ -1078,12 +1078,95 @@ def quant12():
         _two_rounds(f"quant12 {t}x8192", fns, nb)
 
 
+@triton.jit
+def _fa_quant_pipe(X, R, W, Q, RES, SCALE, N_ROWS, ROW_STRIDE, Q_ROW_STRIDE, EPS,
+                   N_COLS: tl.constexpr, BLOCK_N: tl.constexpr):
+    """Fused-add RMS norm + static quant, software-pipelined over rows: a program takes rows pid,
+    pid + programs, ...; while it streams row k's x and residual (pass 1: the sum, written, and its
+    sum of squares) it normalises and quantizes row k - 1 from the sum it wrote (pass 2, from L2), so
+    that every loop iteration mixes DRAM streaming with pass 2's arithmetic. Same rounding as the
+    production kernel's chunked path (`TQ._rms_norm_quant_kernel`, SINGLE_PASS off)."""
+    pid = tl.program_id(0)
+    nprog = tl.num_programs(0)
+    one = tl.arange(0, 1)
+    eps = tl.cast(EPS, tl.float32)
+    scale2 = tl.load(SCALE) + tl.zeros((1, 1), dtype=tl.float32)
+    rows = (pid + one).to(tl.int64)
+    row_mask = rows < N_ROWS
+    rstd = TL.chunked_rstd(X + rows[:, None] * ROW_STRIDE, R + rows[:, None] * ROW_STRIDE,
+                           RES + rows[:, None] * ROW_STRIDE, row_mask, N_COLS, eps, True, 1, BLOCK_N)
+    prev_rows = rows
+    prev_mask = row_mask
+    for nxt in range(pid + nprog, N_ROWS, nprog):
+        tl.debug_barrier()  # pass 2 reads the sum this program wrote
+        rows = (nxt + one).to(tl.int64)
+        row_mask = rows < N_ROWS
+        x_rows = X + rows[:, None] * ROW_STRIDE
+        r_rows = R + rows[:, None] * ROW_STRIDE
+        res_rows = RES + rows[:, None] * ROW_STRIDE
+        prev_res = RES + prev_rows[:, None] * ROW_STRIDE
+        q_rows = Q + prev_rows[:, None] * Q_ROW_STRIDE
+        acc = tl.zeros((1, BLOCK_N), dtype=tl.float32)
+        for start in range(0, N_COLS, BLOCK_N):
+            cols = start + tl.arange(0, BLOCK_N)
+            mask = row_mask[:, None] & (cols < N_COLS)[None, :]
+            x = tl.load(x_rows + cols[None, :], mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
+            r = tl.load(r_rows + cols[None, :], mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
+            y, ycols, ymask = TQ._normed_chunk(prev_res, W, 1, start, prev_mask, rstd, N_COLS, True, BLOCK_N,
+                                               X.dtype.element_ty, "evict_first")
+            s = (x + r).to(RES.dtype.element_ty)
+            tl.store(res_rows + cols[None, :], s, mask=mask)
+            sf = s.to(tl.float32)
+            acc += sf * sf
+            tl.store(q_rows + ycols[None, :], TQ._to_fp8(y, scale2, Q), mask=ymask)
+        rstd = tl.rsqrt(tl.sum(acc, axis=1) / N_COLS + eps)
+        prev_rows = rows
+        prev_mask = row_mask
+    tl.debug_barrier()
+    prev_res = RES + prev_rows[:, None] * ROW_STRIDE
+    q_rows = Q + prev_rows[:, None] * Q_ROW_STRIDE
+    for start in range(0, N_COLS, BLOCK_N):
+        y, cols, mask = TQ._normed_chunk(prev_res, W, 1, start, prev_mask, rstd, N_COLS, True, BLOCK_N,
+                                         X.dtype.element_ty, "evict_first")
+        tl.store(q_rows + cols[None, :], TQ._to_fp8(y, scale2, Q), mask=mask)
+
+
+def _fa_pipe(a, programs, block_n, warps):
+    x, r, w, eps, scale = a
+    q = torch.empty(x.shape, dtype=torch.float8_e4m3fn, device=x.device)
+    res = torch.empty_like(x)
+    _fa_quant_pipe[(programs,)](x, r, w, q, res, scale, x.shape[0], x.stride(0), q.stride(0), eps,
+                                N_COLS=x.shape[1], BLOCK_N=block_n, num_warps=warps)
+    return q, res
+
+
+def quant13():
+    """The row-pipelined fused-add norm + static quant (`_fa_quant_pipe`) by programs / chunk / warps,
+    beside the production kernel, the unfused pair and Inductor."""
+    norm, quant = ir.get_op("fused_add_rms_norm"), ir.get_op("static_scaled_fp8_quant")
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    for t, h in ((1024, 14336), (1024, 8192), (4096, 14336), (16384, 14336)):
+        op, _, nb, sets, comp = _norm_quant_case("fused_add_rms_norm_static_fp8_quant", t, h)
+        fns = {"inductor": [lambda a=a: comp(*a) for a in sets], "op": [lambda a=a: op(*a) for a in sets],
+               "pair": [lambda a=a: quant(norm(a[0], a[1], a[2], a[3])[0], a[4]) for a in sets]}
+        for programs in sorted({t // 2, t // 4, 4 * sms, 8 * sms, 2 * sms} - {0}):
+            if programs >= t:
+                continue
+            for block_n, warps in ((2048, 8), (2048, 4), (1024, 4), (4096, 16)):
+                fns[f"pipe {programs}p {block_n}/{warps}"] = [
+                    lambda a=a, p=programs, b=block_n, w=warps: _fa_pipe(a, p, b, w) for a in sets]
+        a0 = sets[0]
+        got, want = _fa_pipe(a0, max(1, t // 2), 2048, 8), op(*a0)
+        same = torch.equal(got[0].view(torch.uint8), want[0].view(torch.uint8)) and torch.equal(got[1], want[1])
+        _two_rounds(f"quant13 {t}x{h} (pipe bit-identical to the op: {same})", fns, nb, most=14)
+
+
 SECTIONS_BY_NAME = {"inductor": dump_inductor, "act": act_sweep, "norm": norm_sweep, "quant": quant_sweep,
                     "rows": rows_sweep, "variants": variants, "rows2": rows2, "act2": act2,
                     "rows3": rows3, "group3": group3, "fused3": fused3,
                     "fused4": fused4, "act3": act3, "rope3": rope3, "rope4": rope4, "rope5": rope5, "act5": act5, "act6": act6, "act7": act7, "act8": act8, "quant8": quant8, "norm8": norm8, "norm9": norm9, "norm10": norm10, "act9": act9,
                     "rope6": rope6, "quant11": quant11,
-                    "quant12": quant12}
+                    "quant12": quant12, "quant13": quant13}
 
 
 def main() -> None:
