@@ -341,6 +341,64 @@ def _rms_norm_quant_kernel(
             tl.store(q_rows + cols[None, :], _to_fp8(y, scale2, Q), mask=mask)
 
 
+@triton.jit
+def _fused_add_quant_pipelined_kernel(
+    X, X_ROW_STRIDE, R, R_ROW_STRIDE, W, W_STRIDE,
+    Q, Q_ROW_STRIDE, RES_OUT, RES_OUT_ROW_STRIDE, SCALE,
+    N_ROWS, N_COLS, EPS,
+    HAS_WEIGHT: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    """Fused-add RMS norm + static quant of rows too long for registers, pipelined over rows: a
+    program takes rows pid, pid + programs, ...; while it streams row k's x and residual (pass 1:
+    the sum, written once, and its sum of squares) it normalises and quantizes row k - 1 from the sum
+    it wrote (pass 2, read back from L2). Each loop iteration then mixes DRAM streaming with pass 2's
+    arithmetic, which the chunked path runs in two phases, every program in step. Rounding as the
+    chunked path of `_rms_norm_quant_kernel` (bit-identical results)."""
+    pid = tl.program_id(0)
+    programs = tl.num_programs(0)
+    one = tl.arange(0, 1)
+    eps = tl.cast(EPS, tl.float32)
+    scale = tl.load(SCALE) + tl.zeros((1, 1), dtype=tl.float32)
+    rows = (pid + one).to(tl.int64)
+    row_mask = rows < N_ROWS
+    rstd = chunked_rstd(X + rows[:, None] * X_ROW_STRIDE, R + rows[:, None] * R_ROW_STRIDE,
+                        RES_OUT + rows[:, None] * RES_OUT_ROW_STRIDE, row_mask, N_COLS, eps, True, 1, BLOCK_N)
+    prev_rows = rows
+    prev_mask = row_mask
+    for row in range(pid + programs, N_ROWS, programs):
+        tl.debug_barrier()  # pass 2 re-reads the sum this program wrote
+        rows = (row + one).to(tl.int64)
+        row_mask = rows < N_ROWS
+        x_rows = X + rows[:, None] * X_ROW_STRIDE
+        r_rows = R + rows[:, None] * R_ROW_STRIDE
+        res_rows = RES_OUT + rows[:, None] * RES_OUT_ROW_STRIDE
+        prev_res = RES_OUT + prev_rows[:, None] * RES_OUT_ROW_STRIDE
+        q_rows = Q + prev_rows[:, None] * Q_ROW_STRIDE
+        acc = tl.zeros((1, BLOCK_N), dtype=tl.float32)
+        for start in range(0, N_COLS, BLOCK_N):
+            cols = start + tl.arange(0, BLOCK_N)
+            mask = row_mask[:, None] & (cols < N_COLS)[None, :]
+            x = tl.load(x_rows + cols[None, :], mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
+            r = tl.load(r_rows + cols[None, :], mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
+            y, y_cols, y_mask = _normed_chunk(prev_res, W, W_STRIDE, start, prev_mask, rstd, N_COLS, HAS_WEIGHT,
+                                              BLOCK_N, X.dtype.element_ty, "evict_first")
+            s = (x + r).to(RES_OUT.dtype.element_ty)  # the residual is rounded to x's dtype
+            tl.store(res_rows + cols[None, :], s, mask=mask)
+            s = s.to(tl.float32)
+            acc += s * s
+            tl.store(q_rows + y_cols[None, :], _to_fp8(y, scale, Q), mask=y_mask)
+        rstd = tl.rsqrt(tl.sum(acc, axis=1) / N_COLS + eps)
+        prev_rows = rows
+        prev_mask = row_mask
+    tl.debug_barrier()
+    prev_res = RES_OUT + prev_rows[:, None] * RES_OUT_ROW_STRIDE
+    q_rows = Q + prev_rows[:, None] * Q_ROW_STRIDE
+    for start in range(0, N_COLS, BLOCK_N):
+        y, cols, mask = _normed_chunk(prev_res, W, W_STRIDE, start, prev_mask, rstd, N_COLS, HAS_WEIGHT, BLOCK_N,
+                                      X.dtype.element_ty, "evict_first")
+        tl.store(q_rows + cols[None, :], _to_fp8(y, scale, Q), mask=mask)
+
+
 # ---------------------------------------------------------- launch config
 
 
@@ -451,6 +509,20 @@ ONE_PROGRAM_WARPS = 8
 AMAX_PROGRAMS_PER_SM = 8
 
 
+# Fused-add norm + static quant of rows chunked in two passes (wider than MAX_STATIC_SINGLE_PASS), from
+# PIPELINE_MIN_ROWS rows: `_fused_add_quant_pipelined_kernel` over PIPELINE_PROGRAMS_PER_SM programs a
+# multiprocessor (at most half the rows), CHUNK columns, CHUNK_WARPS warps. H200, bf16, CUDA-graph µs
+# (explore_configs.py quant13, results/sweep_session8_h200.txt, two rounds; "programs chunk/warps"):
+#    1024 x 14336: 512 2048/8 31.8/31.5  528 2048/8 32.0/32.0  256 4096/16 32.8/32.7 (chunked 34.2/34.4,
+#                  Inductor 35.9/36.4; the unfused pair 41.4-42.7 in the runs of the day)
+#    4096 x 14336: 528 2048/8 111.9/111.6  2048 2048/8 114.1/113.5  1056 2048/8 128.5/128.2 (chunked 114.1/114.6)
+#   16384 x 14336: 8192 2048/8 422.5/422.3  528 2048/8 423.4/423.8 (chunked 421.2/422.3)
+# More programs keep more rows between a row's two passes: 1056 (8 a multiprocessor) let the sums
+# leave L2 before pass 2 read them back.
+PIPELINE_MIN_ROWS = 1024
+PIPELINE_PROGRAMS_PER_SM = 4
+
+
 ROW_KINDS = ("per_token", "norm_static", "norm_add_static", "norm_dynamic")
 
 
@@ -476,6 +548,15 @@ def row_config(n_rows: int, n_cols: int, kind: str = "per_token") -> RowConfig:
     block_m = max(1, min(ROW_GROUP_ELEMENTS // block_n, S.next_pow2(max(n_rows, 1))))
     per_warp = COLS_PER_WARP if throughput else DECODE_COLS_PER_WARP
     return RowConfig(block_m, block_n, max(1, min(MAX_WARPS, block_m * block_n // per_warp)), True)
+
+
+@S.cached_config
+def pipeline_programs(n_rows: int, n_cols: int, kind: str, sm_count: int = 132) -> int:
+    """Programs of `_fused_add_quant_pipelined_kernel` for this call, 0 where the row kernel runs
+    (measurements above `PIPELINE_MIN_ROWS`)."""
+    if kind != "norm_add_static" or n_rows < PIPELINE_MIN_ROWS or row_config(n_rows, n_cols, kind).single_pass:
+        return 0
+    return min(PIPELINE_PROGRAMS_PER_SM * sm_count, n_rows // 2)
 
 
 @S.cached_config
@@ -666,8 +747,13 @@ def group_quant(x: Tensor, group_size: int, kernel=_group_quant_kernel,
 
 def rms_norm_quant(x: Tensor, x_residual: Tensor | None, weight: Tensor | None, epsilon: float,
                    scale: Tensor | None, scale_ub: Tensor | None, kernel=_rms_norm_quant_kernel,
-                   config: RowConfig | None = None) -> tuple[Tensor, Tensor | None, Tensor | None]:
-    """(q, residual or None, per-token scales or None): static when `scale` is given, else dynamic."""
+                   config: RowConfig | None = None, pipelined_kernel=_fused_add_quant_pipelined_kernel,
+                   programs: int | None = None) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """(q, residual or None, per-token scales or None): static when `scale` is given, else dynamic.
+
+    The fused add with a static scale runs `pipelined_kernel` over `programs` programs where
+    `pipeline_programs` says so (not when given a `config`); `programs` > 0 forces it (with the
+    chunk and warps of `config`, else `row_config`'s)."""
     dynamic = scale is None
     q = _fp8_like(x)
     residual = torch.empty(x.shape, dtype=x.dtype, device=x.device) if x_residual is not None else None
@@ -679,6 +765,18 @@ def rms_norm_quant(x: Tensor, x_residual: Tensor | None, weight: Tensor | None, 
         res2 = S.as_rows(residual) if residual is not None else x2
         kind = "norm_dynamic" if dynamic else "norm_add_static" if x_residual is not None else "norm_static"
         cfg = config or row_config(n_rows, n_cols, kind)
+        if programs is None:
+            programs = 0 if config is not None else pipeline_programs(n_rows, n_cols, kind, S.sm_count(x))
+        if programs:
+            if kind != "norm_add_static":
+                raise ValueError(f"the pipelined kernel is the fused add with a static scale, not {kind}")
+            with S.on_device(x):
+                pipelined_kernel[(min(programs, n_rows),)](
+                    x2, S.row_stride(x2), r2, S.row_stride(r2),
+                    weight if weight is not None else x2, weight.stride(0) if weight is not None else 0,
+                    q2, S.row_stride(q2), res2, S.row_stride(res2), scale, n_rows, n_cols, epsilon,
+                    HAS_WEIGHT=weight is not None, BLOCK_N=cfg.block_n, num_warps=cfg.num_warps)
+            return q, residual, scales
         with S.on_device(x):
             kernel[(S.cdiv(n_rows, cfg.block_m),)](
                 x2, S.row_stride(x2), r2, S.row_stride(r2),
@@ -731,7 +829,8 @@ def rms_norm_static_fp8_quant_op(x: Tensor, weight: Tensor | None, epsilon: floa
 def fused_add_rms_norm_static_fp8_quant_op(x: Tensor, x_residual: Tensor, weight: Tensor | None, epsilon: float,
                                            scale: Tensor) -> tuple[Tensor, Tensor]:
     q, residual, _ = rms_norm_quant(x, x_residual, weight, epsilon, scale, None,
-                                    kernel=wrap_triton(_rms_norm_quant_kernel))
+                                    kernel=wrap_triton(_rms_norm_quant_kernel),
+                                    pipelined_kernel=wrap_triton(_fused_add_quant_pipelined_kernel))
     return q, residual
 
 

@@ -29,6 +29,11 @@ KERNELS = {  # name -> (module, kernel, runtime argument types, constexprs, the 
     "static_quant_flat": ("quant", "_static_quant_flat_kernel",
                           {"X": "*bf16", "Q": "*fp8e4nv", "SCALE": "*fp32", "N": "i32"}, {"BLOCK": 2048, "EVEN": True},
                           "I64"),
+    "fused_add_quant_pipelined": ("quant", "_fused_add_quant_pipelined_kernel", {
+        **{name: "*bf16" for name in ("X", "R", "W", "RES_OUT")}, "Q": "*fp8e4nv", "SCALE": "*fp32",
+        **{name: "i32" for name in ("X_ROW_STRIDE", "R_ROW_STRIDE", "W_STRIDE", "Q_ROW_STRIDE",
+                                    "RES_OUT_ROW_STRIDE", "N_ROWS", "N_COLS")}, "EPS": "fp32"},
+        {"BLOCK_N": 2048}, "HAS_WEIGHT"),
     "rms_norm_one_row": ("layernorm", "_rms_norm_kernel", _NORM_ARGS,
                          {"HAS_RESIDUAL": True, "HAS_WEIGHT": True, "GEMMA": False, "BLOCK_M": 1, "BLOCK_N": 8192,
                           "SINGLE_PASS": True}, "EVEN"),

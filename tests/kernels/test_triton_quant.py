@@ -209,6 +209,45 @@ def test_static_quant_runs_flat_on_contiguous_inputs_only(launches):
     assert launches.names == ["flat", "tiles"]
 
 
+@pytest.mark.parametrize("rows, cols, programs, block_n, weighted, strided", [
+    (7, 40, 3, 16, True, False),    # rows not a multiple of the programs; a masked last chunk
+    (8, 64, 4, 16, True, True),     # x and the residual with a row stride
+    (5, 48, 2, 32, False, False),   # no weight
+    (6, 32, 6, 32, True, False),    # one row a program: no pipelined iteration
+])
+def test_pipelined_fused_add_quant_matches_the_chunked_kernel(rows, cols, programs, block_n, weighted, strided):
+    """The row-pipelined kernel returns exactly the chunked row kernel's q and residual (the same
+    rounding, pass 2 one row later)."""
+    op = ir.ops.fused_add_rms_norm_static_fp8_quant
+    x, r, w, eps, scale = op.generate_inputs(rows, cols, torch.bfloat16, DEVICE)
+    if strided:
+        x = torch.cat([x, torch.randn_like(x)], 1)[:, :cols]
+        r = torch.cat([torch.randn_like(r), r], 1)[:, cols:]
+    w = w if weighted else None
+    chunked = tq.RowConfig(1, block_n, 4, False)
+    q, res, _ = tq.rms_norm_quant(x, r, w, eps, scale, None, config=chunked, programs=programs)
+    q_ref, res_ref, _ = tq.rms_norm_quant(x, r, w, eps, scale, None, config=chunked)
+    assert torch.equal(res, res_ref)
+    assert torch.equal(q.view(torch.uint8), q_ref.view(torch.uint8))
+    check(op, (x, r, w, eps, scale), (q, res), "pipelined")
+
+
+def test_pipelined_kernel_rule(launches):
+    """Fused add + static quant with chunked rows from PIPELINE_MIN_ROWS rows: the pipelined kernel,
+    PIPELINE_PROGRAMS_PER_SM programs a multiprocessor, at most half the rows; elsewhere the row kernel."""
+    assert tq.pipeline_programs(1024, 14336, "norm_add_static", 132) == 512
+    assert tq.pipeline_programs(16384, 14336, "norm_add_static", 132) == tq.PIPELINE_PROGRAMS_PER_SM * 132
+    assert tq.pipeline_programs(tq.PIPELINE_MIN_ROWS - 1, 14336, "norm_add_static", 132) == 0
+    assert tq.pipeline_programs(16384, 8192, "norm_add_static", 132) == 0   # single pass
+    assert tq.pipeline_programs(16384, 14336, "norm_static", 132) == 0
+    x = torch.empty(1024, 14336, dtype=torch.bfloat16, device="meta")
+    scale = torch.ones(1, device="meta")
+    for residual in (x, None):
+        tq.rms_norm_quant(x, residual, None, 1e-6, scale, None, kernel=launches.kernel("rows"),
+                          pipelined_kernel=launches.kernel("pipelined"))
+    assert launches.names == ["pipelined", "rows"]
+
+
 def test_row_config_rules():
     # H200 sweeps (kernels/triton/quant.py): wide rows at throughput sizes per kernel kind.
     R = tq.RowConfig
@@ -336,3 +375,29 @@ def test_gpu_torch_compile_runs_the_static_quant_triton_op(contiguous):
     torch._dynamo.reset()
     actual = torch.compile(lambda x, s: torch.ops.irshim_triton.static_scaled_fp8_quant(x * 2, s), fullgraph=True)(x, scale)
     check(op, (x * 2, scale), actual, "compiled")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("rows, cols, strided", [(1024, 14336, False), (1500, 10000, True)])
+def test_gpu_pipelined_fused_add_quant(rows, cols, strided):
+    """The pipelined kernel (the default from PIPELINE_MIN_ROWS rows of chunked width) returns the
+    chunked row kernel's results bit for bit, strided rows and a masked last chunk included."""
+    op = ir.ops.fused_add_rms_norm_static_fp8_quant
+    x, r, w, eps, scale = op.generate_inputs(rows, cols, torch.bfloat16, "cuda")
+    if strided:
+        x = torch.cat([x, x], 1)[:, :cols]
+    assert tq.pipeline_programs(rows, cols, "norm_add_static", tq.S.sm_count(x)) > 0
+    q, res, _ = tq.rms_norm_quant(x, r, w, eps, scale, None)
+    q_ref, res_ref, _ = tq.rms_norm_quant(x, r, w, eps, scale, None, config=tq.row_config(rows, cols, "norm_add_static"))
+    assert torch.equal(res, res_ref) and torch.equal(q.view(torch.uint8), q_ref.view(torch.uint8))
+    check(op, (x, r, w, eps, scale), (q, res), "pipelined")
+
+
+@pytest.mark.cuda
+def test_gpu_torch_compile_runs_the_pipelined_fused_add_quant():
+    # Inductor's copy of the pipelined kernel needs its helpers (chunked_rstd, _normed_chunk, _to_fp8).
+    op = ir.ops.fused_add_rms_norm_static_fp8_quant
+    args = op.generate_inputs(1024, 14336, torch.bfloat16, "cuda")
+    torch._dynamo.reset()
+    fn = torch.compile(lambda *a: torch.ops.irshim_triton.fused_add_rms_norm_static_fp8_quant(*a), fullgraph=True)
+    check(op, args, fn(*args), "compiled")
