@@ -18,7 +18,7 @@ benchmarks/results/sweep_session3.txt). Sections (any order):
   act9 (cache hints on the flat single-input kernel);
 - session 8 (results/sweep_session8_h200.txt): rope6 (warps a program of the RoPE kernel), quant11
   (static norm + quant configurations at 8192 columns on a cold and a warm GPU), quant12 (the leading
-  ones, run in several processes), quant13 (a row-pipelined fused-add norm + static quant kernel).
+  ones, run in several processes), quant13 (a row-pipelined fused-add norm + static quant kernel), quant14 (its production form by programs and chunk).
 
     python benchmarks/explore_configs.py OUTDIR section...
 
@@ -1161,12 +1161,30 @@ def quant13():
         _two_rounds(f"quant13 {t}x{h} (pipe bit-identical to the op: {same})", fns, nb, most=14)
 
 
+def quant14():
+    """The pipelined fused-add norm + static quant kernel (production, `TQ._fused_add_quant_pipelined_kernel`)
+    by programs and chunk / warps where it sits at the 1.3x-the-pair target (1024 x 14336), and at 4096 rows."""
+    norm, quant = ir.get_op("fused_add_rms_norm"), ir.get_op("static_scaled_fp8_quant")
+    for t, h in ((1024, 14336), (4096, 14336)):
+        op, _, nb, sets, comp = _norm_quant_case("fused_add_rms_norm_static_fp8_quant", t, h)
+        fns = {"inductor": [lambda a=a: comp(*a) for a in sets], "op": [lambda a=a: op(*a) for a in sets],
+               "pair": [lambda a=a: quant(norm(a[0], a[1], a[2], a[3])[0], a[4]) for a in sets]}
+        for programs in (342, 512, 528) if t == 1024 else (528, 396, 792):
+            for block_n, warps in ((2048, 8), (2048, 16), (1024, 8), (1024, 4), (4096, 16)):
+                cfg = TQ.RowConfig(1, block_n, warps, False)
+                fns[f"{programs}p {block_n}/{warps}"] = [
+                    lambda a=a, p=programs, c=cfg: TQ.rms_norm_quant(a[0], a[1], a[2], a[3], a[4], None, config=c,
+                                                                     programs=p) for a in sets]
+        _two_rounds(f"quant14 {t}x{h}", fns, nb)
+
+
 SECTIONS_BY_NAME = {"inductor": dump_inductor, "act": act_sweep, "norm": norm_sweep, "quant": quant_sweep,
                     "rows": rows_sweep, "variants": variants, "rows2": rows2, "act2": act2,
                     "rows3": rows3, "group3": group3, "fused3": fused3,
                     "fused4": fused4, "act3": act3, "rope3": rope3, "rope4": rope4, "rope5": rope5, "act5": act5, "act6": act6, "act7": act7, "act8": act8, "quant8": quant8, "norm8": norm8, "norm9": norm9, "norm10": norm10, "act9": act9,
                     "rope6": rope6, "quant11": quant11,
-                    "quant12": quant12, "quant13": quant13}
+                    "quant12": quant12, "quant13": quant13,
+                    "quant14": quant14}
 
 
 def main() -> None:
