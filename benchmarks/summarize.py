@@ -64,7 +64,7 @@ def check(row: dict, targets: Targets) -> list[str]:
             if t and ind and ind / t < 1.0:
                 misses.append(f"{ind / t:.3f}x inductor")
             if row["op"] in FUSED_QUANT and t and pair and pair / t < 1.3:
-                misses.append(f"{pair / t:.3f}x the unfused pair (target 1.3x)")
+                misses.append(f"{pair / t:.4f}x the unfused pair (target 1.3x)")
         elif ratio is not None and ratio < 1.0:
             misses.append(f"{ratio:.3f}x best peer ({row['best_peer']})")
     copy_applies = row["op"] not in FUSED_QUANT  # issue 9 sets it for the plain quant ops
