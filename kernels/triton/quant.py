@@ -518,7 +518,8 @@ AMAX_PROGRAMS_PER_SM = 8
 #    4096 x 14336: 528 2048/8 111.9/111.6  2048 2048/8 114.1/113.5  1056 2048/8 128.5/128.2 (chunked 114.1/114.6)
 #   16384 x 14336: 8192 2048/8 422.5/422.3  528 2048/8 423.4/423.8 (chunked 421.2/422.3)
 # More programs keep more rows between a row's two passes: 1056 (8 a multiprocessor) let the sums
-# leave L2 before pass 2 read them back.
+# leave L2 before pass 2 read them back. quant14 (production kernel) agrees: 1024 x 14336 528 2048/8
+# 31.6/31.6  512 31.7/31.6  342 4096/16 32.5/32.3, 16 warps or 1024-column chunks 33-42.
 PIPELINE_MIN_ROWS = 1024
 PIPELINE_PROGRAMS_PER_SM = 4
 
