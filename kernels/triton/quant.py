@@ -471,8 +471,8 @@ ADD_NORM_COLS_PER_WARP = 256
 """Fused-add norm + static quant, single pass."""
 STATIC_NORM_WARPS = 8
 STATIC_NORM_PAIRED_ROWS = 16384
-"""Static norm + quant of MAX_STATIC_SINGLE_PASS-wide rows: one row a program, two from this many rows."""
-"""Norm + static quant of MAX_STATIC_SINGLE_PASS-wide rows at throughput sizes."""
+"""Static norm + quant of MAX_STATIC_SINGLE_PASS-wide rows at throughput sizes: one row a program,
+two from this many rows, STATIC_NORM_WARPS warps."""
 MAX_WARPS = 16
 MAX_ROW_WARPS = 32
 ROW_GROUP_ELEMENTS = 2048
