@@ -1038,6 +1038,15 @@ def _sm_clock():
                           capture_output=True, text=True).stdout.strip()
 
 
+def _time_norm_static(tag, t, cfgs):
+    """Static norm + quant over `t` x 8192 under each named RowConfig, beside Inductor, two rounds."""
+    _, _, nb, sets, comp = _norm_quant_case("rms_norm_static_fp8_quant", t, 8192)
+    fns = {"inductor": [lambda a=a: comp(*a) for a in sets]}
+    for name, cfg in cfgs.items():
+        fns[name] = [lambda a=a, c=cfg: TQ.rms_norm_quant(a[0], None, a[1], a[2], a[3], None, config=c) for a in sets]
+    _two_rounds(tag, fns, nb)
+
+
 def quant11():
     """Static norm + quant over 8192 columns at 4096 / 16384 tokens by configuration, on a cold GPU
     and after a warm-up of native eager calls (in bench_quant's full run the rule's 2 rows / 4 warps,
@@ -1055,12 +1064,7 @@ def quant11():
                 op.native(*warm_x)
             torch.cuda.synchronize()
         for t in (4096, 16384):
-            _, _, nb, sets, comp = _norm_quant_case("rms_norm_static_fp8_quant", t, 8192)
-            fns = {"inductor": [lambda a=a: comp(*a) for a in sets]}
-            for name, cfg in cfgs.items():
-                fns[name] = [lambda a=a, c=cfg: TQ.rms_norm_quant(a[0], None, a[1], a[2], a[3], None, config=c)
-                             for a in sets]
-            _two_rounds(f"quant11 {phase} {t}x8192 [{_sm_clock()}]", fns, nb)
+            _time_norm_static(f"quant11 {phase} {t}x8192 [{_sm_clock()}]", t, cfgs)
         log(f"quant11 {phase} after: {_sm_clock()}")
 
 
@@ -1070,112 +1074,51 @@ def quant12():
     cfgs = {"2/4": TQ.RowConfig(2, 8192, 4, True), "2/8": TQ.RowConfig(2, 8192, 8, True),
             "1/8": TQ.RowConfig(1, 8192, 8, True), "1/4": TQ.RowConfig(1, 8192, 4, True)}
     for t in (1024, 4096, 16384):
-        _, _, nb, sets, comp = _norm_quant_case("rms_norm_static_fp8_quant", t, 8192)
-        fns = {"inductor": [lambda a=a: comp(*a) for a in sets]}
-        for name, cfg in cfgs.items():
-            fns[name] = [lambda a=a, c=cfg: TQ.rms_norm_quant(a[0], None, a[1], a[2], a[3], None, config=c)
-                         for a in sets]
-        _two_rounds(f"quant12 {t}x8192", fns, nb)
+        _time_norm_static(f"quant12 {t}x8192", t, cfgs)
 
 
-@triton.jit
-def _fa_quant_pipe(X, R, W, Q, RES, SCALE, N_ROWS, ROW_STRIDE, Q_ROW_STRIDE, EPS,
-                   N_COLS: tl.constexpr, BLOCK_N: tl.constexpr):
-    """Fused-add RMS norm + static quant, software-pipelined over rows: a program takes rows pid,
-    pid + programs, ...; while it streams row k's x and residual (pass 1: the sum, written, and its
-    sum of squares) it normalises and quantizes row k - 1 from the sum it wrote (pass 2, from L2), so
-    that every loop iteration mixes DRAM streaming with pass 2's arithmetic. Same rounding as the
-    production kernel's chunked path (`TQ._rms_norm_quant_kernel`, SINGLE_PASS off)."""
-    pid = tl.program_id(0)
-    nprog = tl.num_programs(0)
-    one = tl.arange(0, 1)
-    eps = tl.cast(EPS, tl.float32)
-    scale2 = tl.load(SCALE) + tl.zeros((1, 1), dtype=tl.float32)
-    rows = (pid + one).to(tl.int64)
-    row_mask = rows < N_ROWS
-    rstd = TL.chunked_rstd(X + rows[:, None] * ROW_STRIDE, R + rows[:, None] * ROW_STRIDE,
-                           RES + rows[:, None] * ROW_STRIDE, row_mask, N_COLS, eps, True, 1, BLOCK_N)
-    prev_rows = rows
-    prev_mask = row_mask
-    for nxt in range(pid + nprog, N_ROWS, nprog):
-        tl.debug_barrier()  # pass 2 reads the sum this program wrote
-        rows = (nxt + one).to(tl.int64)
-        row_mask = rows < N_ROWS
-        x_rows = X + rows[:, None] * ROW_STRIDE
-        r_rows = R + rows[:, None] * ROW_STRIDE
-        res_rows = RES + rows[:, None] * ROW_STRIDE
-        prev_res = RES + prev_rows[:, None] * ROW_STRIDE
-        q_rows = Q + prev_rows[:, None] * Q_ROW_STRIDE
-        acc = tl.zeros((1, BLOCK_N), dtype=tl.float32)
-        for start in range(0, N_COLS, BLOCK_N):
-            cols = start + tl.arange(0, BLOCK_N)
-            mask = row_mask[:, None] & (cols < N_COLS)[None, :]
-            x = tl.load(x_rows + cols[None, :], mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
-            r = tl.load(r_rows + cols[None, :], mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
-            y, ycols, ymask = TQ._normed_chunk(prev_res, W, 1, start, prev_mask, rstd, N_COLS, True, BLOCK_N,
-                                               X.dtype.element_ty, "evict_first")
-            s = (x + r).to(RES.dtype.element_ty)
-            tl.store(res_rows + cols[None, :], s, mask=mask)
-            sf = s.to(tl.float32)
-            acc += sf * sf
-            tl.store(q_rows + ycols[None, :], TQ._to_fp8(y, scale2, Q), mask=ymask)
-        rstd = tl.rsqrt(tl.sum(acc, axis=1) / N_COLS + eps)
-        prev_rows = rows
-        prev_mask = row_mask
-    tl.debug_barrier()
-    prev_res = RES + prev_rows[:, None] * ROW_STRIDE
-    q_rows = Q + prev_rows[:, None] * Q_ROW_STRIDE
-    for start in range(0, N_COLS, BLOCK_N):
-        y, cols, mask = TQ._normed_chunk(prev_res, W, 1, start, prev_mask, rstd, N_COLS, True, BLOCK_N,
-                                         X.dtype.element_ty, "evict_first")
-        tl.store(q_rows + cols[None, :], TQ._to_fp8(y, scale2, Q), mask=mask)
+# quant13 ran an explore copy of the row-pipelined kernel (the same code, one row stride for x, the
+# residual and the sum), since merged as `TQ._fused_add_quant_pipelined_kernel`: it calls that one now.
 
 
-def _fa_pipe(a, programs, block_n, warps):
-    x, r, w, eps, scale = a
-    q = torch.empty(x.shape, dtype=torch.float8_e4m3fn, device=x.device)
-    res = torch.empty_like(x)
-    _fa_quant_pipe[(programs,)](x, r, w, q, res, scale, x.shape[0], x.stride(0), q.stride(0), eps,
-                                N_COLS=x.shape[1], BLOCK_N=block_n, num_warps=warps)
-    return q, res
-
-
-def quant13():
-    """The row-pipelined fused-add norm + static quant (`_fa_quant_pipe`) by programs / chunk / warps,
-    beside the production kernel, the unfused pair and Inductor."""
+def _pipelined_sweep(tag, shapes, programs_of, chunks, check=False):
+    """The pipelined fused-add norm + static quant (`TQ.rms_norm_quant(..., programs=)`) by programs
+    and chunk / warps, beside the op's rule, the unfused pair and Inductor, two rounds."""
     norm, quant = ir.get_op("fused_add_rms_norm"), ir.get_op("static_scaled_fp8_quant")
-    sms = torch.cuda.get_device_properties(0).multi_processor_count
-    for t, h in ((1024, 14336), (1024, 8192), (4096, 14336), (16384, 14336)):
+    for t, h in shapes:
         op, _, nb, sets, comp = _norm_quant_case("fused_add_rms_norm_static_fp8_quant", t, h)
         fns = {"inductor": [lambda a=a: comp(*a) for a in sets], "op": [lambda a=a: op(*a) for a in sets],
                "pair": [lambda a=a: quant(norm(a[0], a[1], a[2], a[3])[0], a[4]) for a in sets]}
-        for programs in sorted({t // 2, t // 4, 4 * sms, 8 * sms, 2 * sms} - {0}):
-            if programs >= t:
-                continue
-            for block_n, warps in ((2048, 8), (2048, 4), (1024, 4), (4096, 16)):
-                fns[f"pipe {programs}p {block_n}/{warps}"] = [
-                    lambda a=a, p=programs, b=block_n, w=warps: _fa_pipe(a, p, b, w) for a in sets]
-        a0 = sets[0]
-        got, want = _fa_pipe(a0, max(1, t // 2), 2048, 8), op(*a0)
-        same = torch.equal(got[0].view(torch.uint8), want[0].view(torch.uint8)) and torch.equal(got[1], want[1])
-        _two_rounds(f"quant13 {t}x{h} (pipe bit-identical to the op: {same})", fns, nb, most=14)
-
-
-def quant14():
-    """The pipelined fused-add norm + static quant kernel (production, `TQ._fused_add_quant_pipelined_kernel`)
-    by programs and chunk / warps where it sits at the 1.3x-the-pair target (1024 x 14336), and at 4096 rows."""
-    norm, quant = ir.get_op("fused_add_rms_norm"), ir.get_op("static_scaled_fp8_quant")
-    for t, h in ((1024, 14336), (4096, 14336)):
-        op, _, nb, sets, comp = _norm_quant_case("fused_add_rms_norm_static_fp8_quant", t, h)
-        fns = {"inductor": [lambda a=a: comp(*a) for a in sets], "op": [lambda a=a: op(*a) for a in sets],
-               "pair": [lambda a=a: quant(norm(a[0], a[1], a[2], a[3])[0], a[4]) for a in sets]}
-        for programs in (342, 512, 528) if t == 1024 else (528, 396, 792):
-            for block_n, warps in ((2048, 8), (2048, 16), (1024, 8), (1024, 4), (4096, 16)):
+        for programs in programs_of(t):
+            for block_n, warps in chunks:
                 cfg = TQ.RowConfig(1, block_n, warps, False)
                 fns[f"{programs}p {block_n}/{warps}"] = [
                     lambda a=a, p=programs, c=cfg: TQ.rms_norm_quant(a[0], a[1], a[2], a[3], a[4], None, config=c,
                                                                      programs=p) for a in sets]
-        _two_rounds(f"quant14 {t}x{h}", fns, nb)
+        note = ""
+        if check:
+            a0, chunked = sets[0], TQ.RowConfig(1, 2048, 8, False)
+            got = TQ.rms_norm_quant(a0[0], a0[1], a0[2], a0[3], a0[4], None, config=chunked, programs=max(1, t // 2))
+            want = TQ.rms_norm_quant(a0[0], a0[1], a0[2], a0[3], a0[4], None, config=chunked)
+            same = torch.equal(got[0].view(torch.uint8), want[0].view(torch.uint8)) and torch.equal(got[1], want[1])
+            note = f" (pipelined bit-identical to the chunked kernel: {same})"
+        _two_rounds(f"{tag} {t}x{h}{note}", fns, nb, most=14)
+
+
+def quant13():
+    """The row-pipelined fused-add norm + static quant by programs / chunk / warps, beside the
+    production kernel, the unfused pair and Inductor."""
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    _pipelined_sweep("quant13", ((1024, 14336), (1024, 8192), (4096, 14336), (16384, 14336)),
+                     lambda t: sorted(p for p in {t // 2, t // 4, 2 * sms, 4 * sms, 8 * sms} if 0 < p < t),
+                     ((2048, 8), (2048, 4), (1024, 4), (4096, 16)), check=True)
+
+
+def quant14():
+    """The pipelined kernel where it sits at the 1.3x-the-pair target (1024 x 14336), and at 4096 rows."""
+    _pipelined_sweep("quant14", ((1024, 14336), (4096, 14336)),
+                     lambda t: (342, 512, 528) if t == 1024 else (528, 396, 792),
+                     ((2048, 8), (2048, 16), (1024, 8), (1024, 4), (4096, 16)))
 
 
 SECTIONS_BY_NAME = {"inductor": dump_inductor, "act": act_sweep, "norm": norm_sweep, "quant": quant_sweep,
