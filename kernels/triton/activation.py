@@ -347,50 +347,57 @@ def plain(x: Tensor, act: str, config: ActConfig | FlatConfig | None = None, ker
 
 
 # ------------------------------------------------ graph-visible triton_ops
+# wrap_triton on every trace, never cached at import (as quant.py's triton_ops: outside
+# functionalization it returns the raw kernel, which a later compile cannot trace).
 
-_GATED_WRAPPED = {"kernel": wrap_triton(_gated_kernel), "flat_kernel": wrap_triton(_gated_flat_kernel)}
-_PLAIN_WRAPPED = {"kernel": wrap_triton(_plain_kernel), "flat_kernel": wrap_triton(_plain_flat_kernel)}
+
+def _gated_kernels() -> dict:
+    return {"kernel": wrap_triton(_gated_kernel), "flat_kernel": wrap_triton(_gated_flat_kernel)}
+
+
+def _plain_kernels() -> dict:
+    return {"kernel": wrap_triton(_plain_kernel), "flat_kernel": wrap_triton(_plain_flat_kernel)}
 
 
 @triton_op(f"{S.NAMESPACE}::silu_and_mul", mutates_args=())
 def silu_and_mul_op(x: Tensor) -> Tensor:
-    return gated(x, "silu", **_GATED_WRAPPED)
+    return gated(x, "silu", **_gated_kernels())
 
 
 @triton_op(f"{S.NAMESPACE}::mul_and_silu", mutates_args=())
 def mul_and_silu_op(x: Tensor) -> Tensor:
-    return gated(x, "silu", act_on_second=True, **_GATED_WRAPPED)
+    return gated(x, "silu", act_on_second=True, **_gated_kernels())
 
 
 @triton_op(f"{S.NAMESPACE}::gelu_and_mul", mutates_args=())
 def gelu_and_mul_op(x: Tensor, approximate: str = "none") -> Tensor:
     act = "gelu_tanh" if approximate == "tanh" else "gelu"
-    return gated(x, act, **_GATED_WRAPPED)
+    return gated(x, act, **_gated_kernels())
 
 
 @triton_op(f"{S.NAMESPACE}::fatrelu_and_mul", mutates_args=())
 def fatrelu_and_mul_op(x: Tensor, threshold: float) -> Tensor:
-    return gated(x, "fatrelu", param=threshold, **_GATED_WRAPPED)
+    return gated(x, "fatrelu", param=threshold, **_gated_kernels())
 
 
 @triton_op(f"{S.NAMESPACE}::gelu_new", mutates_args=())
 def gelu_new_op(x: Tensor) -> Tensor:
-    return plain(x, "gelu_tanh", **_PLAIN_WRAPPED)
+    return plain(x, "gelu_tanh", **_plain_kernels())
 
 
 @triton_op(f"{S.NAMESPACE}::gelu_fast", mutates_args=())
 def gelu_fast_op(x: Tensor) -> Tensor:
-    return plain(x, "gelu_fast", **_PLAIN_WRAPPED)
+    return plain(x, "gelu_fast", **_plain_kernels())
 
 
 @triton_op(f"{S.NAMESPACE}::quick_gelu", mutates_args=())
 def quick_gelu_op(x: Tensor) -> Tensor:
-    return plain(x, "quick_gelu", **_PLAIN_WRAPPED)
+    return plain(x, "quick_gelu", **_plain_kernels())
 
 
 @triton_op(f"{S.NAMESPACE}::relu2", mutates_args=())
 def relu2_op(x: Tensor) -> Tensor:
-    return plain(x, "relu2", **_PLAIN_WRAPPED)
+    return plain(x, "relu2", **_plain_kernels())
 
 
 # ------------------------------------------------------ IR registrations
