@@ -135,12 +135,12 @@ class IrOpImpl:
         """Whether this impl accepts these arguments (its `supports_args` predicate)."""
         return self._supports_args is None or bool(self._supports_args(*args, **kwargs))
 
-    def supports_after_functional(self, *args: Any, **kwargs: Any) -> bool:
-        """`supports`, for an in-place form whose functional provider has just accepted
-        these arguments: only its `inplace_args` (the extra conditions) when it has them."""
-        if self._inplace_args is None:
-            return self.supports(*args, **kwargs)
-        return bool(self._inplace_args(*args, **kwargs))
+    @property
+    def check_after_functional(self) -> Callable[..., bool] | None:
+        """What an in-place form checks once its functional provider has accepted the call:
+        its `inplace_args` (the extra conditions) when it has them, else `supports_args`
+        (None: it accepts every call)."""
+        return self._inplace_args if self._inplace_args is not None else self._supports_args
 
     def __repr__(self) -> str:
         flags = "" if self.supported else ", unsupported"
@@ -491,11 +491,11 @@ class _InplaceOverload:
 
     def __init__(self, op: IrOp):
         self.op = op
-        self._forms: dict[IrOpImpl, IrOpImpl | None] = {}
-        """functional impl -> its usable in-place form (None: none), for the priority
-        generation `_forms_generation`: a call otherwise builds the form's name, looks it
-        up and reads its static support (with the `disjoint` change, the in-place
-        fused_add_rms_norm dispatch 12.7 -> 11.1 µs on the dev VM, interpreter)."""
+        self._forms: dict[IrOpImpl, tuple[IrOpImpl, Callable[..., bool] | None] | None] = {}
+        """functional impl -> its usable in-place form and that form's `check_after_functional`
+        (None: no form), for the priority generation `_forms_generation`: a call otherwise builds
+        the form's name, looks it up and reads its static support (with the `disjoint` change,
+        the in-place fused_add_rms_norm dispatch 12.7 -> 11.1 µs on the dev VM, interpreter)."""
         self._forms_generation = -1
         self.schema = _schema_of(op.native, op.activations)
         name = f"{op.name}.maybe_inplace"
@@ -506,25 +506,26 @@ class _InplaceOverload:
 
     def dispatch(self, *args: Any, **kwargs: Any) -> IrOpImpl:
         """The impl this overload runs for these arguments, without running it."""
-        impl = self.op.dispatch(*args, **kwargs)
+        return self._form_for(self.op.dispatch(*args, **kwargs), args, kwargs)
+
+    def _form_for(self, impl: IrOpImpl, args: tuple, kwargs: dict) -> IrOpImpl:
+        """`impl`, or its in-place form ``<provider>_inplace`` where the op has a usable one
+        that accepts these arguments."""
         if impl.inplace:
             return impl
-        form = self._form_of(impl)
-        if form is not None and form.supports_after_functional(*args, **kwargs):
-            return form
-        return impl
-
-    def _form_of(self, impl: IrOpImpl) -> IrOpImpl | None:
-        """`impl`'s usable in-place form ``<provider>_inplace`` (None: the op has none)."""
         if self._forms_generation != _priority.generation:
             self._forms, self._forms_generation = {}, _priority.generation
         try:
-            return self._forms[impl]
+            entry = self._forms[impl]
         except KeyError:
             form = self.op._impls.get(impl.provider + INPLACE_SUFFIX)
-            form = form if form is not None and form.inplace and form.supported else None
-            self._forms[impl] = form
-            return form
+            usable = form is not None and form.inplace and form.supported
+            entry = self._forms[impl] = (form, form.check_after_functional) if usable else None
+        if entry is not None:
+            form, check = entry
+            if check is None or check(*args, **kwargs):
+                return form
+        return impl
 
     def _torch_kernel(self, *args: Any, **kwargs: Any) -> Any:
         # Through torch.ops the schema promises outputs that do not alias the
@@ -536,8 +537,8 @@ class _InplaceOverload:
             return self.torch_op(*args, **kwargs)
         if kwargs:
             return self.dispatch(*args, **kwargs).impl_fn(*args, **kwargs)
-        # dispatch() inlined for positional calls, as in IrOp.__call__: the compat ports of
-        # in-place layers call this on every layer call.
+        # The op's dispatch inlined for positional calls, as in IrOp.__call__: the compat ports
+        # of in-place layers call this on every layer call.
         op = self.op
         impls = op._resolved if op._resolved_generation == _priority.generation else op._resolve()
         for impl in impls:
@@ -548,17 +549,7 @@ class _InplaceOverload:
             raise AssertionError("unreachable: the last provider in a resolved priority accepts all arguments")
         if impl.provider == AUTO:
             impl = impl.choose(args, {})
-        if not impl.inplace:
-            try:
-                form = self._forms[impl] if self._forms_generation == _priority.generation else self._form_of(impl)
-            except KeyError:
-                form = self._form_of(impl)
-            if form is not None:
-                # supports_after_functional(), inlined
-                check = form._inplace_args or form._supports_args
-                if check is None or check(*args):
-                    impl = form
-        return impl.impl_fn(*args)
+        return self._form_for(impl, args, {}).impl_fn(*args)
 
 
 @overload
