@@ -30,6 +30,17 @@ OPS = ("rms_norm", "fused_add_rms_norm", "gemma_rms_norm", "gemma_fused_add_rms_
 
 
 @triton.jit
+def add_chunk(x_rows, r_rows, res_rows, cols, mask):
+    """Columns `cols` of x + the residual, rounded to the residual output's dtype and written
+    there; returned in float32. Both inputs are read once here: evict_first."""
+    x = tl.load(x_rows + cols[None, :], mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
+    r = tl.load(r_rows + cols[None, :], mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
+    s = (x + r).to(res_rows.dtype.element_ty)
+    tl.store(res_rows + cols[None, :], s, mask=mask)
+    return s.to(tl.float32)
+
+
+@triton.jit
 def chunked_rstd(x_rows, r_rows, res_rows, row_mask, N_COLS, eps,
                  HAS_RESIDUAL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     """First pass of a row too long for registers: 1 / rms over column chunks of
@@ -41,11 +52,7 @@ def chunked_rstd(x_rows, r_rows, res_rows, row_mask, N_COLS, eps,
         cols = start + tl.arange(0, BLOCK_N)
         mask = row_mask[:, None] & (cols < N_COLS)[None, :]
         if HAS_RESIDUAL:
-            x = tl.load(x_rows + cols[None, :], mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
-            r = tl.load(r_rows + cols[None, :], mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
-            s = (x + r).to(res_rows.dtype.element_ty)
-            tl.store(res_rows + cols[None, :], s, mask=mask)
-            x = s.to(tl.float32)
+            x = add_chunk(x_rows, r_rows, res_rows, cols, mask)
         else:
             x = tl.load(x_rows + cols[None, :], mask=mask, other=0.0, eviction_policy="evict_last").to(tl.float32)
         acc += x * x

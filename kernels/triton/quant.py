@@ -25,7 +25,7 @@ from irshim.ir.ops import quant as qops
 
 from . import _support as S
 from ._support import flat_index  # by name: Inductor copies the JIT helpers a kernel names, not modules
-from .layernorm import chunked_rstd
+from .layernorm import add_chunk, chunked_rstd  # by name, as flat_index
 
 OPS = tuple(op.name for op in qops.OPS)
 
@@ -376,15 +376,11 @@ def _fused_add_quant_pipelined_kernel(
         q_rows = Q + prev_rows[:, None] * Q_ROW_STRIDE
         acc = tl.zeros((1, BLOCK_N), dtype=tl.float32)
         for start in range(0, N_COLS, BLOCK_N):
-            cols = start + tl.arange(0, BLOCK_N)
-            mask = row_mask[:, None] & (cols < N_COLS)[None, :]
-            x = tl.load(x_rows + cols[None, :], mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
-            r = tl.load(r_rows + cols[None, :], mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
+            # Row k - 1's loads first: all four go out before either store.
             y, y_cols, y_mask = _normed_chunk(prev_res, W, W_STRIDE, start, prev_mask, rstd, N_COLS, HAS_WEIGHT,
                                               BLOCK_N, X.dtype.element_ty, "evict_first")
-            s = (x + r).to(RES_OUT.dtype.element_ty)  # the residual is rounded to x's dtype
-            tl.store(res_rows + cols[None, :], s, mask=mask)
-            s = s.to(tl.float32)
+            cols = start + tl.arange(0, BLOCK_N)
+            s = add_chunk(x_rows, r_rows, res_rows, cols, row_mask[:, None] & (cols < N_COLS)[None, :])
             acc += s * s
             tl.store(q_rows + y_cols[None, :], _to_fp8(y, scale, Q), mask=y_mask)
         rstd = tl.rsqrt(tl.sum(acc, axis=1) / N_COLS + eps)
