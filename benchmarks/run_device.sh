@@ -4,6 +4,7 @@
 # returns at most 8 files), pytest logs to $OUT/r/, a summary to stdout.
 #   bash benchmarks/run_device.sh tests sweep norms activations
 #   bash benchmarks/run_device.sh quant-tests rope-tests quant-sweep rope-sweep demo
+#   bash benchmarks/run_device.sh launch-tests   # every launch configuration against native
 #   EXPLORE="act2 variants" bash benchmarks/run_device.sh explore   # explore_configs.py sections
 # Wall times seen (H100/H200): tests 90 s, act-tests 40, quant-tests 80, rope-tests 100, quant 290,
 # rope 80, norms 70 (gemma 50), activations core > 150 on an H100 (125 on an H200), other 80.
@@ -29,6 +30,8 @@ for step in "$@"; do
     act-tests) pytest_log activations tests/kernels/test_triton_activations.py tests/kernels/test_support.py ;;
     quant-tests) pytest_log quant tests/kernels/test_triton_quant.py tests/ir/ops/test_quant_semantics.py \
                    tests/ir/compile/test_quant_fusion.py tests/compat/test_quant_fp8.py ;;
+    launch-tests) pytest_log launches tests/kernels/test_gpu_launch_configs.py -o log_cli=true --log-cli-level=INFO
+                  grep -E "launch sets" "$R/pytest_launches.txt" ;;
     rope-tests) pytest_log rope tests/kernels/test_triton_rope.py tests/compat/test_rotary.py \
                   tests/ir/ops/test_rotary_semantics.py ;;
     sweep) python3 benchmarks/bench_norms.py --sweep > "$R/sweep.txt" 2>&1
