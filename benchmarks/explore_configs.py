@@ -1121,13 +1121,45 @@ def quant14():
                      ((2048, 8), (2048, 16), (1024, 8), (1024, 4), (4096, 16)))
 
 
+def quant15():
+    """Where the H100 trails Inductor with the H200-tuned rules (bench_quant_h100, session 9): the
+    fused-add norm + static quant at 1024 x 8192 by launch configuration, and the flat static quant
+    kernel by elements a program / warps at 4096 x {8192, 14336} and 16384 x 14336; two rounds."""
+    op, _, nb, sets, comp = _norm_quant_case("fused_add_rms_norm_static_fp8_quant", 1024, 8192)
+    norm, quant = ir.get_op("fused_add_rms_norm"), ir.get_op("static_scaled_fp8_quant")
+    fns = {"inductor": [lambda a=a: comp(*a) for a in sets], "op": [lambda a=a: op(*a) for a in sets],
+           "pair": [lambda a=a: quant(norm(a[0], a[1], a[2], a[3])[0], a[4]) for a in sets]}
+    for m, bn, w in ((1, 8192, 32), (1, 8192, 16), (2, 8192, 16), (1, 8192, 8), (2, 8192, 32),
+                             (1, 2048, 8), (1, 4096, 16), (1, 4096, 8)):
+        cfg = TQ.RowConfig(m, bn, w, bn == 8192)
+        fns[f"{m}/{bn}/{w}"] = [lambda a=a, c=cfg: TQ.rms_norm_quant(a[0], a[1], a[2], a[3], a[4], None, config=c)
+                                for a in sets]
+    for programs, bn, w in ((512, 2048, 8), (528, 2048, 8), (512, 4096, 16)):
+        cfg = TQ.RowConfig(1, bn, w, False)
+        fns[f"{programs}p {bn}/{w}"] = [
+            lambda a=a, p=programs, c=cfg: TQ.rms_norm_quant(a[0], a[1], a[2], a[3], a[4], None, config=c, programs=p)
+            for a in sets]
+    _two_rounds(f"quant15 fused-add 1024x8192 (rule {TQ.row_config(1024, 8192, 'norm_add_static')})", fns, nb)
+    static = ir.get_op("static_scaled_fp8_quant")
+    for t, d in ((4096, 8192), (4096, 14336), (16384, 14336)):
+        torch._dynamo.reset()
+        comp = torch.compile(static.native, dynamic=False)
+        nbytes = 3 * t * d
+        sets = sets_for(lambda: static.generate_inputs(t, d, BF, DEV), nbytes)
+        fns = {"inductor": [lambda a=a: comp(*a) for a in sets], "rule": [lambda a=a: TQ.static_quant(*a) for a in sets]}
+        for blk, w in ((1024, 4), (2048, 4), (2048, 8), (4096, 4), (4096, 8), (4096, 16), (8192, 16)):
+            cfg = TQ.FlatConfig(blk, w)
+            fns[f"flat {blk}/{w}"] = [lambda a=a, c=cfg: TQ.static_quant(*a, config=c) for a in sets]
+        _two_rounds(f"quant15 static {t}x{d} (rule {TQ.flat_static_config(t * d)})", fns, nbytes)
+
+
 SECTIONS_BY_NAME = {"inductor": dump_inductor, "act": act_sweep, "norm": norm_sweep, "quant": quant_sweep,
                     "rows": rows_sweep, "variants": variants, "rows2": rows2, "act2": act2,
                     "rows3": rows3, "group3": group3, "fused3": fused3,
                     "fused4": fused4, "act3": act3, "rope3": rope3, "rope4": rope4, "rope5": rope5, "act5": act5, "act6": act6, "act7": act7, "act8": act8, "quant8": quant8, "norm8": norm8, "norm9": norm9, "norm10": norm10, "act9": act9,
                     "rope6": rope6, "quant11": quant11,
                     "quant12": quant12, "quant13": quant13,
-                    "quant14": quant14}
+                    "quant14": quant14, "quant15": quant15}
 
 
 def main() -> None:
