@@ -1153,13 +1153,21 @@ def quant15():
         _two_rounds(f"quant15 static {t}x{d} (rule {TQ.flat_static_config(t * d)})", fns, nbytes)
 
 
+def quant16():
+    """The pipelined fused-add norm + static quant at 8192 columns (single-pass rows, where the rule
+    runs the row kernel), 1024-16384 tokens: it led the row kernel at 1024 tokens on both GPUs
+    (quant13 on the H200, quant15 on the H100)."""
+    _pipelined_sweep("quant16", ((1024, 8192), (2048, 8192), (4096, 8192), (16384, 8192)),
+                     lambda t: sorted({512, 528, min(1056, t // 2)}), ((2048, 8), (4096, 16)))
+
+
 SECTIONS_BY_NAME = {"inductor": dump_inductor, "act": act_sweep, "norm": norm_sweep, "quant": quant_sweep,
                     "rows": rows_sweep, "variants": variants, "rows2": rows2, "act2": act2,
                     "rows3": rows3, "group3": group3, "fused3": fused3,
                     "fused4": fused4, "act3": act3, "rope3": rope3, "rope4": rope4, "rope5": rope5, "act5": act5, "act6": act6, "act7": act7, "act8": act8, "quant8": quant8, "norm8": norm8, "norm9": norm9, "norm10": norm10, "act9": act9,
                     "rope6": rope6, "quant11": quant11,
                     "quant12": quant12, "quant13": quant13,
-                    "quant14": quant14, "quant15": quant15}
+                    "quant14": quant14, "quant15": quant15, "quant16": quant16}
 
 
 def main() -> None:
