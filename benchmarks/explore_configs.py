@@ -1157,7 +1157,7 @@ def quant16():
     """The pipelined fused-add norm + static quant at 8192 columns (single-pass rows, where the rule
     runs the row kernel), 1024-16384 tokens: it led the row kernel at 1024 tokens on both GPUs
     (quant13 on the H200, quant15 on the H100)."""
-    _pipelined_sweep("quant16", ((1024, 8192), (2048, 8192), (4096, 8192), (16384, 8192)),
+    _pipelined_sweep("quant16", ((1024, 8192), (1280, 8192), (1536, 8192), (2048, 8192), (4096, 8192), (16384, 8192)),
                      lambda t: sorted({512, 528, min(1056, t // 2)}), ((2048, 8), (4096, 16)))
 
 
