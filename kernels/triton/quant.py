@@ -518,6 +518,17 @@ AMAX_PROGRAMS_PER_SM = 8
 # 31.6/31.6  512 31.7/31.6  342 4096/16 32.5/32.3, 16 warps or 1024-column chunks 33-42.
 PIPELINE_MIN_ROWS = 1024
 PIPELINE_PROGRAMS_PER_SM = 4
+# Single-pass rows from PIPELINE_SINGLE_PASS_COLS columns (padded) run pipelined too while one wave of
+# two-row programs holds them (at most 2 x PIPELINE_PROGRAMS_PER_SM rows a multiprocessor), in
+# CHUNK-column passes: the row kernel's one 32-warp row a program fits two programs a multiprocessor,
+# four waves at 1024 rows. H100 and H200 (explore_configs.py quant15 / quant16, session 9, and quant13,
+# results/sweep_session9.txt and sweep_session8_h200.txt; two rounds, "programs chunk/warps", µs):
+#   H100 1024 x 8192: 512p 2048/8 20.52/20.57 (20.38/21.46 in a second run)  row kernel 21.81/21.81
+#                     (1/32, the rule)  1/8 21.78/21.71  c4096/16 21.25/21.21  Inductor 21.31-23.66
+#   H200 1024 x 8192: 512p 2048/8 16.64/16.57  row kernel 16.86/16.94  Inductor 17.72/17.79
+#   H100 1280 x 8192: row kernel 27.36/27.35  640p 4096/16 27.82/27.68  512p 2048/8 28.35/28.26 (two waves:
+#   the row kernel leads from here, by 6% at 2048-16384 rows)
+PIPELINE_SINGLE_PASS_COLS = 8192
 
 
 ROW_KINDS = ("per_token", "norm_static", "norm_add_static", "norm_dynamic")
@@ -551,9 +562,13 @@ def row_config(n_rows: int, n_cols: int, kind: str = "per_token") -> RowConfig:
 def pipeline_programs(n_rows: int, n_cols: int, kind: str, sm_count: int = 132) -> int:
     """Programs of `_fused_add_quant_pipelined_kernel` for this call, 0 where the row kernel runs
     (measurements above `PIPELINE_MIN_ROWS`)."""
-    if kind != "norm_add_static" or n_rows < PIPELINE_MIN_ROWS or row_config(n_rows, n_cols, kind).single_pass:
+    if kind != "norm_add_static" or n_rows < PIPELINE_MIN_ROWS:
         return 0
-    return min(PIPELINE_PROGRAMS_PER_SM * sm_count, n_rows // 2)
+    slots = PIPELINE_PROGRAMS_PER_SM * sm_count
+    if row_config(n_rows, n_cols, kind).single_pass and (
+            S.next_pow2(n_cols) < PIPELINE_SINGLE_PASS_COLS or n_rows > 2 * slots):
+        return 0
+    return min(slots, n_rows // 2)
 
 
 @S.cached_config
@@ -750,7 +765,8 @@ def rms_norm_quant(x: Tensor, x_residual: Tensor | None, weight: Tensor | None, 
 
     The fused add with a static scale runs `pipelined_kernel` over `programs` programs where
     `pipeline_programs` says so (not when given a `config`); `programs` > 0 forces it (with the
-    chunk and warps of `config`, else `row_config`'s)."""
+    chunk and warps of `config`, else `row_config`'s, or CHUNK / CHUNK_WARPS where those are a
+    single pass)."""
     dynamic = scale is None
     q = _fp8_like(x)
     residual = torch.empty(x.shape, dtype=x.dtype, device=x.device) if x_residual is not None else None
@@ -767,6 +783,8 @@ def rms_norm_quant(x: Tensor, x_residual: Tensor | None, weight: Tensor | None, 
         if programs:
             if kind != "norm_add_static":
                 raise ValueError(f"the pipelined kernel is the fused add with a static scale, not {kind}")
+            if config is None and cfg.single_pass:
+                cfg = RowConfig(1, CHUNK, CHUNK_WARPS, False)
             with S.on_device(x):
                 pipelined_kernel[(min(programs, n_rows),)](
                     x2, S.row_stride(x2), r2, S.row_stride(r2),

@@ -201,12 +201,23 @@ def test_pipelined_kernel_rule(launches):
     assert tq.pipeline_programs(tq.PIPELINE_MIN_ROWS - 1, 14336, "norm_add_static", 132) == 0
     assert tq.pipeline_programs(16384, 8192, "norm_add_static", 132) == 0   # single pass
     assert tq.pipeline_programs(16384, 14336, "norm_static", 132) == 0
-    x = torch.empty(1024, 14336, dtype=torch.bfloat16, device="meta")
+    # Single-pass rows from PIPELINE_SINGLE_PASS_COLS: while one wave of two-row programs holds them.
+    slots = tq.PIPELINE_PROGRAMS_PER_SM * 132
+    assert tq.pipeline_programs(1024, 8192, "norm_add_static", 132) == 512
+    assert tq.pipeline_programs(2 * slots, 8000, "norm_add_static", 132) == slots
+    assert tq.pipeline_programs(2 * slots + 1, 8192, "norm_add_static", 132) == 0
+    assert tq.pipeline_programs(tq.PIPELINE_MIN_ROWS - 1, 8192, "norm_add_static", 132) == 0
+    assert tq.pipeline_programs(1024, 4096, "norm_add_static", 132) == 0
+    assert tq.pipeline_programs(1024, 8192, "norm_static", 132) == 0
     scale = torch.ones(1, device="meta")
-    for residual in (x, None):
-        tq.rms_norm_quant(x, residual, None, 1e-6, scale, None, kernel=launches.kernel("rows"),
-                          pipelined_kernel=launches.kernel("pipelined"))
-    assert launches.names == ["pipelined", "rows"]
+    for cols in (14336, 8192):
+        x = torch.empty(1024, cols, dtype=torch.bfloat16, device="meta")
+        for residual in (x, None):
+            tq.rms_norm_quant(x, residual, None, 1e-6, scale, None, kernel=launches.kernel("rows"),
+                              pipelined_kernel=launches.kernel("pipelined"))
+    assert launches.names == ["pipelined", "rows"] * 2
+    # Rows of 8192 run pipelined in CHUNK-column passes, not in one block of the row kernel's.
+    assert launches.kwargs[2]["BLOCK_N"] == tq.CHUNK and launches.kwargs[2]["num_warps"] == tq.CHUNK_WARPS
 
 
 def test_row_config_rules():
