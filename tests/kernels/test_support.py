@@ -75,3 +75,31 @@ def test_device_checks_tell_cpu_from_meta():
     assert not S.same_device(cpu, meta) and not S.same_device(meta, cpu)
     assert S.same_devices(cpu, None, torch.ones(1)) and not S.same_devices(cpu, torch.ones(1), meta)
     assert not S.operand_ok(meta, cpu)
+
+
+def test_cached_config_caches_hashable_arguments_and_passes_symints_through():
+    calls = []
+
+    @S.cached_config
+    def config(rows: int, cols: int, kind: str = "a") -> tuple:
+        calls.append((rows, cols, kind))
+        return rows * cols, kind
+
+    assert config(3, 5) == config(3, 5) == (15, "a")
+    assert config(3, 5, kind="b") == config(3, 5, kind="b") == (15, "b")
+    assert calls == [(3, 5, "a"), (3, 5, "b")]
+    # A SymInt (tracing with dynamic shapes) is unhashable: computed every time, never cached.
+    from torch.fx.experimental.symbolic_shapes import ShapeEnv
+
+    rows = ShapeEnv().create_unbacked_symint()
+    config(rows, 5)
+    config(rows, 5)
+    assert len(calls) == 4 and calls[2][0] is rows and calls[3][0] is rows
+
+
+def test_on_device_switches_only_to_another_gpu():
+    # CPU tensors (and, with one GPU, CUDA tensors) launch where they are: one shared no-op.
+    assert S.on_device(torch.zeros(1)) is S.on_device(torch.zeros(2))
+    if torch.cuda.device_count() > 1:
+        other = torch.zeros(1, device=f"cuda:{1 - torch.cuda.current_device()}")
+        assert isinstance(S.on_device(other), torch.cuda.device)
