@@ -113,6 +113,17 @@ def rows_ok(t: torch.Tensor) -> bool:
     return True
 
 
+_CONTIGUOUS = torch.contiguous_format
+
+
+def empty_like_rows(x: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A fresh contiguous tensor of x's shape and device, of x's dtype unless given: an output.
+    3.7 µs a call on the H200 machine's host against 8.0 for ``torch.empty(x.shape, dtype=...,
+    device=x.device)`` (a CUDA bf16 [1, 4096] x, session 9); the contiguous format, because
+    `empty_like` would otherwise copy the strides of a dense permuted x."""
+    return torch.empty_like(x, dtype=dtype, memory_format=_CONTIGUOUS)
+
+
 def as_rows(t: torch.Tensor) -> torch.Tensor:
     """``t`` as a 2-D ``[rows, last]`` view (never a copy; callers checked `rows_ok`)."""
     return t if t.dim() == 2 else t.view(-1, t.shape[-1])

@@ -333,7 +333,7 @@ def gated(x: Tensor, act: str, act_on_second: bool = False, param: float = 0.0,
 def plain(x: Tensor, act: str, config: ActConfig | FlatConfig | None = None, kernel=_plain_kernel,
           flat_kernel=_plain_flat_kernel) -> Tensor:
     """``act(x)``: flat over a contiguous x (or given a FlatConfig), else by row tiles."""
-    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    out = S.empty_like_rows(x)
     if isinstance(config, FlatConfig) or (config is None and x.is_contiguous()):
         n = x.numel()
         if n:

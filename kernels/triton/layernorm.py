@@ -288,15 +288,14 @@ def _call(kernel, grid, cfg, x2, r2, res2, out2, weight, n_rows, n_cols, epsilon
 
 
 def rms_norm_into(x, weight, epsilon, gemma=False, config=None, kernel=_rms_norm_kernel) -> Tensor:
-    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    out = S.empty_like_rows(x)
     _launch(kernel, x, None, weight, epsilon, gemma, out, None, config)
     return out
 
 
 def fused_add_rms_norm_into(x, x_residual, weight, epsilon, gemma=False, config=None,
                             kernel=_rms_norm_kernel) -> tuple[Tensor, Tensor]:
-    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-    residual = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    out, residual = S.empty_like_rows(x), S.empty_like_rows(x)
     _launch(kernel, x, x_residual, weight, epsilon, gemma, out, residual, config)
     return out, residual
 

@@ -665,7 +665,7 @@ def _norm_dynamic_args(x, weight, epsilon, scale_ub=None):
 
 
 def _fp8_like(x: Tensor) -> Tensor:
-    return torch.empty(x.shape, dtype=FP8_DTYPE, device=x.device)
+    return S.empty_like_rows(x, FP8_DTYPE)
 
 
 def static_quant(x: Tensor, scale: Tensor, kernel=_static_quant_kernel, config: TileConfig | FlatConfig | None = None,
@@ -769,7 +769,7 @@ def rms_norm_quant(x: Tensor, x_residual: Tensor | None, weight: Tensor | None, 
     single pass)."""
     dynamic = scale is None
     q = _fp8_like(x)
-    residual = torch.empty(x.shape, dtype=x.dtype, device=x.device) if x_residual is not None else None
+    residual = S.empty_like_rows(x) if x_residual is not None else None
     scales = torch.empty((*x.shape[:-1], 1), dtype=torch.float32, device=x.device) if dynamic else None
     if x.numel():
         x2, q2 = S.as_rows(x), S.as_rows(q)

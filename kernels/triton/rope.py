@@ -268,8 +268,8 @@ def _launch(kernel, positions: Tensor, query: Tensor, key: Tensor | None, head_s
 def rotary_embedding_into(positions, query, key, head_size, rotary_dim, cos_sin_cache, is_neox_style,
                           config=None, kernel=_rope_kernel) -> tuple[Tensor, Tensor]:
     """Functional form: fresh contiguous outputs shaped like the inputs (key None: an empty tensor)."""
-    q_out = torch.empty(query.shape, dtype=query.dtype, device=query.device)
-    k_out = (torch.empty(key.shape, dtype=key.dtype, device=key.device) if key is not None
+    q_out = S.empty_like_rows(query)
+    k_out = (S.empty_like_rows(key) if key is not None
              else torch.empty(0, dtype=query.dtype, device=query.device))
     _launch(kernel, positions, query, key, head_size, rotary_dim, cos_sin_cache, is_neox_style,
             q_out, k_out if key is not None else None, config)

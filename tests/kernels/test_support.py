@@ -103,3 +103,12 @@ def test_on_device_switches_only_to_another_gpu():
     if torch.cuda.device_count() > 1:
         other = torch.zeros(1, device=f"cuda:{1 - torch.cuda.current_device()}")
         assert isinstance(S.on_device(other), torch.cuda.device)
+
+
+def test_empty_like_rows_is_contiguous_whatever_the_input_layout():
+    base = torch.zeros(4, 6, 8, dtype=torch.bfloat16)
+    for x in (base, base.transpose(0, 1), base[:, :, :5], base.expand(2, 4, 6, 8)):
+        out = S.empty_like_rows(x)
+        assert out.shape == x.shape and out.dtype == x.dtype and out.device == x.device and out.is_contiguous()
+    q = S.empty_like_rows(base.transpose(0, 1), torch.float8_e4m3fn)
+    assert q.shape == (6, 4, 8) and q.dtype == torch.float8_e4m3fn and q.is_contiguous()
