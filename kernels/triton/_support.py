@@ -196,7 +196,7 @@ def same_devices(x: torch.Tensor, *others: torch.Tensor | None) -> bool:
 def cached_config(fn):
     """Memoise a pure launch-config function (SymInts while tracing bypass the cache).
 
-    A SymInt is unhashable (TypeError), so the cache lookup itself tells it apart: 0.3 µs a
+    A SymInt is unhashable (TypeError), so the cache lookup itself tells it apart: 0.5 µs a
     call on the dev VM, where testing each argument's type first cost 1.6 µs (every eager
     launch makes one to three of these calls)."""
     cached = functools.lru_cache(maxsize=4096)(fn)
