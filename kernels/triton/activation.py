@@ -300,11 +300,11 @@ def _call(kernel, grid, cfg, x2, out2, n_rows, n_cols, act, gated, act_on_second
     # the masks; no change for silu (explore_configs.py act4, results/sweep_session5_h200.txt).
     even = n_cols % cfg.block_n == 0 and n_rows % cfg.block_m == 0
     if gated:
-        kernel[grid](x2, S.row_stride(x2), out2, S.row_stride(out2), n_rows, n_cols, param,
+        kernel[grid](x2, S.row_stride(x2, n_rows), out2, S.row_stride(out2, n_rows), n_rows, n_cols, param,
                      ACT=act, ACT_ON_SECOND=act_on_second, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
                      EVEN=even, num_warps=cfg.num_warps)
     else:
-        kernel[grid](x2, S.row_stride(x2), out2, S.row_stride(out2), n_rows, n_cols,
+        kernel[grid](x2, S.row_stride(x2, n_rows), out2, S.row_stride(out2, n_rows), n_rows, n_cols,
                      ACT=act, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, EVEN=even, num_warps=cfg.num_warps)
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 import triton
 import triton.language as tl
 from torch import Tensor
@@ -277,9 +276,9 @@ def _call(kernel, grid, cfg, x2, r2, res2, out2, weight, n_rows, n_cols, epsilon
     if even is None:
         even = cfg.single_pass and n_cols == cfg.block_n and n_rows % cfg.block_m == 0
     kernel[grid](
-        x2, S.row_stride(x2), r2, S.row_stride(r2),
+        x2, S.row_stride(x2, n_rows), r2, S.row_stride(r2, n_rows),
         weight if weight is not None else x2, weight.stride(0) if weight is not None else 0,
-        out2, S.row_stride(out2), res2, S.row_stride(res2),
+        out2, S.row_stride(out2, n_rows), res2, S.row_stride(res2, n_rows),
         n_rows, n_cols, epsilon,
         HAS_RESIDUAL=has_residual, HAS_WEIGHT=weight is not None, GEMMA=gemma,
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, SINGLE_PASS=cfg.single_pass, EVEN=even,

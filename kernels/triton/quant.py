@@ -686,7 +686,7 @@ def static_quant(x: Tensor, scale: Tensor, kernel=_static_quant_kernel, config: 
         cfg = config or tile_config(n_rows, n_cols, S.sm_count(x))
         grid = (S.cdiv(n_rows, cfg.block_m) * S.cdiv(n_cols, cfg.block_n),)
         with S.on_device(x):
-            kernel[grid](x2, S.row_stride(x2), q2, S.row_stride(q2), scale, scale, n_rows, n_cols,
+            kernel[grid](x2, S.row_stride(x2, n_rows), q2, S.row_stride(q2, n_rows), scale, scale, n_rows, n_cols,
                          FROM_AMAX=False, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, num_warps=cfg.num_warps)
     return q
 
@@ -708,7 +708,7 @@ def dynamic_quant(x: Tensor, amax_kernel=_amax_kernel, quant_kernel=_static_quan
         block_n = min(S.next_pow2(n_cols), ONE_PROGRAM_TILE)
         block_m = max(1, min(ONE_PROGRAM_TILE // block_n, S.next_pow2(n_rows)))
         with S.on_device(x):
-            one_program_kernel[(1,)](x2, S.row_stride(x2), q2, S.row_stride(q2), scale, n_rows, n_cols,
+            one_program_kernel[(1,)](x2, S.row_stride(x2, n_rows), q2, S.row_stride(q2, n_rows), scale, n_rows, n_cols,
                                      BLOCK_M=block_m, BLOCK_N=block_n, num_warps=ONE_PROGRAM_WARPS)
         return q, scale
     amax = torch.zeros(1, dtype=torch.float32, device=x.device)
@@ -716,9 +716,9 @@ def dynamic_quant(x: Tensor, amax_kernel=_amax_kernel, quant_kernel=_static_quan
     grid = (S.cdiv(n_rows, cfg.block_m) * S.cdiv(n_cols, cfg.block_n),)
     with S.on_device(x):
         amax_programs = max(1, min(grid[0], AMAX_PROGRAMS_PER_SM * S.sm_count(x)))
-        amax_kernel[(amax_programs,)](x2, S.row_stride(x2), amax, n_rows, n_cols,
+        amax_kernel[(amax_programs,)](x2, S.row_stride(x2, n_rows), amax, n_rows, n_cols,
                           BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, num_warps=cfg.num_warps)
-        quant_kernel[grid](x2, S.row_stride(x2), q2, S.row_stride(q2), amax, scale, n_rows, n_cols,
+        quant_kernel[grid](x2, S.row_stride(x2, n_rows), q2, S.row_stride(q2, n_rows), amax, scale, n_rows, n_cols,
                            FROM_AMAX=True, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, num_warps=cfg.num_warps)
     return q, scale
 
@@ -733,7 +733,7 @@ def per_token_quant(x: Tensor, scale_ub: Tensor | None, kernel=_per_token_quant_
         cfg = config or row_config(n_rows, n_cols)
         with S.on_device(x):
             kernel[(S.cdiv(n_rows, cfg.block_m),)](
-                x2, S.row_stride(x2), q2, S.row_stride(q2), scales, scale_ub if scale_ub is not None else scales,
+                x2, S.row_stride(x2, n_rows), q2, S.row_stride(q2, n_rows), scales, scale_ub if scale_ub is not None else scales,
                 n_rows, n_cols, HAS_UB=scale_ub is not None,
                 BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, SINGLE_PASS=cfg.single_pass, num_warps=cfg.num_warps)
     return q, scales
@@ -752,7 +752,7 @@ def group_quant(x: Tensor, group_size: int, kernel=_group_quant_kernel,
             raise ValueError(f"group_quant: a tile of {cfg.block_n} columns splits groups of {group_size}")
         grid = (S.cdiv(n_rows, cfg.block_m) * S.cdiv(n_cols, cfg.block_n),)
         with S.on_device(x):
-            kernel[grid](x2, S.row_stride(x2), q2, S.row_stride(q2), s2, s2.stride(0), n_rows, n_cols,
+            kernel[grid](x2, S.row_stride(x2, n_rows), q2, S.row_stride(q2, n_rows), s2, s2.stride(0), n_rows, n_cols,
                          GROUP=group_size, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, num_warps=cfg.num_warps)
     return q, scales
 
@@ -787,16 +787,16 @@ def rms_norm_quant(x: Tensor, x_residual: Tensor | None, weight: Tensor | None, 
                 cfg = RowConfig(1, CHUNK, CHUNK_WARPS, False)
             with S.on_device(x):
                 pipelined_kernel[(min(programs, n_rows),)](
-                    x2, S.row_stride(x2), r2, S.row_stride(r2),
+                    x2, S.row_stride(x2, n_rows), r2, S.row_stride(r2, n_rows),
                     weight if weight is not None else x2, weight.stride(0) if weight is not None else 0,
-                    q2, S.row_stride(q2), res2, S.row_stride(res2), scale, n_rows, n_cols, epsilon,
+                    q2, S.row_stride(q2, n_rows), res2, S.row_stride(res2, n_rows), scale, n_rows, n_cols, epsilon,
                     HAS_WEIGHT=weight is not None, BLOCK_N=cfg.block_n, num_warps=cfg.num_warps)
             return q, residual, scales
         with S.on_device(x):
             kernel[(S.cdiv(n_rows, cfg.block_m),)](
-                x2, S.row_stride(x2), r2, S.row_stride(r2),
+                x2, S.row_stride(x2, n_rows), r2, S.row_stride(r2, n_rows),
                 weight if weight is not None else x2, weight.stride(0) if weight is not None else 0,
-                q2, S.row_stride(q2), res2, S.row_stride(res2), scales if dynamic else q2,
+                q2, S.row_stride(q2, n_rows), res2, S.row_stride(res2, n_rows), scales if dynamic else q2,
                 scale if not dynamic else x2, scale_ub if scale_ub is not None else x2,
                 n_rows, n_cols, epsilon,
                 HAS_RESIDUAL=x_residual is not None, HAS_WEIGHT=weight is not None,
