@@ -531,6 +531,11 @@ PIPELINE_PROGRAMS_PER_SM = 4
 PIPELINE_SINGLE_PASS_COLS = 8192
 
 
+CHUNKED = RowConfig(1, CHUNK, CHUNK_WARPS, False)
+"""Rows in CHUNK-column passes: the row kernel's over rows too long for one pass, and the
+pipelined kernel's."""
+
+
 ROW_KINDS = ("per_token", "norm_static", "norm_add_static", "norm_dynamic")
 
 
@@ -545,7 +550,7 @@ def row_config(n_rows: int, n_cols: int, kind: str = "per_token") -> RowConfig:
     throughput = n_rows >= THROUGHPUT_ROWS
     static_norm = kind in ("norm_static", "norm_add_static")
     if block_n > MAX_SINGLE_PASS or (static_norm and throughput and block_n > MAX_STATIC_SINGLE_PASS):
-        return RowConfig(1, CHUNK, CHUNK_WARPS, False)
+        return CHUNKED
     if throughput and block_n >= WIDE_COLS:
         if kind == "per_token":
             return RowConfig(1, block_n, PER_TOKEN_WARPS, True)
@@ -765,8 +770,7 @@ def rms_norm_quant(x: Tensor, x_residual: Tensor | None, weight: Tensor | None, 
 
     The fused add with a static scale runs `pipelined_kernel` over `programs` programs where
     `pipeline_programs` says so (not when given a `config`); `programs` > 0 forces it (with the
-    chunk and warps of `config`, else `row_config`'s, or CHUNK / CHUNK_WARPS where those are a
-    single pass)."""
+    chunk and warps of `config`, else CHUNKED's)."""
     dynamic = scale is None
     q = _fp8_like(x)
     residual = S.empty_like_rows(x) if x_residual is not None else None
@@ -776,27 +780,26 @@ def rms_norm_quant(x: Tensor, x_residual: Tensor | None, weight: Tensor | None, 
         n_rows, n_cols = x2.shape
         r2 = S.as_rows(x_residual) if x_residual is not None else x2
         res2 = S.as_rows(residual) if residual is not None else x2
+        # Both kernels' first arguments: the rows (x, residual, weight, q, sum) and their strides.
+        rows = (x2, S.row_stride(x2, n_rows), r2, S.row_stride(r2, n_rows),
+                weight if weight is not None else x2, weight.stride(0) if weight is not None else 0,
+                q2, S.row_stride(q2, n_rows), res2, S.row_stride(res2, n_rows))
         kind = "norm_dynamic" if dynamic else "norm_add_static" if x_residual is not None else "norm_static"
-        cfg = config or row_config(n_rows, n_cols, kind)
         if programs is None:
             programs = 0 if config is not None else pipeline_programs(n_rows, n_cols, kind, S.sm_count(x))
         if programs:
             if kind != "norm_add_static":
                 raise ValueError(f"the pipelined kernel is the fused add with a static scale, not {kind}")
-            if config is None and cfg.single_pass:
-                cfg = RowConfig(1, CHUNK, CHUNK_WARPS, False)
+            cfg = config or CHUNKED
             with S.on_device(x):
                 pipelined_kernel[(min(programs, n_rows),)](
-                    x2, S.row_stride(x2, n_rows), r2, S.row_stride(r2, n_rows),
-                    weight if weight is not None else x2, weight.stride(0) if weight is not None else 0,
-                    q2, S.row_stride(q2, n_rows), res2, S.row_stride(res2, n_rows), scale, n_rows, n_cols, epsilon,
+                    *rows, scale, n_rows, n_cols, epsilon,
                     HAS_WEIGHT=weight is not None, BLOCK_N=cfg.block_n, num_warps=cfg.num_warps)
             return q, residual, scales
+        cfg = config or row_config(n_rows, n_cols, kind)
         with S.on_device(x):
             kernel[(S.cdiv(n_rows, cfg.block_m),)](
-                x2, S.row_stride(x2, n_rows), r2, S.row_stride(r2, n_rows),
-                weight if weight is not None else x2, weight.stride(0) if weight is not None else 0,
-                q2, S.row_stride(q2, n_rows), res2, S.row_stride(res2, n_rows), scales if dynamic else q2,
+                *rows, scales if dynamic else q2,
                 scale if not dynamic else x2, scale_ub if scale_ub is not None else x2,
                 n_rows, n_cols, epsilon,
                 HAS_RESIDUAL=x_residual is not None, HAS_WEIGHT=weight is not None,
