@@ -18,7 +18,11 @@ benchmarks/results/sweep_session3.txt). Sections (any order):
   act9 (cache hints on the flat single-input kernel);
 - session 8 (results/sweep_session8_h200.txt): rope6 (warps a program of the RoPE kernel), quant11
   (static norm + quant configurations at 8192 columns on a cold and a warm GPU), quant12 (the leading
-  ones, run in several processes), quant13 (a row-pipelined fused-add norm + static quant kernel), quant14 (its production form by programs and chunk).
+  ones, run in several processes), quant13 (a row-pipelined fused-add norm + static quant kernel), quant14 (its production form by programs and chunk);
+- session 9 (results/sweep_session9.txt): quant15 / quant16 (the H100's static and fused-add
+  norm + quant misses, and the row-pipelined kernel at 8192 columns); session 10
+  (results/sweep_session10.txt): quant17 (the flat static quant kernel with L2 hints, streaming
+  stores, and without its exact-division step).
 
     python benchmarks/explore_configs.py OUTDIR section...
 
@@ -1161,13 +1165,63 @@ def quant16():
                      lambda t: sorted({512, 528, min(1056, t // 2)}), ((2048, 8), (4096, 16)))
 
 
+@triton.jit
+def _static_flat_v(X, Q, SCALE, N, BLOCK: tl.constexpr, EV: tl.constexpr, CS: tl.constexpr,
+                   APPROX: tl.constexpr):
+    """The flat static quant kernel (even blocks, int32 offsets) with an L2 policy on the load
+    (EV), streaming stores (CS: `.cs`) and, for diagnosis only (not exact), the quotient
+    without its Newton correction (APPROX)."""
+    idx = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    x = tl.load(X + idx, eviction_policy=EV).to(tl.float32)
+    scale = tl.load(SCALE)
+    if APPROX:
+        q = (x * (1.0 / scale)).to(Q.dtype.element_ty)
+    else:
+        q = TQ._to_fp8(x, scale, Q)
+    if CS:
+        tl.store(Q + idx, q, cache_modifier=".cs")
+    else:
+        tl.store(Q + idx, q)
+
+
+def quant17():
+    """The flat static quant kernel at the H100's misses (4096 x {8192, 14336}, 16384 x 14336 at
+    0.983-0.987x Inductor, bench_quant_h100) and the other shapes of its 2048/4 regime: L2 hints
+    on the load, streaming stores, and the Newton step's cost (APPROX, inexact), at 1024/4, 2048/4
+    and 2048/8; two rounds. Logs the device's memory properties first."""
+    static = ir.get_op("static_scaled_fp8_quant")
+    props = torch.cuda.get_device_properties(0)
+    log("quant17 device", {k: getattr(props, k, None) for k in ("memory_clock_rate", "memory_bus_width", "L2_cache_size",
+                                                               "total_memory", "multi_processor_count")})
+    for t, d in ((4096, 8192), (4096, 14336), (16384, 14336), (4096, 4096), (16384, 4096), (16384, 8192)):
+        torch._dynamo.reset()
+        comp = torch.compile(static.native, dynamic=False)
+        nbytes = 3 * t * d
+        sets = sets_for(lambda: static.generate_inputs(t, d, BF, DEV), nbytes)
+        fns = {"inductor": [lambda a=a: comp(*a) for a in sets], "rule": [lambda a=a: TQ.static_quant(*a) for a in sets]}
+        ref = TQ.static_quant(*sets[0]).float()
+        for blk, w in ((1024, 4), (2048, 4), (2048, 8)):
+            for name, ev, cs, approx in (("plain", "", False, False), ("evict_first", "evict_first", False, False),
+                                         ("cs", "", True, False), ("evict_first+cs", "evict_first", True, False),
+                                         ("approx", "", False, True)):
+                def f(x, scale, blk=blk, w=w, ev=ev, cs=cs, approx=approx):
+                    q = torch.empty_like(x, dtype=torch.float8_e4m3fn)
+                    _static_flat_v[(x.numel() // blk,)](x, q, scale, x.numel(), BLOCK=blk, EV=ev, CS=cs,
+                                                        APPROX=approx, num_warps=w)
+                    return q
+                if not approx and not torch.equal(f(*sets[0]).float(), ref):
+                    log(f"quant17 {name} {blk}/{w} differs from the op")
+                fns[f"{name} {blk}/{w}"] = [lambda a=a, f=f: f(*a) for a in sets]
+        _two_rounds(f"quant17 static {t}x{d} (rule {TQ.flat_static_config(t * d)})", fns, nbytes, most=12)
+
+
 SECTIONS_BY_NAME = {"inductor": dump_inductor, "act": act_sweep, "norm": norm_sweep, "quant": quant_sweep,
                     "rows": rows_sweep, "variants": variants, "rows2": rows2, "act2": act2,
                     "rows3": rows3, "group3": group3, "fused3": fused3,
                     "fused4": fused4, "act3": act3, "rope3": rope3, "rope4": rope4, "rope5": rope5, "act5": act5, "act6": act6, "act7": act7, "act8": act8, "quant8": quant8, "norm8": norm8, "norm9": norm9, "norm10": norm10, "act9": act9,
                     "rope6": rope6, "quant11": quant11,
                     "quant12": quant12, "quant13": quant13,
-                    "quant14": quant14, "quant15": quant15, "quant16": quant16}
+                    "quant14": quant14, "quant15": quant15, "quant16": quant16, "quant17": quant17}
 
 
 def main() -> None:

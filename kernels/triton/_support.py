@@ -148,6 +148,24 @@ def sm_count(t: torch.Tensor) -> int:
     return _sm_count(t.device.index or 0) if t.is_cuda else 132
 
 
+@functools.cache
+def _memory_gbs_per_sm(device_index: int) -> float | None:
+    props = torch.cuda.get_device_properties(device_index)
+    clock_khz, bus_bits = getattr(props, "memory_clock_rate", 0), getattr(props, "memory_bus_width", 0)
+    if not (clock_khz and bus_bits):
+        return None
+    return 2 * clock_khz * 1e3 * bus_bits / 8 / 1e9 / props.multi_processor_count
+
+
+def memory_gbs_per_sm(t: torch.Tensor) -> float | None:
+    """Peak DRAM bandwidth of t's GPU a streaming multiprocessor, GB/s (double data rate x bus
+    width, from the device properties): H100 SXM 25.4, H200 36.5. None where unknown (the
+    interpreter, a torch without these properties)."""
+    if not t.is_cuda:
+        return None
+    return _memory_gbs_per_sm(0 if _one_gpu() else t.get_device())
+
+
 PROGRAMS_PER_SM = 4
 """Element-wise kernels at small sizes: enough programs for four a streaming multiprocessor."""
 

@@ -141,12 +141,16 @@ def _static_quant_flat_kernel(
     I64: tl.constexpr,    # N does not fit int32 offsets
 ):
     """Static quant of a contiguous tensor seen flat (the activations' flat indexing: int32
-    offsets where they fit, no row/column split, no mask where the blocks tile it)."""
+    offsets where they fit, no row/column split, no mask where the blocks tile it). Each element
+    is read and written once: the load evicts first and the store streams (`.cs`). Against no
+    hints (explore_configs.py quant17, results/sweep_session10.txt, slower of two rounds): H100
+    at 2048/8 0.3-1% faster at 4096 x {8192, 14336} and 16384 x 14336; H200 at 2048/4 0.3-1.2%
+    faster at five of six shapes of 16M-235M elements, +0.1% at 16384 x 14336."""
     idx = flat_index(BLOCK, I64)
     mask = None if EVEN else idx < N
-    x = tl.load(X + idx, mask=mask, other=None if EVEN else 0.0).to(tl.float32)
+    x = tl.load(X + idx, mask=mask, other=None if EVEN else 0.0, eviction_policy="evict_first").to(tl.float32)
     scale = tl.load(SCALE)
-    tl.store(Q + idx, _to_fp8(x, scale, Q), mask=mask)
+    tl.store(Q + idx, _to_fp8(x, scale, Q), mask=mask, cache_modifier=".cs")
 
 
 @triton.jit
@@ -599,17 +603,27 @@ FlatConfig = S.FlatConfig
 #   1024 x 14336: 2048/4 11.54  1024/4 11.54  2048/8 11.62  tiles 11.83 (Inductor 13.03)
 #  16384 x 14336: 2048/4 165.8  1024/4 171.6  2048/8 174.7  tiles 165.5 (Inductor 188.9)
 # Below FLAT_STATIC_SMALL elements 1024/4; to FLAT_STATIC_LARGE 8 elements a thread, 2048/8;
-# from there 16 a thread, 2048/4.
+# from there 16 a thread, 2048/4, on GPUs of the H200's DRAM bandwidth a multiprocessor (HBM3e,
+# 36.5 GB/s an SM); the H100 (HBM3, 25.4 GB/s an SM) keeps 2048/8 (quant15, quant17; with the
+# kernel's cache hints, slower of two rounds):
+#   H100   4096 x 8192: 2048/8 35.16  2048/4 35.78 (Inductor 35.32) | 4096 x 14336: 59.28  60.40 (59.62)
+#         16384 x 14336: 2048/8 230.58  2048/4 235.06 (Inductor 231.80)
+#   H200  16384 x 14336: 2048/4 165.73  2048/8 > 172 | 16384 x 8192: 96.14  99.69 | 16384 x 4096: 48.72  50.15
+# Both GPUs have 132 SMs and 50-60 MB of L2: DRAM bandwidth is what sets them apart. A GPU whose
+# properties lack it (or the interpreter) takes 2048/4.
 FLAT_STATIC_SMALL = 16384
 FLAT_STATIC_LARGE = 1 << 24
+FLAT_STATIC_WIDE_GBS_PER_SM = 30.0
+"""DRAM GB/s a multiprocessor from which large flat static quants run 16 elements a thread."""
 
 
 @S.cached_config
-def flat_static_config(n_elements: int) -> FlatConfig:
-    """The flat static quant kernel's elements a program and warps (measurements above)."""
+def flat_static_config(n_elements: int, gbs_per_sm: float | None = None) -> FlatConfig:
+    """The flat static quant kernel's elements a program and warps (measurements above);
+    `gbs_per_sm`: `S.memory_gbs_per_sm` of the GPU (read for large tensors only)."""
     if n_elements < FLAT_STATIC_SMALL:
         return FlatConfig(1024, 4)
-    if n_elements < FLAT_STATIC_LARGE:
+    if n_elements < FLAT_STATIC_LARGE or (gbs_per_sm is not None and gbs_per_sm < FLAT_STATIC_WIDE_GBS_PER_SM):
         return FlatConfig(2048, 8)
     return FlatConfig(2048, 4)
 
@@ -680,7 +694,7 @@ def static_quant(x: Tensor, scale: Tensor, kernel=_static_quant_kernel, config: 
     n = x.numel()
     if isinstance(config, FlatConfig) or (config is None and x.is_contiguous()):
         if n:
-            cfg = config or flat_static_config(n)
+            cfg = config or flat_static_config(n, S.memory_gbs_per_sm(x) if n >= FLAT_STATIC_LARGE else None)
             with S.on_device(x):
                 flat_kernel[(S.cdiv(n, cfg.block),)](x, q, scale, n, BLOCK=cfg.block, EVEN=n % cfg.block == 0,
                                                      I64=n + cfg.block > S.INT32_MAX, num_warps=cfg.num_warps)

@@ -112,3 +112,23 @@ def test_empty_like_rows_is_contiguous_whatever_the_input_layout():
         assert out.shape == x.shape and out.dtype == x.dtype and out.device == x.device and out.is_contiguous()
     q = S.empty_like_rows(base.transpose(0, 1), torch.float8_e4m3fn)
     assert q.shape == (6, 4, 8) and q.dtype == torch.float8_e4m3fn and q.is_contiguous()
+
+
+def test_memory_gbs_per_sm_from_the_device_properties(monkeypatch):
+    # Double data rate x bus width / SMs: an H100 SXM's properties give 25.4 GB/s, an H200's 36.5;
+    # a torch without the fields (or a CPU tensor) gives None.
+    class Props:
+        def __init__(self, **fields):
+            self.__dict__.update(fields, multi_processor_count=132)
+
+    props = {0: Props(memory_clock_rate=2_619_000, memory_bus_width=5120),
+             1: Props(memory_clock_rate=3_201_000, memory_bus_width=6016), 2: Props()}
+    monkeypatch.setattr(torch.cuda, "get_device_properties", props.__getitem__)
+    S._memory_gbs_per_sm.cache_clear()
+    try:
+        assert S._memory_gbs_per_sm(0) == pytest.approx(25.39, abs=0.01)
+        assert S._memory_gbs_per_sm(1) == pytest.approx(36.47, abs=0.01)
+        assert S._memory_gbs_per_sm(2) is None
+    finally:
+        S._memory_gbs_per_sm.cache_clear()
+    assert S.memory_gbs_per_sm(torch.empty(4)) is None

@@ -156,11 +156,33 @@ def test_static_quant_flat_kernel_and_tiles():
 
 
 def test_flat_static_config_rules():
-    # 1024/4 below 16384 elements, 8 elements a thread to 2^24, 16 from there.
-    assert tq.flat_static_config(4096) == tq.FlatConfig(1024, 4)
-    assert tq.flat_static_config(16 * 4096) == tq.FlatConfig(2048, 8)
-    assert tq.flat_static_config(1024 * 14336) == tq.FlatConfig(2048, 8)
+    # 1024/4 below 16384 elements, 8 elements a thread to 2^24, 16 from there where DRAM gives
+    # a multiprocessor 30 GB/s or more (H200: 36.5) or the bandwidth is unknown; the H100 (25.4) keeps 8.
+    h100, h200 = 2 * 2619e6 * 5120 / 8 / 1e9 / 132, 2 * 3201e6 * 6016 / 8 / 1e9 / 132
+    for gbs in (None, h100, h200):
+        assert tq.flat_static_config(4096, gbs) == tq.FlatConfig(1024, 4)
+        assert tq.flat_static_config(16 * 4096, gbs) == tq.FlatConfig(2048, 8)
+        assert tq.flat_static_config(1024 * 14336, gbs) == tq.FlatConfig(2048, 8)
     assert tq.flat_static_config(16384 * 14336) == tq.FlatConfig(2048, 4)
+    assert tq.flat_static_config(1 << 24, h200) == tq.FlatConfig(2048, 4)
+    assert tq.flat_static_config(1 << 24, h100) == tq.FlatConfig(2048, 8)
+    assert tq.flat_static_config(16384 * 14336, h100) == tq.FlatConfig(2048, 8)
+    assert tq.flat_static_config(16384 * 14336, 29.9) == tq.FlatConfig(2048, 8)
+    assert tq.flat_static_config(16384 * 14336, 30.0) == tq.FlatConfig(2048, 4)
+
+
+def test_static_quant_reads_the_bandwidth_for_large_tensors_only(monkeypatch, launches):
+    seen = []
+    monkeypatch.setattr(tq.S, "memory_gbs_per_sm", lambda t: seen.append(t.numel()) or 25.4)
+    flat = launches.kernel("flat")
+    scale = torch.ones(1, device=DEVICE)
+    for n in (1024, (1 << 24) - 64):  # a launch costs nothing here: the recorder runs no kernel
+        tq.static_quant(torch.empty(n, dtype=torch.bfloat16, device=DEVICE), scale, flat_kernel=flat)
+    assert seen == []
+    big = torch.empty(1 << 24, dtype=torch.bfloat16, device=DEVICE)
+    tq.static_quant(big, scale, flat_kernel=flat)
+    assert seen == [1 << 24]
+    assert launches.kwargs[-1]["BLOCK"] == 2048 and launches.kwargs[-1]["num_warps"] == 8
 
 
 def test_static_quant_runs_flat_on_contiguous_inputs_only(launches):
