@@ -1212,7 +1212,8 @@ def quant17():
                 if not approx and not torch.equal(f(*sets[0]).float(), ref):
                     log(f"quant17 {name} {blk}/{w} differs from the op")
                 fns[f"{name} {blk}/{w}"] = [lambda a=a, f=f: f(*a) for a in sets]
-        _two_rounds(f"quant17 static {t}x{d} (rule {TQ.flat_static_config(t * d)})", fns, nbytes, most=12)
+        rule = TQ.flat_static_config(t * d, TQ.S.memory_gbs_per_sm(sets[0][0]))
+        _two_rounds(f"quant17 static {t}x{d} (rule {rule})", fns, nbytes, most=12)
 
 
 SECTIONS_BY_NAME = {"inductor": dump_inductor, "act": act_sweep, "norm": norm_sweep, "quant": quant_sweep,

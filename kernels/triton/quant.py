@@ -141,16 +141,15 @@ def _static_quant_flat_kernel(
     I64: tl.constexpr,    # N does not fit int32 offsets
 ):
     """Static quant of a contiguous tensor seen flat (the activations' flat indexing: int32
-    offsets where they fit, no row/column split, no mask where the blocks tile it). Each element
-    is read and written once: the load evicts first and the store streams (`.cs`). Against no
-    hints (explore_configs.py quant17, results/sweep_session10.txt, slower of two rounds): H100
-    at 2048/8 0.3-1% faster at 4096 x {8192, 14336} and 16384 x 14336; H200 at 2048/4 0.3-1.2%
-    faster at five of six shapes of 16M-235M elements, +0.1% at 16384 x 14336."""
+    offsets where they fit, no row/column split, no mask where the blocks tile it). No cache
+    hints: in quant17 (results/sweep_session10.txt) streaming stores and evict-first loads moved
+    large shapes by under 1% either way on both GPUs, and the stores' hint made 4096 x 4096 20%
+    slower on the H100 (17.6 against 14.3 µs), where the tensors fit its L2."""
     idx = flat_index(BLOCK, I64)
     mask = None if EVEN else idx < N
-    x = tl.load(X + idx, mask=mask, other=None if EVEN else 0.0, eviction_policy="evict_first").to(tl.float32)
+    x = tl.load(X + idx, mask=mask, other=None if EVEN else 0.0).to(tl.float32)
     scale = tl.load(SCALE)
-    tl.store(Q + idx, _to_fp8(x, scale, Q), mask=mask, cache_modifier=".cs")
+    tl.store(Q + idx, _to_fp8(x, scale, Q), mask=mask)
 
 
 @triton.jit
@@ -604,11 +603,12 @@ FlatConfig = S.FlatConfig
 #  16384 x 14336: 2048/4 165.8  1024/4 171.6  2048/8 174.7  tiles 165.5 (Inductor 188.9)
 # Below FLAT_STATIC_SMALL elements 1024/4; to FLAT_STATIC_LARGE 8 elements a thread, 2048/8;
 # from there 16 a thread, 2048/4, on GPUs of the H200's DRAM bandwidth a multiprocessor (HBM3e,
-# 36.5 GB/s an SM); the H100 (HBM3, 25.4 GB/s an SM) keeps 2048/8 (quant15, quant17; with the
-# kernel's cache hints, slower of two rounds):
-#   H100   4096 x 8192: 2048/8 35.16  2048/4 35.78 (Inductor 35.32) | 4096 x 14336: 59.28  60.40 (59.62)
-#         16384 x 14336: 2048/8 230.58  2048/4 235.06 (Inductor 231.80)
-#   H200  16384 x 14336: 2048/4 165.73  2048/8 > 172 | 16384 x 8192: 96.14  99.69 | 16384 x 4096: 48.72  50.15
+# 36.5 GB/s an SM); the H100 (HBM3, 25.4 GB/s an SM) keeps 2048/8 (explore_configs.py quant17,
+# results/sweep_session10.txt: three H100 runs and one H200 run, the slower of two rounds each):
+#   H100  4096 x 8192: 2048/8 35.16-35.39  2048/4 35.88 (Inductor 35.16-35.32)
+#        4096 x 14336: 2048/8 59.43-60.10  2048/4 60.50-60.55 (Inductor 59.54-60.31)
+#       16384 x 14336: 2048/8 231.27-232.00  2048/4 234.74 (Inductor 230.83-231.80)
+#   H200 16384 x 14336: 2048/4 165.50  2048/8 172.02 | 16384 x 8192: 96.54  > 99.4 | 16384 x 4096: 49.06  50.25
 # Both GPUs have 132 SMs and 50-60 MB of L2: DRAM bandwidth is what sets them apart. A GPU whose
 # properties lack it (or the interpreter) takes 2048/4.
 FLAT_STATIC_SMALL = 16384
