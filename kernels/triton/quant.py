@@ -142,9 +142,12 @@ def _static_quant_flat_kernel(
 ):
     """Static quant of a contiguous tensor seen flat (the activations' flat indexing: int32
     offsets where they fit, no row/column split, no mask where the blocks tile it). No cache
-    hints: in quant17 (results/sweep_session10.txt) streaming stores and evict-first loads moved
-    large shapes by under 1% either way on both GPUs, and the stores' hint made 4096 x 4096 20%
-    slower on the H100 (17.6 against 14.3 µs), where the tensors fit its L2."""
+    hints: in quant17 (results/sweep_session10.txt) their effect changed sign with the size. On
+    the H100, evict-first loads alone were ~20% faster than no hints at 4096 x 4096, whose
+    tensors fit its L2 (14.2-14.6 against 17.9 µs and more), and over 1% slower from 4096 x 8192
+    up, where evict-first loads with streaming stores led by 0.3-1%; on the H200 all were within
+    1% but evict-first loads at 4096 x 4096 (3.5% faster). Where the tensors fit L2 the time
+    depends on what the benchmark leaves there, so no rule was drawn from that size."""
     idx = flat_index(BLOCK, I64)
     mask = None if EVEN else idx < N
     x = tl.load(X + idx, mask=mask, other=None if EVEN else 0.0).to(tl.float32)
