@@ -150,6 +150,8 @@ def sm_count(t: torch.Tensor) -> int:
 
 @functools.cache
 def _memory_gbs_per_sm(device_index: int) -> float | None:
+    if torch.version.hip:  # measured on NVIDIA GPUs only (a CU and a wavefront of 64 are another matter)
+        return None
     props = torch.cuda.get_device_properties(device_index)
     clock_khz, bus_bits = getattr(props, "memory_clock_rate", 0), getattr(props, "memory_bus_width", 0)
     if not (clock_khz and bus_bits):
@@ -160,7 +162,7 @@ def _memory_gbs_per_sm(device_index: int) -> float | None:
 def memory_gbs_per_sm(t: torch.Tensor) -> float | None:
     """Peak DRAM bandwidth of t's GPU a streaming multiprocessor, GB/s (double data rate x bus
     width, from the device properties): H100 SXM 25.4, H200 36.5. None where unknown (the
-    interpreter, a torch without these properties)."""
+    interpreter, a torch without these properties) or not measured (ROCm)."""
     if not t.is_cuda:
         return None
     return _memory_gbs_per_sm(0 if _one_gpu() else t.get_device())

@@ -613,7 +613,7 @@ FlatConfig = S.FlatConfig
 #       16384 x 14336: 2048/8 231.27-232.00  2048/4 234.74 (Inductor 230.83-231.80)
 #   H200 16384 x 14336: 2048/4 165.50  2048/8 172.02 | 16384 x 8192: 96.54  > 99.4 | 16384 x 4096: 49.06  50.25
 # Both GPUs have 132 SMs and 50-60 MB of L2: DRAM bandwidth is what sets them apart. A GPU whose
-# properties lack it (or the interpreter) takes 2048/4.
+# properties lack it, a ROCm GPU (not measured) and the interpreter take 2048/4.
 FLAT_STATIC_SMALL = 16384
 FLAT_STATIC_LARGE = 1 << 24
 FLAT_STATIC_WIDE_GBS_PER_SM = 30.0

@@ -116,7 +116,7 @@ def test_empty_like_rows_is_contiguous_whatever_the_input_layout():
 
 def test_memory_gbs_per_sm_from_the_device_properties(monkeypatch):
     # Double data rate x bus width / SMs: an H100 SXM's properties give 25.4 GB/s, an H200's 36.5;
-    # a torch without the fields (or a CPU tensor) gives None.
+    # a torch without the fields, ROCm or a CPU tensor gives None.
     class Props:
         def __init__(self, **fields):
             self.__dict__.update(fields, multi_processor_count=132)
@@ -129,6 +129,9 @@ def test_memory_gbs_per_sm_from_the_device_properties(monkeypatch):
         assert S._memory_gbs_per_sm(0) == pytest.approx(25.39, abs=0.01)
         assert S._memory_gbs_per_sm(1) == pytest.approx(36.47, abs=0.01)
         assert S._memory_gbs_per_sm(2) is None
+        S._memory_gbs_per_sm.cache_clear()
+        monkeypatch.setattr(torch.version, "hip", "6.2")  # ROCm: not measured, no figure
+        assert S._memory_gbs_per_sm(1) is None
     finally:
         S._memory_gbs_per_sm.cache_clear()
     assert S.memory_gbs_per_sm(torch.empty(4)) is None
