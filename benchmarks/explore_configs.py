@@ -22,7 +22,7 @@ benchmarks/results/sweep_session3.txt). Sections (any order):
 - session 9 (results/sweep_session9.txt): quant15 / quant16 (the H100's static and fused-add
   norm + quant misses, and the row-pipelined kernel at 8192 columns); session 10
   (results/sweep_session10.txt): quant17 (the flat static quant kernel with L2 hints, streaming
-  stores, and without its exact-division step).
+  stores, and without its exact-division step), act10 (the H100's activation ties by flat configuration).
 
     python benchmarks/explore_configs.py OUTDIR section...
 
@@ -843,6 +843,43 @@ def act8():
                         fns, nbytes)
 
 
+def act10():
+    """The H100's ties with the best peer (bench_activations_h100: 0.990-0.997x at 92-101% of copy):
+    the flat kernels' elements a program / warps at those shapes, beside the rule, the row tiles
+    and Inductor; two rounds. Like the flat static quant (quant17), do 8 elements a thread suit
+    the H100 where the H200 takes 16?"""
+    cases = (("silu_and_mul", 16384, 28672), ("gelu_and_mul", 4096, 14336), ("gelu_and_mul", 16384, 28672),
+             ("relu2", 1024, 14336), ("quick_gelu", 4096, 14336))
+    for label, t, d in cases:
+        torch._dynamo.reset()
+        gated = label in _ACT8
+        if gated:
+            name, act, second, extra = _ACT8[label]
+            nbytes = 3 * t * d * 2
+            sets = sets_for(lambda: torch.randn(t, 2 * d, device=DEV, dtype=BF), nbytes)
+
+            def run(x, cfg=None):
+                return TA.gated(x, act, second, 0.0, config=cfg)
+        else:
+            name, act, extra = label, label, ()
+            nbytes = 2 * t * d * 2
+            sets = sets_for(lambda: torch.randn(t, d, device=DEV, dtype=BF), nbytes)
+
+            def run(x, cfg=None):
+                return TA.plain(x, act, config=cfg)
+        op = ir.get_op(name)
+        comp = torch.compile(op.native, dynamic=False)
+        fns = {"inductor": [lambda x=x: comp(x, *extra) for x in sets], "rule": [lambda x=x: run(x) for x in sets]}
+        if gated:
+            tiles = TA.act_config(t, d, 2, TA.S.sm_count(sets[0]))
+            fns[f"tiles {tiles.block_m}x{tiles.block_n}/{tiles.num_warps}"] = [lambda x=x: run(x, tiles) for x in sets]
+        for blk, w in ((1024, 4), (2048, 8), (2048, 4), (4096, 8)):
+            cfg = TA.FlatConfig(blk, w)
+            fns[f"flat {blk}/{w}"] = [lambda x=x, c=cfg: run(x, c) for x in sets]
+        err = (run(sets[0], TA.FlatConfig(2048, 8)).float() - op.native(sets[0], *extra).float()).abs().max().item()
+        _two_rounds(f"act10 {label} {t}x{d} (flat 2048/8 max err {err:.2g})", fns, nbytes)
+
+
 @triton.jit
 def _static_flat_scale_first(X, Q, SCALE, N, BLOCK: tl.constexpr, EVEN: tl.constexpr):
     """`TQ._static_quant_flat_kernel` (int32 offsets) with the scale loaded before x."""
@@ -1222,7 +1259,7 @@ SECTIONS_BY_NAME = {"inductor": dump_inductor, "act": act_sweep, "norm": norm_sw
                     "fused4": fused4, "act3": act3, "rope3": rope3, "rope4": rope4, "rope5": rope5, "act5": act5, "act6": act6, "act7": act7, "act8": act8, "quant8": quant8, "norm8": norm8, "norm9": norm9, "norm10": norm10, "act9": act9,
                     "rope6": rope6, "quant11": quant11,
                     "quant12": quant12, "quant13": quant13,
-                    "quant14": quant14, "quant15": quant15, "quant16": quant16, "quant17": quant17}
+                    "quant14": quant14, "quant15": quant15, "quant16": quant16, "quant17": quant17, "act10": act10}
 
 
 def main() -> None:
