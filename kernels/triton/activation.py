@@ -259,19 +259,30 @@ def flat_config(n_elements: int, sm_count: int = 132) -> FlatConfig:
 #                 1024 x 14336: 1024/4 24.27  tiles 24.63 | 4096 x 14336: 1024/4 90.14  tiles 88.27
 #                16384 x 14336: 1024/4 350.6  tiles 338.7 (Inductor 374.7)
 #                    1 x 28672: 512/4 1.26  256/4 1.29  tiles 1.38 (Inductor 1.24)
+# The exact GELU is ALU-bound on the H200 only: with less DRAM bandwidth a multiprocessor
+# (`S.memory_gbs_per_sm`, 25.4 GB/s against 36.5) the H100 waits on memory, and the flat kernel
+# at 2048/8 leads (explore_configs.py act10, results/sweep_session10.txt, two rounds):
+#   H100 gelu_and_mul  4096 x 14336: flat 2048/8 119.08  1024/4 119.70  tiles 121.42 (Inductor 120.53)
+#                     16384 x 28672: flat 2048/8 929.94  1024/4 931.91  tiles 942.77 (Inductor 930.83)
 # From THROUGHPUT_ELEMENTS outputs: 8 elements a thread (the exact GELU from 4096 x 14336:
-# the tiles). Decode sizes: four programs a multiprocessor, 512 to 1024 elements a program
-# (at 1 x 14336, 256 and 512 tie).
+# the tiles, or flat 2048/8 under EXACT_GELU_FLAT_GBS_PER_SM). Decode sizes: four programs a
+# multiprocessor, 512 to 1024 elements a program (at 1 x 14336, 256 and 512 tie).
 GATED_FLAT_BLOCK = 1024
 GATED_FLAT_MIN_BLOCK = 512
 EXACT_GELU_TILES_ELEMENTS = 4096 * 14336
+EXACT_GELU_FLAT_GBS_PER_SM = 30.0
+"""DRAM GB/s a multiprocessor under which the large exact GELU stays flat (2048/8), not tiled."""
 
 
 @S.cached_config
-def gated_flat_config(n_outputs: int, act: str, sm_count: int = 132) -> FlatConfig | None:
+def gated_flat_config(n_outputs: int, act: str, sm_count: int = 132,
+                      gbs_per_sm: float | None = None) -> FlatConfig | None:
     """Launch configuration of the flat gated kernel over `n_outputs`, None where the row tiles
-    are faster (measurements above)."""
+    are faster (measurements above); `gbs_per_sm`: `S.memory_gbs_per_sm` of the GPU (read for
+    the large exact GELU only)."""
     if act == "gelu" and n_outputs >= EXACT_GELU_TILES_ELEMENTS:
+        if gbs_per_sm is not None and gbs_per_sm < EXACT_GELU_FLAT_GBS_PER_SM:
+            return FlatConfig(2048, 8)
         return None
     if n_outputs >= THROUGHPUT_ELEMENTS:
         return FlatConfig(GATED_FLAT_BLOCK, WARPS)
@@ -318,7 +329,8 @@ def gated(x: Tensor, act: str, act_on_second: bool = False, param: float = 0.0,
     n = out.numel()
     # The flat kernel compiles the width in; a symbolic width (dynamic-shape tracing) takes the tiles.
     if config is None and x.is_contiguous() and type(width) is int:
-        config = gated_flat_config(n, act, S.sm_count(x))
+        gbs = S.memory_gbs_per_sm(x) if act == "gelu" and n >= EXACT_GELU_TILES_ELEMENTS else None
+        config = gated_flat_config(n, act, S.sm_count(x), gbs)
     if not isinstance(config, FlatConfig):
         _launch_into(kernel, x, out, act, True, act_on_second, param, config)
     elif n:

@@ -212,6 +212,29 @@ def test_gated_flat_launch_config_rules():
     assert ta.gated_flat_config(64 * 14336, "fatrelu", 132) == ta.FlatConfig(1024, 4)
     assert ta.gated_flat_config(1024 * 14336, "gelu", 132) == ta.FlatConfig(1024, 4)
     assert ta.gated_flat_config(4096 * 14336, "gelu", 132) is None
+    # ... where DRAM gives a multiprocessor 30 GB/s or more (H200: 36.5) or the bandwidth is
+    # unknown; below (H100: 25.4) it stays flat at 2048/8. Other activations ignore the figure.
+    assert ta.gated_flat_config(4096 * 14336, "gelu", 132, 36.5) is None
+    assert ta.gated_flat_config(4096 * 14336, "gelu", 132, 25.4) == ta.FlatConfig(2048, 8)
+    assert ta.gated_flat_config(16384 * 28672, "gelu", 132, 29.9) == ta.FlatConfig(2048, 8)
+    assert ta.gated_flat_config(1024 * 14336, "gelu", 132, 25.4) == ta.FlatConfig(1024, 4)
+    assert ta.gated_flat_config(16384 * 28672, "silu", 132, 25.4) == ta.FlatConfig(1024, 4)
+
+
+def test_gated_reads_the_bandwidth_for_the_large_exact_gelu_only(monkeypatch, launches):
+    from irshim.kernels.triton import activation as ta
+
+    seen = []
+    monkeypatch.setattr(ta.S, "memory_gbs_per_sm", lambda t: seen.append(t.shape) or 25.4)
+    kernels = {"kernel": launches.kernel("tiles"), "flat_kernel": launches.kernel("flat")}
+    small, large = torch.empty(8, 2 * 256, device=DEVICE), torch.empty(4096, 2 * 14336, device="meta")
+    ta.gated(small, "gelu", **kernels)
+    ta.gated(large, "silu", **kernels)
+    assert seen == []
+    ta.gated(large, "gelu", **kernels)  # flat at 2048/8 on an H100's bandwidth
+    assert seen == [large.shape]
+    assert launches.names == ["flat", "flat", "flat"]
+    assert launches.kwargs[-1]["BLOCK"] == 2048 and launches.kwargs[-1]["num_warps"] == 8
 
 
 def test_supports_args_refuses_what_the_kernel_cannot_do():
