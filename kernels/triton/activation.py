@@ -259,9 +259,9 @@ def flat_config(n_elements: int, sm_count: int = 132) -> FlatConfig:
 #                 1024 x 14336: 1024/4 24.27  tiles 24.63 | 4096 x 14336: 1024/4 90.14  tiles 88.27
 #                16384 x 14336: 1024/4 350.6  tiles 338.7 (Inductor 374.7)
 #                    1 x 28672: 512/4 1.26  256/4 1.29  tiles 1.38 (Inductor 1.24)
-# The exact GELU is ALU-bound on the H200 only: with less DRAM bandwidth a multiprocessor
-# (`S.memory_gbs_per_sm`, 25.4 GB/s against 36.5) the H100 waits on memory, and the flat kernel
-# at 2048/8 leads (explore_configs.py act10, results/sweep_session10.txt, slower of two rounds;
+# On the H100, with less DRAM bandwidth a multiprocessor (`S.memory_gbs_per_sm`, 25.4 GB/s
+# against the H200's 36.5), memory time hides the flat index's cost and the flat kernel at 2048/8
+# leads (explore_configs.py act10, results/sweep_session10.txt, slower of two rounds;
 # "tiles": the rule before):
 #   H100 gelu_and_mul  4096 x 14336: flat 2048/8 119.08  1024/4 119.70  tiles 121.42 (Inductor 120.53)
 #                     16384 x 28672: flat 2048/8 929.94  1024/4 931.91  tiles 942.77 (Inductor 930.83)
