@@ -143,9 +143,15 @@ def _sm_count(device_index: int) -> int:
     return torch.cuda.get_device_properties(device_index).multi_processor_count
 
 
+def _device_index(t: torch.Tensor) -> int:
+    """t's GPU (a CUDA tensor): 0 on a one-GPU machine without asking, else `get_device()`, not
+    `t.device.index`, which builds a torch.device (1.1 µs on the dev VM, see `device_ok`)."""
+    return 0 if _one_gpu() else t.get_device()
+
+
 def sm_count(t: torch.Tensor) -> int:
     """Streaming multiprocessors of t's GPU (132 under the interpreter: an H100/H200's)."""
-    return _sm_count(t.device.index or 0) if t.is_cuda else 132
+    return _sm_count(_device_index(t)) if t.is_cuda else 132
 
 
 @functools.cache
@@ -163,9 +169,12 @@ def memory_gbs_per_sm(t: torch.Tensor) -> float | None:
     """Peak DRAM bandwidth of t's GPU a streaming multiprocessor, GB/s (double data rate x bus
     width, from the device properties): H100 SXM 25.4, H200 36.5. None where unknown (the
     interpreter, a torch without these properties) or not measured (ROCm)."""
-    if not t.is_cuda:
-        return None
-    return _memory_gbs_per_sm(0 if _one_gpu() else t.get_device())
+    return _memory_gbs_per_sm(_device_index(t)) if t.is_cuda else None
+
+
+WIDE_DRAM_GBS_PER_SM = 30.0
+"""Between the H100's 25.4 and the H200's 36.5 GB/s a multiprocessor: where launch rules that
+were measured to differ between the two GPUs split (`memory_gbs_per_sm`)."""
 
 
 PROGRAMS_PER_SM = 4

@@ -266,13 +266,11 @@ def flat_config(n_elements: int, sm_count: int = 132) -> FlatConfig:
 #   H100 gelu_and_mul  4096 x 14336: flat 2048/8 119.08  1024/4 119.70  tiles 121.42 (Inductor 120.53)
 #                     16384 x 28672: flat 2048/8 929.94  1024/4 931.91  tiles 942.77 (Inductor 930.83)
 # From THROUGHPUT_ELEMENTS outputs: 8 elements a thread (the exact GELU from 4096 x 14336:
-# the tiles, or flat 2048/8 under EXACT_GELU_FLAT_GBS_PER_SM). Decode sizes: four programs a
+# the tiles, or flat 2048/8 under `S.WIDE_DRAM_GBS_PER_SM`). Decode sizes: four programs a
 # multiprocessor, 512 to 1024 elements a program (at 1 x 14336, 256 and 512 tie).
 GATED_FLAT_BLOCK = 1024
 GATED_FLAT_MIN_BLOCK = 512
 EXACT_GELU_TILES_ELEMENTS = 4096 * 14336
-EXACT_GELU_FLAT_GBS_PER_SM = 30.0
-"""DRAM GB/s a multiprocessor under which the large exact GELU stays flat (2048/8), not tiled."""
 
 
 @S.cached_config
@@ -282,7 +280,7 @@ def gated_flat_config(n_outputs: int, act: str, sm_count: int = 132,
     are faster (measurements above); `gbs_per_sm`: `S.memory_gbs_per_sm` of the GPU (read for
     the large exact GELU only)."""
     if act == "gelu" and n_outputs >= EXACT_GELU_TILES_ELEMENTS:
-        if gbs_per_sm is not None and gbs_per_sm < EXACT_GELU_FLAT_GBS_PER_SM:
+        if gbs_per_sm is not None and gbs_per_sm < S.WIDE_DRAM_GBS_PER_SM:
             return FlatConfig(2048, 8)
         return None
     if n_outputs >= THROUGHPUT_ELEMENTS:

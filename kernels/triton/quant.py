@@ -616,8 +616,6 @@ FlatConfig = S.FlatConfig
 # properties lack it, a ROCm GPU (not measured) and the interpreter take 2048/4.
 FLAT_STATIC_SMALL = 16384
 FLAT_STATIC_LARGE = 1 << 24
-FLAT_STATIC_WIDE_GBS_PER_SM = 30.0
-"""DRAM GB/s a multiprocessor from which large flat static quants run 16 elements a thread."""
 
 
 @S.cached_config
@@ -626,7 +624,7 @@ def flat_static_config(n_elements: int, gbs_per_sm: float | None = None) -> Flat
     `gbs_per_sm`: `S.memory_gbs_per_sm` of the GPU (read for large tensors only)."""
     if n_elements < FLAT_STATIC_SMALL:
         return FlatConfig(1024, 4)
-    if n_elements < FLAT_STATIC_LARGE or (gbs_per_sm is not None and gbs_per_sm < FLAT_STATIC_WIDE_GBS_PER_SM):
+    if n_elements < FLAT_STATIC_LARGE or (gbs_per_sm is not None and gbs_per_sm < S.WIDE_DRAM_GBS_PER_SM):
         return FlatConfig(2048, 8)
     return FlatConfig(2048, 4)
 
