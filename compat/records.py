@@ -9,9 +9,9 @@ Every line is one JSON object with these common keys:
     pid    process id
     ts     unix time in seconds (float)
 
-kind "ops" (written at the first flush into each log file, and again when new
-classes appear): every CustomOp class known to the process, so a report can say which
-ops were never called ("unseen"):
+kind "ops" (written with the first records into each log file, and again when new
+classes appear; a flush with nothing else to write writes no file): every CustomOp
+class known to the process, so a report can say which ops were never called ("unseen"):
     ops: [{"op": registered name, "cls": "module.QualName", "port": "ported" | "automatic"}]
 
 kind "counts" (written at every flush; deltas since the previous flush of this
@@ -61,6 +61,7 @@ import os
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -101,6 +102,13 @@ class Counter:
         increment of all (written as skipped["sampling"])."""
         self._written: tuple[int, int, dict[str, int]] = (0, 0, {})
 
+    @property
+    def unwritten(self) -> bool:
+        """Calls counted since the last flush wrote this counter."""
+        w_seen, w_compared, w_skipped = self._written
+        return (self.seen != w_seen or self.compared != w_compared or self.sampled_out != w_skipped.get("sampling", 0)
+                or any(v != w_skipped.get(k, 0) for k, v in self.skipped.items() if k != "sampling"))
+
     def skip(self, reason: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
 
@@ -129,7 +137,12 @@ def _jsonable(value: Any) -> Any:
 
 
 class Recorder:
-    """The process's observation log: buffered JSONL, one file per process."""
+    """The process's observation log: buffered JSONL, one file per process.
+
+    Records go under the report folder in effect when they were made: when
+    IRSHIM_REPORT_DIR changes (``compat.override(report_dir=...)`` included), what is
+    buffered, deferred or counted is written to the old folder first. Left unflushed, a
+    block's records would otherwise follow the setting to wherever the next flush finds it."""
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
@@ -138,6 +151,8 @@ class Recorder:
         """Hooks run first on every flush (shadow resolves deferred comparisons)."""
         self.known_classes: Callable[[], Iterable[dict[str, str]]] = lambda: ()
         """Source of the "ops" record (set by the dispatch module)."""
+        me = weakref.ref(self)
+        _flags.on_change(lambda: (r := me()) is not None and r._settings_changed())
 
     def _reset(self) -> None:
         self._pid = os.getpid()
@@ -149,6 +164,8 @@ class Recorder:
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
         self._failed_dir: str | None = None
+        self._dir = _flags.current().report_dir
+        """The report folder the next flush writes to (`_settings_changed` moves it)."""
         self.dropped = 0
 
     def after_fork_in_child(self) -> None:
@@ -190,8 +207,18 @@ class Recorder:
                 logger.exception("irshim: periodic flush of observation records failed")
 
     # -------------------------------------------------------------- writing
+    def _settings_changed(self) -> None:
+        new = _flags.current().report_dir
+        with self._lock:
+            if new == self._dir:
+                return
+            # Deferred shadow comparisons each counted a compared call: a counter shows them.
+            if self._buffer or any(c.unwritten for c in list(self._counters.values())):
+                self.flush()
+            self._dir = new
+
     def path(self) -> str:
-        folder = os.path.join(_flags.current().report_dir, run_id())
+        folder = os.path.join(self._dir, run_id())
         return os.path.join(folder, f"records-{socket.gethostname()}-{os.getpid()}.jsonl")
 
     def flush(self) -> int:
@@ -206,17 +233,19 @@ class Recorder:
         with self._lock:
             records = self._buffer
             self._buffer = []
-            path = self.path()
-            ops = self._ops_record(path)
-            if ops is not None:
-                records.insert(0, ops)
             for counter in list(self._counters.values()):
                 delta = counter.delta()
                 if delta is not None:
                     records.append(delta)
             self._last_flush = time.monotonic()
             if not records:
+                # No "ops" record alone either: a process that observed nothing (`off` mode,
+                # the default) leaves no folder behind.
                 return 0
+            path = self.path()
+            ops = self._ops_record(path)
+            if ops is not None:
+                records.insert(0, ops)
             common = {"v": SCHEMA_VERSION, "run": run_id(), "pid": os.getpid(), "ts": time.time()}
             lines = "".join(json.dumps(_jsonable({**common, **r}), allow_nan=False) + "\n" for r in records)
             try:

@@ -68,25 +68,66 @@ def test_unwritable_folder_warns_once_and_keeps_running(tmp_path, caplog):
 def test_memory_is_bounded(tmp_path, monkeypatch):
     monkeypatch.setattr(records, "MAX_BUFFERED", 100)
     monkeypatch.setattr(records, "FLUSH_RECORDS", 10**9)
-    rec = records.Recorder()
-    for i in range(250):
-        rec.add({"kind": "compare", "i": i})
-    assert len(rec._buffer) == 100 and rec.dropped == 150
     with compat.override(report_dir=tmp_path):
+        rec = records.Recorder()
+        for i in range(250):
+            rec.add({"kind": "compare", "i": i})
+        assert len(rec._buffer) == 100 and rec.dropped == 150
         assert rec.flush() == 100
     lines = [json.loads(x) for f in Path(tmp_path).rglob("*.jsonl") for x in f.read_text().splitlines()]
     assert [r["i"] for r in lines] == list(range(150, 250))
 
 
 def test_counts_are_deltas_between_flushes(tmp_path):
-    rec = records.Recorder()
-    c = rec.counter("op", "cls", "shadow")
-    c.seen += 5
-    c.skip("sampling")
     with compat.override(report_dir=tmp_path):
+        rec = records.Recorder()
+        c = rec.counter("op", "cls", "shadow")
+        c.seen += 5
+        c.skip("sampling")
         rec.flush()
         c.seen += 2
         rec.flush()
         rec.flush()
     counts = [json.loads(x) for f in Path(tmp_path).rglob("*.jsonl") for x in f.read_text().splitlines()]
     assert [(r["seen"], r["skipped"]) for r in counts] == [(5, {"sampling": 1}), (2, {})]
+
+
+def test_records_stay_in_the_folder_they_were_made_under(tmp_path):
+    """Leaving an override block unflushed does not send its records (or counts) to the
+    next folder: they are written to the block's folder when the setting changes."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    with compat.override(report_dir=first):
+        rec = records.Recorder()
+        rec.add({"kind": "compare", "i": 0})
+        rec.counter("op", "cls", "shadow").compared += 1
+    with compat.override(report_dir=second):
+        rec.add({"kind": "compare", "i": 1})
+        rec.counter("op", "cls", "shadow").seen += 1
+        with compat.override(dispatch="shadow"):  # another setting: nothing is written
+            assert not list(second.rglob("*.jsonl"))
+        rec.flush()
+
+    def lines(folder):
+        return [json.loads(x) for f in folder.rglob("*.jsonl") for x in f.read_text().splitlines()]
+
+    assert [(r["kind"], r.get("i", r.get("compared"))) for r in lines(first)] == [("compare", 0), ("counts", 1)]
+    assert [(r["kind"], r.get("i", r.get("seen"))) for r in lines(second)] == [("compare", 1), ("counts", 1)]
+
+
+def test_a_folder_change_with_nothing_recorded_writes_nothing(tmp_path):
+    rec = records.Recorder()
+    rec.counter("op", "cls", "shadow")  # counted nothing yet
+    with compat.override(report_dir=tmp_path / "a"):
+        pass
+    assert not list(tmp_path.rglob("*"))
+
+
+def test_a_process_that_observed_nothing_leaves_no_folder(tmp_path):
+    """`off` (the default) records nothing, so its exit flush writes no file (no lone "ops" record)."""
+    script = "import torch; from irshim.compat.layers import RMSNorm; RMSNorm(8)(torch.randn(2, 8))"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IRSHIM_")}
+    subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, check=True, timeout=120)
+    assert not list(tmp_path.iterdir())
+    subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=dict(env, IRSHIM_DISPATCH="shadow"),
+                   check=True, timeout=120)
+    assert [p.name for p in tmp_path.iterdir()] == ["migration_reports"]
