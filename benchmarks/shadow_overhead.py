@@ -34,6 +34,7 @@ import torch
 import torch.nn as nn
 
 import irshim.compat as compat
+from irshim.compat.records import recorder
 from irshim.compat.layers import RMSNorm, SiluAndMul
 
 
@@ -105,13 +106,22 @@ def interleaved_steps(model, x, residual, device, reports: str, pairs: int, samp
     """Single steps, off and shadow in a random order within each pair (see the docstring)."""
     order = random.Random(0)
     times: dict[str, list[float]] = {"off": [], "shadow": []}
+    compares: list[int] = []  # compared calls in each shadow step
+
+    def compared() -> int:
+        return sum(c.compared for c in list(recorder._counters.values()))
+
     with compat.override(report_dir=reports):  # one folder throughout: no flush at each switch
         for _ in range(pairs):
             for mode in ("off", "shadow") if order.random() < 0.5 else ("shadow", "off"):
                 with compat.override(dispatch=mode, shadow_sample=sample):
+                    before = compared()
                     times[mode].append(run(model, x, residual, 1, device))
+                    if mode == "shadow":
+                        compares.append(compared() - before)
         compat.flush()
     off, shadow = times["off"], times["shadow"]
+    quiet = [t for t, n in zip(shadow, compares) if n == 0]
     resample = random.Random(1)
     boot = []
     for _ in range(2000):
@@ -120,7 +130,11 @@ def interleaved_steps(model, x, residual, device, reports: str, pairs: int, samp
     boot.sort()
     return {"pairs": pairs, "off_mean_us": statistics.fmean(off), "shadow_mean_us": statistics.fmean(shadow),
             "slowdown": sum(shadow) / sum(off) - 1, "ci95": [boot[50], boot[1949]],
-            "off_median_us": statistics.median(off), "shadow_median_us": statistics.median(shadow)}
+            "off_median_us": statistics.median(off), "shadow_median_us": statistics.median(shadow),
+            # Shadow steps that compared nothing: what the sampling path alone costs.
+            "quiet_steps": len(quiet), "quiet_mean_us": statistics.fmean(quiet) if quiet else None,
+            "quiet_median_us": statistics.median(quiet) if quiet else None,
+            "times_us": times, "compares": compares}
 
 
 def main(argv=None):
@@ -192,7 +206,9 @@ def main(argv=None):
             f"in a random order): mean step off {steps['off_mean_us']:.1f} µs, shadow "
             f"{steps['shadow_mean_us']:.1f} µs; slowdown **{100 * steps['slowdown']:+.2f}%** "
             f"(95% bootstrap interval {100 * steps['ci95'][0]:+.2f}% to {100 * steps['ci95'][1]:+.2f}%; "
-            f"median steps {steps['off_median_us']:.1f} / {steps['shadow_median_us']:.1f} µs).\n\n"
+            f"median steps {steps['off_median_us']:.1f} / {steps['shadow_median_us']:.1f} µs). "
+            f"The {steps['quiet_steps']} shadow steps that compared nothing: mean {steps['quiet_mean_us']:.1f} µs, "
+            f"median {steps['quiet_median_us']:.1f} µs.\n\n"
             f"**Rounds**: median of {a.repeats} interleaved rounds of {a.steps} steps "
             "(off first in every other pair).\n\n"
             f"| mode | µs / step |\n| --- | ---: |\n| off | {off:.1f} |\n| shadow | {shadow:.1f} |\n\n"

@@ -145,8 +145,13 @@ class CustomOp(nn.Module):
         state = _on.get(cls)
         if state is None:
             state = _sampled.get(cls)
-            if state is not None:
-                return _sample_shadow(self, state, args, kwargs)
+            if state is not None:  # dispatch.sample_shadow, inlined: most calls stop at the draw
+                counter = state.counter
+                counter.seen += 1
+                if _random() >= state.sample:
+                    counter.sampled_out += 1
+                    return self._forward_method(*args, **kwargs)
+                return _run_shadow(self, state, args, kwargs, self._forward_method)
         elif not kwargs:
             bound = self._forward_method
             try:
@@ -255,5 +260,6 @@ _is_dynamo_compiling = torch.compiler.is_dynamo_compiling
 
 # The shim's entry point; imported last because dispatch reads this module.
 from .dispatch import _fast, _on, _sampled, call as _shim_call  # noqa: E402
-from .dispatch import run_refused as _run_refused, sample_shadow as _sample_shadow  # noqa: E402
+from .dispatch import _random, run_refused as _run_refused  # noqa: E402
+from .shadow import run_shadow as _run_shadow  # noqa: E402
 from .ports import Refusal as _Refusal  # noqa: E402
