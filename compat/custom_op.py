@@ -151,7 +151,7 @@ class CustomOp(nn.Module):
                 if _random() >= state.sample:
                     counter.sampled_out += 1
                     return self._forward_method(*args, **kwargs)
-                return _run_shadow(self, state, args, kwargs, self._forward_method)
+                return _shadow.run_shadow(self, state, args, kwargs, self._forward_method)
         elif not kwargs:
             bound = self._forward_method
             try:
@@ -261,5 +261,5 @@ _is_dynamo_compiling = torch.compiler.is_dynamo_compiling
 # The shim's entry point; imported last because dispatch reads this module.
 from .dispatch import _fast, _on, _sampled, call as _shim_call  # noqa: E402
 from .dispatch import _random, run_refused as _run_refused  # noqa: E402
-from .shadow import run_shadow as _run_shadow  # noqa: E402
+from . import shadow as _shadow  # noqa: E402  (the module: it may be importing this one)
 from .ports import Refusal as _Refusal  # noqa: E402

@@ -377,12 +377,13 @@ def _log_once(op: str, reason: str, level: int, msg: str, *args: Any) -> None:
     logger.log(level, msg, *args)
 
 
-# Imported last: custom_op imports this module's `_states` and `call`, and
+_random = random.Random().random
+"""The shadow sampler's draw (CustomOp.__call__ imports it: defined before custom_op is)."""
+
+# Imported last: custom_op imports this module's `_states`, `call` and `_random`, and
 # shadow imports this module, so any of them may be imported first.
 from . import custom_op as _custom_op  # noqa: E402
 from . import shadow as _shadow  # noqa: E402
-
-_random = random.Random().random
 
 BASES.append(_custom_op.CustomOp)
 _flags.on_change(_settings_changed)
