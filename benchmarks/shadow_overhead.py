@@ -138,6 +138,15 @@ def interleaved_steps(model, x, residual, device, reports: str, pairs: int, samp
 
 
 def main(argv=None):
+    a = _parser().parse_args(argv)
+    if a.grad_mode == "inference_mode":
+        with torch.inference_mode():
+            return _main(a)
+    with torch.no_grad():
+        return _main(a)
+
+
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--tokens", type=int, default=256)
@@ -152,10 +161,15 @@ def main(argv=None):
     p.add_argument("--suffix", default="", help="appended to the result files' names (e.g. _t2048)")
     p.add_argument("--profile", action="store_true",
                    help="after the measurement, print where one shadow round's host time goes (cProfile)")
-    a = p.parse_args(argv)
+    p.add_argument("--grad-mode", choices=("no_grad", "inference_mode"), default="no_grad",
+                   help="inference_mode is vLLM's: no version counters, so a compared call also tests "
+                        "on the device which inputs either side mutated")
+    return p
+
+
+def _main(a: argparse.Namespace) -> dict:
     device = torch.device(a.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    torch.set_grad_enabled(False)
     model = nn.ModuleList(DecoderMLP(a.hidden, a.inter, dtype) for _ in range(a.layers)).to(device)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(a.tokens, a.hidden, generator=g).to(device, dtype)
@@ -201,7 +215,7 @@ def main(argv=None):
     }
     text = (f"# shadow overhead: decoder MLP loop ({result['device']}, {result['dtype']})\n\n"
             f"{a.layers} layers x {a.tokens} tokens, hidden {a.hidden}, inter {a.inter}; "
-            f"IRSHIM_SHADOW_SAMPLE={a.sample}; target: shadow within +5% of off.\n\n"
+            f"IRSHIM_SHADOW_SAMPLE={a.sample}; torch.{a.grad_mode}; target: shadow within +5% of off.\n\n"
             f"**Interleaved steps** ({steps['pairs']} pairs of single synchronised steps, off and shadow "
             f"in a random order): mean step off {steps['off_mean_us']:.1f} µs, shadow "
             f"{steps['shadow_mean_us']:.1f} µs; slowdown **{100 * steps['slowdown']:+.2f}%** "

@@ -394,3 +394,17 @@ def test_shadow_under_inference_mode(case, shadow, monkeypatch):
         assert names == ["out0", "out1", "mutated:x", "mutated:residual"] and records[0]["passed"]
     else:
         assert not any(n.startswith("mutated:") for n in names)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.int64, torch.bool, torch.complex128])
+def test_changed_on_device_compares_bits(dtype):
+    """Which inputs either side mutated, under inference_mode (no version counters)."""
+    pristine = (torch.arange(6) % 2).to(dtype)
+    if dtype.is_floating_point:
+        pristine[0] = float("nan")  # a NaN left alone is no change
+    real, snap = pristine.clone(), pristine.clone()
+    from irshim.compat.shadow import _changed_on_device as changed
+    assert not changed(real, snap, pristine)
+    real[1] = ~real[1] if dtype == torch.bool else real[1] + 1
+    assert changed(real, snap, pristine) and changed(pristine.clone(), real, pristine)
+    assert changed(pristine.clone().reshape(2, 3), snap, pristine)  # a new shape is a change
