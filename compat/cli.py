@@ -206,14 +206,16 @@ def _status_data(tokens: int, hidden: int, dtype_name: str) -> dict:
     tune_setting = os.environ.get("IRSHIM_TUNE")
     os.environ["IRSHIM_TUNE"] = "off"
     try:
-        tuned = autotune.cached_choices(device)
+        # This machine's accelerator first, then its CPU (`irshim tune --device cpu` on a GPU machine).
+        tuned = [c for d in dict.fromkeys((device, "cpu")) for c in autotune.cached_choices(d)]
         ops = _op_status(IrOp.registry, tokens, hidden, dtype, device)
     finally:
         if tune_setting is None:
             os.environ.pop("IRSHIM_TUNE", None)
         else:
             os.environ["IRSHIM_TUNE"] = tune_setting
-    classes = []
+    import irshim.compat.layers  # noqa: F401  (irshim's own layers are listed even where no model imported them)
+
     classes = []
     for known in sorted(dispatch.known_classes(), key=lambda c: (c["op"], c["cls"])):
         cls = _import_qualname(known["cls"])

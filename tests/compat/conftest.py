@@ -5,6 +5,20 @@ from __future__ import annotations
 import pytest
 import torch.nn as nn
 
+from irshim.compat import auto as _auto, custom_op as _custom_op
+
+
+@pytest.fixture(autouse=True)
+def _cpu_platform(request, monkeypatch):
+    """In every test not marked `cuda`, compat sees a CPU machine: layers bind their
+    forward_cpu and automatic ops offer it as a provider. The tests build layers on CPU
+    tensors, and a class that defines forward_cpu alone (a wrong epsilon, say) would
+    otherwise bind forward_cuda on a GPU machine (ten tests failed there). The IR ops keep
+    the real platform's priority; their Triton providers refuse CPU tensors."""
+    if request.node.get_closest_marker("cuda") is None:
+        for module in (_custom_op, _auto):
+            monkeypatch.setattr(module, "device_family", lambda: "cpu")
+
 
 @pytest.fixture
 def foreign_base() -> type:

@@ -66,9 +66,9 @@ def test_on_mode_matches_the_reference_within_tolerance(name, dtype):
 
 
 def test_on_mode_rms_norm_residual_keeps_the_fused_in_place_convention(monkeypatch):
-    monkeypatch.setattr(custom_op_module, "device_family", lambda: "cuda")
-    layer = RMSNorm(32)
-    monkeypatch.undo()
+    with pytest.MonkeyPatch.context() as cuda:  # a layer bound as on a GPU: forward_cuda, in place
+        cuda.setattr(custom_op_module, "device_family", lambda: "cuda")
+        layer = RMSNorm(32)
     x, res = torch.randn(3, 32), torch.randn(3, 32)
     x0, res0 = x.clone(), res.clone()
     with compat.override(dispatch="on"):
