@@ -273,17 +273,22 @@ def test_fx_sees_the_layer_as_a_module_call(mode):
     assert [(n.op, n.target) for n in graph.nodes if n.op == "call_module"] == [("call_module", "act")]
 
 
+def _profiled_modules(model: nn.Module, x: torch.Tensor) -> list[str]:
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], with_stack=True,
+                                with_modules=True) as prof:
+        model(x)
+    return [e.name for e in prof.events() if e.name.startswith("nn.Module: ")]
+
+
 @pytest.mark.parametrize("mode", ["off", "on"])
 def test_the_profiler_sees_the_layer_as_a_module(mode):
     model, (x, _) = NormModel(), _inputs()
+    if not _profiled_modules(nn.Sequential(nn.Identity()), x):
+        # Seen on the GPU machine (torch 2.11.0+cu130): no module events for plain modules either.
+        pytest.skip("this torch's profiler reports no nn.Module events")
     with compat.override(dispatch=mode):
         model(x)
-        # CPU activity only: the module events are host-side, and on a GPU machine the default
-        # activities (CUDA included) left none of them in prof.events().
-        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], with_stack=True,
-                                    with_modules=True) as prof:
-            model(x)
-    modules = [e.name for e in prof.events() if e.name.startswith("nn.Module: ")]
+        modules = _profiled_modules(model, x)
     assert any(name.startswith("nn.Module: RMSNorm") for name in modules), modules
 
 

@@ -24,12 +24,29 @@ def shadow(tmp_path):
     def read(kind: str | None = None) -> list[dict]:
         compat.flush()
         lines = [json.loads(line) for f in Path(tmp_path).rglob("*.jsonl") for line in f.read_text().splitlines()]
+        if kind == "counts":
+            return _summed_counts(lines)
         return [r for r in lines if kind is None or r["kind"] == kind]
 
     with compat.override(dispatch="shadow", report_dir=tmp_path, shadow_sample=1, strict=False):
         compat.flush()
         yield read
         compat.flush()
+
+
+def _summed_counts(lines: list[dict]) -> list[dict]:
+    """One "counts" record per (op, cls, mode), its deltas summed, as a reader does
+    (records.py): the 10 s flush timer may split a test's counts over two records."""
+    merged: dict[tuple, dict] = {}
+    for r in lines:
+        if r["kind"] != "counts":
+            continue
+        m = merged.setdefault((r["op"], r["cls"], r["mode"]), {**r, "seen": 0, "compared": 0, "skipped": {}})
+        m["seen"] += r["seen"]
+        m["compared"] += r["compared"]
+        for reason, n in r["skipped"].items():
+            m["skipped"][reason] = m["skipped"].get(reason, 0) + n
+    return list(merged.values())
 
 
 def _ref_rms(x, w, eps):
