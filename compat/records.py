@@ -106,7 +106,8 @@ class Counter:
     def unwritten(self) -> bool:
         """Calls counted since the last flush wrote this counter."""
         w_seen, w_compared, w_skipped = self._written
-        return (self.seen != w_seen or self.compared != w_compared or self.sampled_out != w_skipped.get("sampling", 0)
+        sampling = self.skipped.get("sampling", 0) + self.sampled_out  # as `delta` writes it
+        return (self.seen != w_seen or self.compared != w_compared or sampling != w_skipped.get("sampling", 0)
                 or any(v != w_skipped.get(k, 0) for k, v in self.skipped.items() if k != "sampling"))
 
     def skip(self, reason: str) -> None:
