@@ -102,14 +102,6 @@ class Counter:
         increment of all (written as skipped["sampling"])."""
         self._written: tuple[int, int, dict[str, int]] = (0, 0, {})
 
-    @property
-    def unwritten(self) -> bool:
-        """Calls counted since the last flush wrote this counter."""
-        w_seen, w_compared, w_skipped = self._written
-        sampling = self.skipped.get("sampling", 0) + self.sampled_out  # as `delta` writes it
-        return (self.seen != w_seen or self.compared != w_compared or sampling != w_skipped.get("sampling", 0)
-                or any(v != w_skipped.get(k, 0) for k, v in self.skipped.items() if k != "sampling"))
-
     def skip(self, reason: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
 
@@ -211,12 +203,9 @@ class Recorder:
     def _settings_changed(self) -> None:
         new = _flags.current().report_dir
         with self._lock:
-            if new == self._dir:
-                return
-            # Deferred shadow comparisons each counted a compared call: a counter shows them.
-            if self._buffer or any(c.unwritten for c in list(self._counters.values())):
-                self.flush()
-            self._dir = new
+            if new != self._dir:
+                self.flush()  # to the old folder; writes no file when nothing is pending
+                self._dir = new
 
     def path(self) -> str:
         folder = os.path.join(self._dir, run_id())
