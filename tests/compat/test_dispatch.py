@@ -17,6 +17,7 @@ from irshim.compat.layers import (FastGELU, FatreluAndMul, GeluAndMul, GemmaRMSN
                                   QuickGELU, ReLUSquaredActivation, RMSNorm, SiluAndMul)
 from irshim.ir import ops
 from irshim.ir.tolerances import assert_close
+from records_reading import summed_counts  # tests/records_reading.py
 
 
 def _halves(x):
@@ -98,11 +99,8 @@ def test_on_mode_refusals_run_legacy_every_time_and_are_counted(tmp_path):
     assert all(torch.equal(out, layer.forward_native(x)) for out in outs)
     assert all(torch.equal(out, ops.rms_norm(x, plain.weight, plain.variance_epsilon)) for out in normed)
     records = [json.loads(line) for f in Path(tmp_path).rglob("*.jsonl") for line in f.read_text().splitlines()]
-    # Counts are deltas (records.py): the 10 s flush timer may split them over two records.
-    counts = [r for r in records if r["kind"] == "counts" and r["op"] == "rms_norm"]
-    seen = sum(c["seen"] for c in counts)
-    refused = sum(c["skipped"].get("port_refused", 0) for c in counts)
-    assert seen == 6 and refused == 3 and all(set(c["skipped"]) <= {"port_refused"} for c in counts), counts
+    (count,) = [r for r in summed_counts(records) if r["op"] == "rms_norm"]
+    assert count["seen"] == 6 and count["skipped"] == {"port_refused": 3}, count
 
 
 def test_ops_selection_keeps_other_ops_on_legacy(monkeypatch):

@@ -15,6 +15,7 @@ from irshim.compat import CustomOp, ShadowMismatch
 from irshim.compat import custom_op as custom_op_module
 from irshim.compat.layers import RMSNorm, SiluAndMul
 from irshim.ir import ops as ir_ops
+from records_reading import summed_counts  # tests/records_reading.py
 
 
 @pytest.fixture
@@ -25,28 +26,13 @@ def shadow(tmp_path):
         compat.flush()
         lines = [json.loads(line) for f in Path(tmp_path).rglob("*.jsonl") for line in f.read_text().splitlines()]
         if kind == "counts":
-            return _summed_counts(lines)
+            return summed_counts(lines)
         return [r for r in lines if kind is None or r["kind"] == kind]
 
     with compat.override(dispatch="shadow", report_dir=tmp_path, shadow_sample=1, strict=False):
         compat.flush()
         yield read
         compat.flush()
-
-
-def _summed_counts(lines: list[dict]) -> list[dict]:
-    """One "counts" record per (op, cls, mode), its deltas summed, as a reader does
-    (records.py): the 10 s flush timer may split a test's counts over two records."""
-    merged: dict[tuple, dict] = {}
-    for r in lines:
-        if r["kind"] != "counts":
-            continue
-        m = merged.setdefault((r["op"], r["cls"], r["mode"]), {**r, "seen": 0, "compared": 0, "skipped": {}})
-        m["seen"] += r["seen"]
-        m["compared"] += r["compared"]
-        for reason, n in r["skipped"].items():
-            m["skipped"][reason] = m["skipped"].get(reason, 0) + n
-    return list(merged.values())
 
 
 def _ref_rms(x, w, eps):
