@@ -3,13 +3,13 @@
 Order per compared call: snapshot the input tensors, run legacy on the real
 inputs (its result is what the caller gets, bit for bit), run the IR plan on
 the snapshots, then compare every output and every input that either side
-mutated, with the IR op's tolerance. The comparison is computed on the
-inputs' device without synchronising: its few numbers are fetched in one
-transfer when records are flushed (or at once on the CPU and in strict mode),
-so a GPU stream does not stall on every sampled call. So is the test of which
-inputs were mutated under torch.inference_mode (no version counters there):
-each input's entry carries an on-device flag and is dropped at resolve time if
-neither side changed it.
+mutated, with the IR op's tolerance: one `compare_pairs` call for all of them
+(one kernel launch on a GPU). Its few numbers stay on the inputs' device and
+are fetched in one transfer when records are flushed (or at once on the CPU
+and in strict mode), so a GPU stream does not stall on every sampled call. So
+is the test of which inputs were mutated under torch.inference_mode (no version
+counters there): the same call compares each such input with a pristine copy,
+and its entry is dropped at resolve time if neither side changed it.
 
 Skipped (and counted): calls not sampled, calls during CUDA-graph capture,
 calls under a tracing dispatch mode (torch.compile traces never reach here;
@@ -29,8 +29,7 @@ from typing import Any
 import torch
 
 from irshim.ir import capturing_cuda_graph, tracing
-from irshim.ir.ops.compare import tolerance_stats as _tolerance_stats
-from irshim.ir.tolerances import Tolerance
+from irshim.ir.ops.compare import compare_pairs as _compare_pairs
 
 from . import flags as _flags
 from .dispatch import ClassState, _log_once, _skip, effective_method, legacy_method_name
@@ -96,22 +95,31 @@ def run_shadow(layer: Any, state: ClassState, args: tuple, kwargs: dict, legacy)
 
     counter.compared += 1
     ours, theirs = _flatten(result), _flatten(ir_result)
-    entries = _compare_outputs(ours, theirs, plan)
+    batch = _Batch(plan)
+    entries = _compare_outputs(ours, theirs, batch)
     # An in-place method returns the inputs it mutated (vLLM's fused norm returns x
     # and residual): that pair was just compared as an output, so its mutation entry
-    # reuses those figures instead of launching the same comparison again.
+    # reuses those figures instead of comparing the same tensors again.
     as_output = {(id(a), id(b)): e for a, b, e in zip(ours, theirs, entries)} if len(ours) == len(theirs) else {}
     for name, real, snap, v_real, v_snap in inputs:
-        # Inference tensors (no version counter) are compared with their pristine copy on
-        # the device: the entry is kept at resolve time only if either side changed them,
-        # so that deciding costs no device synchronisation.
-        changed = _changed_on_device(real, snap, v_real) if isinstance(v_real, torch.Tensor) else None
-        if changed is None and _version(real) == v_real and _version(snap) == v_snap:
+        # Inference tensors (no version counter) carry their pristine copy: the kernel that
+        # compares the pair also tells whether either side changed it, and the entry is kept
+        # at resolve time only if one did, so that deciding costs no device synchronisation.
+        pristine = v_real if isinstance(v_real, torch.Tensor) else None
+        if pristine is None and _version(real) == v_real and _version(snap) == v_snap:
             continue
         same = as_output.get((id(real), id(snap)))
-        entries.append(_compare(f"mutated:{name}", real, snap, plan, changed) if same is None
-                       else _Entry({**same.fields, "name": f"mutated:{name}"}, same.device_stats, same.tol, changed))
-    pending = _Pending(base, entries, timer, has_ir_time=True, state=state, strict=flags.strict)
+        entries.append(batch.compare(f"mutated:{name}", real, snap, pristine) if same is None
+                       else batch.share(same, f"mutated:{name}", pristine))
+    try:
+        rows = batch.run()
+    except Exception as exc:  # irshim's own comparison failed: recorded, the model goes on
+        rows, note = None, f"comparison raised {type(exc).__name__}: {str(exc)[:500]}"
+        entries = [_Entry({**e.fields, "passed": False, "note": note}) if e.row is not None else e for e in entries]
+        _log_once(state.op, f"compare:{type(exc).__name__}", logging.WARNING,
+                  "irshim shadow: comparing the results of %s raised %s: %s; the legacy result was used",
+                  state.op, type(exc).__name__, exc)
+    pending = _Pending(base, entries, timer, has_ir_time=True, state=state, strict=flags.strict, rows=rows)
     if flags.strict or not timer.cuda:
         pending.resolve()
     else:
@@ -151,31 +159,6 @@ def _snapshot(args: tuple, kwargs: dict, names: tuple[str, ...]):
     snap_args = tuple(snap(a, names[i] if i < len(names) else f"arg{i}") for i, a in enumerate(args))
     snap_kwargs = {k: snap(v, k) for k, v in kwargs.items()}
     return snap_args, snap_kwargs, mapping, inputs
-
-
-_BITS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
-"""Element size -> the integer dtype a tensor's bits are compared as."""
-
-
-def _changed_on_device(real: torch.Tensor, snap: torch.Tensor, pristine: torch.Tensor) -> torch.Tensor:
-    """A 0-d bool tensor, computed where the tensors live: legacy changed `real` or the
-    IR side changed `snap` (both started as copies of `pristine`). Their bits are compared:
-    a NaN left alone is unchanged, and four kernel launches do it on a GPU where comparing
-    values NaN-aware took fourteen (a compared call of an in-place layer under
-    inference_mode, vLLM's mode, made two of these)."""
-    if real.shape != pristine.shape or snap.shape != pristine.shape:  # resized in place
-        return torch.ones((), dtype=torch.bool, device=real.device)
-    bits = _BITS.get(real.element_size()) if real.dtype == snap.dtype == pristine.dtype else None
-    if bits is None:  # complex128, or a dtype changed in place: compare values
-        return ~(_equal(real, pristine) & _equal(snap, pristine))
-    p = pristine.view(bits)
-    return torch.ne(real.view(bits), p).logical_or_(torch.ne(snap.view(bits), p)).any()
-
-
-def _equal(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    if a.is_floating_point() or a.is_complex():
-        return torch.eq(a, b).logical_or_(a.isnan() & b.isnan()).all()
-    return torch.eq(a, b).all()
 
 
 _names_cache: dict[type, tuple[str, ...]] = {}
@@ -226,35 +209,42 @@ class _Timer:
 
     def mark(self) -> None:
         if self.cuda:
-            event = torch.cuda.Event(enable_timing=True)
+            try:
+                event = _free_events[self.stream.device_index].pop()
+            except (KeyError, IndexError):
+                event = torch.cuda.Event(enable_timing=True)
             event.record(self.stream)
             self.marks.append(event)
         else:
             self.marks.append(time.perf_counter())
 
     def spans_us(self) -> list[float]:
+        """µs between consecutive marks (once: CUDA events go back to the pool)."""
         if self.cuda:
             self.marks[-1].synchronize()
-            return [a.elapsed_time(b) * 1e3 for a, b in zip(self.marks, self.marks[1:])]
+            spans = [a.elapsed_time(b) * 1e3 for a, b in zip(self.marks, self.marks[1:])]
+            _free_events.setdefault(self.stream.device_index, []).extend(self.marks)
+            self.marks = []
+            return spans
         return [(b - a) * 1e6 for a, b in zip(self.marks, self.marks[1:])]
+
+
+_free_events: dict[int, list[torch.cuda.Event]] = {}
+"""Device index -> CUDA events whose times were read, for reuse: a fresh event per mark
+also created and destroyed a CUDA event each time. At most MAX_PENDING calls' worth."""
 
 
 # ------------------------------------------------------------- comparison
 class _Entry:
-    __slots__ = ("fields", "device_stats", "tol", "keep_if")
+    __slots__ = ("fields", "row", "if_changed")
 
-    def __init__(self, fields: dict[str, Any], device_stats: torch.Tensor | None, tol: Tolerance | None,
-                 keep_if: torch.Tensor | None = None):
-        self.fields, self.device_stats, self.tol = fields, device_stats, tol
-        self.keep_if = keep_if
-        """A 0-d bool tensor: the entry is recorded only if it holds (mutation entries of
-        inference tensors, decided at resolve time)."""
-
-    def device_numbers(self) -> torch.Tensor | None:
-        """What resolve fetches: the stats, then the keep_if flag when there is one."""
-        if self.keep_if is None or self.device_stats is None:
-            return self.device_stats
-        return torch.cat([self.device_stats.float(), self.keep_if.to(torch.float32).reshape(1)])
+    def __init__(self, fields: dict[str, Any], row: int | None = None, if_changed: bool = False):
+        self.fields = fields
+        self.row = row
+        """The entry's row of its call's `compare_pairs` result (None: no figures to fetch)."""
+        self.if_changed = if_changed
+        """Recorded only if the row's `changed` field says either side changed the input
+        (mutation entries of inference tensors, decided at resolve time)."""
 
 
 def _flatten(value: Any) -> list[Any]:
@@ -265,46 +255,87 @@ def _flatten(value: Any) -> list[Any]:
     return [value]
 
 
-def _compare_outputs(ours: list[Any], theirs: list[Any], plan: Any) -> list[_Entry]:
+def _compare_outputs(ours: list[Any], theirs: list[Any], batch: _Batch) -> list[_Entry]:
     """Entries comparing the flattened IR outputs with legacy's."""
     if len(ours) != len(theirs):
         return [_Entry({"name": "out", "passed": False,
-                        "note": f"legacy returned {len(ours)} outputs, IR path {len(theirs)}"}, None, None)]
-    return [_compare(f"out{i}", a, b, plan) for i, (a, b) in enumerate(zip(ours, theirs))]
+                        "note": f"legacy returned {len(ours)} outputs, IR path {len(theirs)}"})]
+    return [batch.compare(f"out{i}", a, b) for i, (a, b) in enumerate(zip(ours, theirs))]
 
 
-def _compare(name: str, legacy: Any, ir: Any, plan: Any, keep_if: torch.Tensor | None = None) -> _Entry:
-    """Entry comparing IR value `ir` against the legacy value (the reference)."""
-    if not isinstance(legacy, torch.Tensor) or not isinstance(ir, torch.Tensor):
-        same = type(legacy) is type(ir) and legacy == ir
-        return _Entry({"name": name, "passed": bool(same),
-                       **({} if same else {"note": f"legacy {legacy!r:.80} != IR {ir!r:.80}"})}, None, None)
-    fields: dict[str, Any] = {"name": name, "shape": list(legacy.shape),
-                              "dtype": str(legacy.dtype).removeprefix("torch."), "numel": legacy.numel()}
-    if legacy.shape != ir.shape:
-        fields.update(passed=False, note=f"IR shape {list(ir.shape)} != legacy {list(legacy.shape)}")
-        return _Entry(fields, None, None)  # recorded whatever keep_if says: a shape change is a change
-    if legacy.dtype != ir.dtype:
-        fields["note"] = f"IR dtype {ir.dtype} != legacy {legacy.dtype}"
-    tol = plan.tolerance(legacy.dtype)
-    fields.update(atol=tol.atol, rtol=tol.rtol)
-    with torch.no_grad():
-        # One IR op computes every figure (one kernel launch per output on a GPU).
-        stats = _tolerance_stats(ir.detach().to(legacy.device), legacy.detach(), tol.atol, tol.rtol)
-    return _Entry(fields, stats, tol, keep_if)
+class _Batch:
+    """The tensor pairs of one compared call, compared by one `compare_pairs` call (one
+    kernel launch on a GPU for up to four pairs, where a launch per pair and four per
+    mutation test took twelve for a norm with residual under inference_mode)."""
+
+    __slots__ = ("plan", "actual", "expected", "baseline", "atol", "rtol")
+
+    def __init__(self, plan: Any):
+        self.plan = plan
+        self.actual: list[torch.Tensor] = []
+        self.expected: list[torch.Tensor] = []
+        self.baseline: list[torch.Tensor | None] = []
+        self.atol: list[float] = []
+        self.rtol: list[float] = []
+
+    def compare(self, name: str, legacy: Any, ir: Any, pristine: torch.Tensor | None = None) -> _Entry:
+        """Entry comparing IR value `ir` against the legacy value (the reference); with
+        `pristine`, recorded only if either side differs from it."""
+        if not isinstance(legacy, torch.Tensor) or not isinstance(ir, torch.Tensor):
+            same = type(legacy) is type(ir) and legacy == ir
+            return _Entry({"name": name, "passed": bool(same),
+                           **({} if same else {"note": f"legacy {legacy!r:.80} != IR {ir!r:.80}"})})
+        fields: dict[str, Any] = {"name": name, "shape": list(legacy.shape),
+                                  "dtype": str(legacy.dtype).removeprefix("torch."), "numel": legacy.numel()}
+        if legacy.shape != ir.shape:
+            fields.update(passed=False, note=f"IR shape {list(ir.shape)} != legacy {list(legacy.shape)}")
+            return _Entry(fields)  # recorded whatever the pristine copy says: a shape change is a change
+        if legacy.dtype != ir.dtype:
+            fields["note"] = f"IR dtype {ir.dtype} != legacy {legacy.dtype}"
+        if pristine is not None and pristine.shape != legacy.shape:
+            pristine = None  # resized in place: changed, recorded
+        tol = self.plan.tolerance(legacy.dtype)
+        fields.update(atol=tol.atol, rtol=tol.rtol)
+        self.actual.append(ir.to(legacy.device))
+        self.expected.append(legacy)
+        self.baseline.append(pristine)
+        self.atol.append(tol.atol)
+        self.rtol.append(tol.rtol)
+        return _Entry(fields, len(self.actual) - 1, pristine is not None)
+
+    def share(self, entry: _Entry, name: str, pristine: torch.Tensor | None) -> _Entry:
+        """A mutation entry with the figures of output `entry` (the same tensors), its
+        pristine copy attached to that row."""
+        fields = {**entry.fields, "name": name}
+        if entry.row is None or pristine is None or pristine.shape != self.expected[entry.row].shape:
+            return _Entry(fields, entry.row)
+        self.baseline[entry.row] = pristine
+        return _Entry(fields, entry.row, True)
+
+    def run(self) -> torch.Tensor | None:
+        """The [pairs, 5] figures on the inputs' device (None: no pair), not fetched."""
+        if not self.actual:
+            return None
+        args = (self.actual, self.expected, self.baseline, self.atol, self.rtol)
+        if torch.is_grad_enabled():
+            with torch.no_grad():
+                return _compare_pairs(*args)
+        return _compare_pairs(*args)
 
 
 class _Pending:
     """A compare/error record waiting for its device numbers."""
 
     def __init__(self, base: dict[str, Any], entries: list[_Entry], timer: _Timer, has_ir_time: bool,
-                 state: ClassState | None = None, strict: bool = False):
+                 state: ClassState | None = None, strict: bool = False, rows: torch.Tensor | None = None):
         self.base, self.entries, self.timer, self.has_ir_time = base, entries, timer, has_ir_time
         self.state, self.strict = state, strict
+        self.rows = rows
+        """The call's `compare_pairs` figures, on the device until resolved."""
 
-    def resolve(self, stats: list[list[float]] | None = None) -> dict[str, Any]:
-        if stats is None:
-            stats = [_fetch(e.device_numbers()) for e in self.entries]
+    def resolve(self, rows: list[list[float]] | None = None) -> dict[str, Any]:
+        if rows is None:
+            rows = self.rows.tolist() if self.rows is not None else []
         spans = self.timer.spans_us()
         record = dict(self.base)
         if record["kind"] == "error":
@@ -312,14 +343,13 @@ class _Pending:
             recorder.add(record)
             return record
         outputs = []
-        for entry, numbers in zip(self.entries, stats):
-            if entry.keep_if is not None and numbers is not None:
-                numbers, keep = numbers[:4], numbers[4]
-                if not keep:
-                    continue
+        for entry in self.entries:
+            numbers = rows[entry.row] if entry.row is not None else None
+            if entry.if_changed and not numbers[4]:
+                continue
             fields = dict(entry.fields)
             if numbers is not None:
-                max_abs, max_rel, n_out, nonfinite = numbers
+                max_abs, max_rel, n_out, nonfinite, _ = numbers
                 fields.update(max_abs=max_abs, max_rel=max_rel, n_outside=int(n_out),
                               nonfinite_mismatch=bool(nonfinite))
                 fields["passed"] = n_out == 0 and not nonfinite and "note" not in fields
@@ -347,10 +377,6 @@ class _Pending:
         _log_once(record["op"], "mismatch", logging.WARNING, "%s", msg)
 
 
-def _fetch(numbers: torch.Tensor | None) -> list[float] | None:
-    return numbers.tolist() if numbers is not None else None
-
-
 _pending: list[_Pending] = []
 _pending_lock = threading.Lock()
 
@@ -370,26 +396,20 @@ def resolve_pending() -> int:
         _pending.clear()
     if not batch:
         return 0
-    entries = [e for p in batch for e in p.entries]
-    by_device: dict[torch.device, list[int]] = {}
-    for i, e in enumerate(entries):
-        if e.device_stats is not None:
-            by_device.setdefault(e.device_stats.device, []).append(i)
-    values: list[list[float] | None] = [None] * len(entries)
-    for indices in by_device.values():
-        # Every entry's stats in one stack, every keep_if flag in another: a few launches
-        # and two transfers for the whole batch, where a row each (padded to one width)
-        # cost a launch or two per entry.
-        stats = torch.stack([entries[i].device_stats.float() for i in indices]).cpu().tolist()
-        flagged = [i for i in indices if entries[i].keep_if is not None]
-        flags = torch.stack([entries[i].keep_if for i in flagged]).cpu().tolist() if flagged else []
-        for i, row in zip(indices, stats):
-            values[i] = row
-        for i, flag in zip(flagged, flags):
-            values[i] = [*values[i], float(flag)]
-    it = iter(values)
+    by_device: dict[torch.device, list[_Pending]] = {}
     for p in batch:
-        p.resolve([next(it) for _ in p.entries])
+        if p.rows is not None:
+            by_device.setdefault(p.rows.device, []).append(p)
+    fetched: dict[int, list[list[float]]] = {}
+    for group in by_device.values():
+        # Every call's rows in one tensor: one launch and one transfer per device for the batch.
+        values = torch.cat([p.rows for p in group]).tolist()
+        start = 0
+        for p in group:
+            fetched[id(p)] = values[start:start + len(p.rows)]
+            start += len(p.rows)
+    for p in batch:
+        p.resolve(fetched.get(id(p), []))
     return len(batch)
 
 

@@ -15,7 +15,7 @@ from .activation import (  # noqa: F401
     relu2,
     silu_and_mul,
 )
-from .compare import tolerance_stats  # noqa: F401
+from .compare import compare_pairs, tolerance_stats  # noqa: F401
 from .layernorm import fused_add_rms_norm, gemma_fused_add_rms_norm, gemma_rms_norm, rms_norm  # noqa: F401
 from .quant import (  # noqa: F401
     dynamic_per_token_scaled_fp8_quant,

@@ -15,6 +15,8 @@ from ..op import register_op
 
 STATS = ("max_abs", "max_rel", "n_outside", "nonfinite_mismatch")
 """The fields of `tolerance_stats`' result, in order."""
+PAIR_FIELDS = (*STATS, "changed")
+"""The fields of a `compare_pairs` row, in order."""
 
 
 @register_op
@@ -48,6 +50,48 @@ def tolerance_stats(actual: Tensor, expected: Tensor, atol: float, rtol: float) 
     return stats.to(torch.float32)
 
 
+def _bits_differ(x: Tensor, base: Tensor) -> Tensor:
+    """0-d bool: x differs from `base` bit for bit (values, NaN-aware, when their dtypes differ)."""
+    if x.shape != base.shape:
+        return torch.ones((), dtype=torch.bool, device=x.device)
+    bits = _BITS.get(x.element_size()) if x.dtype == base.dtype else None
+    if bits is None:  # complex128 (no integer view), or dtypes that differ
+        same = torch.eq(x, base)
+        if x.is_floating_point() or x.is_complex():
+            same = same | (x.isnan() & base.isnan())
+        return ~same.all()
+    return torch.ne(x.view(bits), base.view(bits)).any()
+
+
+_BITS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+"""Element size -> the integer dtype a tensor's bits are compared as."""
+
+
+@register_op
+def compare_pairs(actual: list[Tensor], expected: list[Tensor], baseline: list[Tensor | None],
+                  atol: list[float], rtol: list[float]) -> Tensor:
+    """float32 [n, 5]: row i is `tolerance_stats(actual[i], expected[i], atol[i], rtol[i])`
+    and a fifth field, 1 where baseline[i] is given and actual[i] or expected[i] differs
+    from it bit for bit (a NaN left alone is unchanged, -0.0 written over 0.0 is changed).
+
+    Every figure of one shadow-mode compared call at once: a provider can compute them
+    all in one kernel launch (the fifth field is how shadow mode tells, without a device
+    synchronisation, whether either side mutated an input that has no version counter).
+    """
+    n = len(actual)
+    if not (len(expected) == len(baseline) == len(atol) == len(rtol) == n):
+        raise ValueError(f"compare_pairs: lists of different lengths ({n}, {len(expected)}, {len(baseline)}, "
+                         f"{len(atol)}, {len(rtol)})")
+    rows = []
+    for a, e, base, at, rt in zip(actual, expected, baseline, atol, rtol):
+        if a.shape != e.shape:
+            raise ValueError(f"compare_pairs: actual {list(a.shape)} and expected {list(e.shape)} differ in shape")
+        changed = (_bits_differ(a, base) | _bits_differ(e, base)) if base is not None else torch.zeros(
+            (), dtype=torch.bool, device=e.device)
+        rows.append(torch.cat([tolerance_stats.native(a, e, at, rt), changed.to(torch.float32).reshape(1)]))
+    return torch.stack(rows) if rows else torch.zeros(0, len(PAIR_FIELDS))
+
+
 @tolerance_stats.register_input_generator
 def _inputs(num_tokens, hidden_size, dtype, device="cpu"):
     g = torch.Generator().manual_seed(0)
@@ -59,3 +103,12 @@ def _inputs(num_tokens, hidden_size, dtype, device="cpu"):
 tolerance_stats.override_tolerance(
     torch.float32, atol=0.0, rtol=1e-6,
     reason="maxima and counts are exact; the float32 division of the relative error may differ by an ulp")
+
+
+@compare_pairs.register_input_generator
+def _pair_inputs(num_tokens, hidden_size, dtype, device="cpu"):
+    actual, expected, atol, rtol = _inputs(num_tokens, hidden_size, dtype, device)
+    return [actual, expected], [expected, actual], [None, expected.clone()], [atol, atol], [rtol, rtol]
+
+
+compare_pairs.override_tolerance(torch.float32, atol=0.0, rtol=1e-6, reason="as tolerance_stats")

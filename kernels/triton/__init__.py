@@ -14,7 +14,7 @@ from irshim.ir.priority import set_platform_default
 
 from . import activation, compare, layernorm, quant, rope  # noqa: F401  (compare registers, OPS below)
 
-OPS = (*layernorm.OPS, *activation.OPS, *quant.OPS, *rope.OPS, "tolerance_stats")
+OPS = (*layernorm.OPS, *activation.OPS, *quant.OPS, *rope.OPS, *compare.OPS)
 """Names of the IR ops that have a ``triton`` provider."""
 
 for _name in OPS:

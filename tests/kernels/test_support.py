@@ -135,3 +135,16 @@ def test_memory_gbs_per_sm_from_the_device_properties(monkeypatch):
     finally:
         S._memory_gbs_per_sm.cache_clear()
     assert S.memory_gbs_per_sm(torch.empty(4)) is None
+
+
+def test_every_op_with_a_triton_provider_puts_it_first_on_cuda():
+    """kernels.triton's OPS lists them all: an op left out runs native on a GPU."""
+    import irshim.ir as ir
+    from irshim.ir import priority
+    from irshim.ir.op import IrOp
+
+    ir.load_providers()
+    with_triton = [name for name, op in IrOp.registry.items() if "triton" in op._impls]
+    assert "compare_pairs" in with_triton
+    for name in with_triton:
+        assert priority.requested(name, "cuda")[0][0] == "triton", name
