@@ -21,21 +21,25 @@ def _halves(x: Tensor) -> tuple[Tensor, Tensor]:
     if x.shape[-1] % 2:
         raise ValueError(f"gated activations split the last dimension in halves; got odd size {x.shape[-1]}")
     d = x.shape[-1] // 2
-    return x[..., :d].float(), x[..., d:].float()
+    # One conversion of the whole row, and the product below written into the activation's
+    # fresh result: on the 2-core dev VM's CPU, silu_and_mul of 1-128 tokens x 2 x 704 bf16
+    # took 5-13% less (IR-path calls of the CPU demo had measured 1.05-1.13x legacy's time).
+    x32 = x.float()
+    return x32[..., :d], x32[..., d:]
 
 
 @register_op
 def silu_and_mul(x: Tensor) -> Tensor:
     """silu(a) * b, where a, b are the halves of the last dimension."""
     a, b = _halves(x)
-    return (F.silu(a) * b).to(x.dtype)
+    return F.silu(a).mul_(b).to(x.dtype)
 
 
 @register_op
 def mul_and_silu(x: Tensor) -> Tensor:
     """a * silu(b), where a, b are the halves of the last dimension."""
     a, b = _halves(x)
-    return (a * F.silu(b)).to(x.dtype)
+    return F.silu(b).mul_(a).to(x.dtype)
 
 
 @register_op
@@ -44,14 +48,14 @@ def gelu_and_mul(x: Tensor, approximate: str = "none") -> Tensor:
     if approximate not in _GELU_APPROXIMATIONS:
         raise ValueError(f"approximate must be one of {_GELU_APPROXIMATIONS}, got {approximate!r}")
     a, b = _halves(x)
-    return (F.gelu(a, approximate=approximate) * b).to(x.dtype)
+    return F.gelu(a, approximate=approximate).mul_(b).to(x.dtype)
 
 
 @register_op
 def fatrelu_and_mul(x: Tensor, threshold: float) -> Tensor:
     """(a if a > threshold else 0) * b."""
     a, b = _halves(x)
-    return (torch.where(a > threshold, a, 0.0) * b).to(x.dtype)
+    return torch.where(a > threshold, a, 0.0).mul_(b).to(x.dtype)
 
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)

@@ -138,10 +138,12 @@ def test_gated_activations(dtype, shape_id, layout, case):
     reference, extra = GATED[case]
     lead, hidden = SHAPES[shape_id]
     x = make((*lead, 2 * hidden), dtype, layout)
+    before = x.clone()
     out = ir.get_op(name)(x, *extra)
     d = hidden
     expected = reference(x[..., :d].double(), x[..., d:].double())
     assert out.shape == (*lead, d) and out.dtype == dtype
+    assert torch.equal(x, before)  # (float32: the halves are views of x, the product is written in place)
     assert_close(out, expected, ir.get_op(name).tolerance(dtype), what=case)
 
 
