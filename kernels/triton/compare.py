@@ -1,13 +1,13 @@
 """Triton providers of `tolerance_stats` and `compare_pairs`: every comparison figure in one pass.
 
-One kernel compares up to `SLOTS` pairs of tensors in one launch: the grid runs
+One kernel compares up to `SLOTS` (two) pairs of tensors in one launch: the grid runs
 over the blocks of every pair, each program reduces one block of one pair to
 partial figures and folds them into that pair's five-float row with atomics
 (max of non-negative floats, sums). `tolerance_stats` is a one-pair launch;
-`compare_pairs` launches once per `SLOTS` pairs: a shadow-mode compared call
-of a norm with residual under inference_mode went from 12 kernel launches (two
-stats launches and their zeroed outputs, four launches for each mutation flag)
-to two (benchmarks/results/shadow_call_breakdown*.md).
+`compare_pairs` launches once per two pairs: a shadow-mode compared call of a
+norm with residual under inference_mode went from 12 kernel launches (two stats
+launches and their zeroed outputs, four launches for each mutation flag) to two
+(benchmarks/results/shadow_call_breakdown*.md).
 """
 
 from __future__ import annotations
@@ -30,9 +30,11 @@ OPS = ("tolerance_stats", "compare_pairs")
 # ~25 µs on an H200, where launches, not bandwidth, bound the typical sizes.
 BLOCK = 4096
 NUM_WARPS = 8
-SLOTS = 4
-"""Pairs a launch takes: a compared call's outputs and mutated inputs are rarely more
-(a norm with residual has two of each, and they share rows when the layer works in place)."""
+SLOTS = 2
+"""Pairs a launch takes. A launch's host cost grows with its arguments, ~0.6 µs each on the
+H100 machine's host (an empty kernel: 10-14 µs with 1 argument, 25-34 µs with 28); two slots
+(14 arguments) fit the usual compared call: a norm with residual compares two pairs (its
+mutated inputs are its outputs), an activation one, RoPE under inference_mode four."""
 FIELDS = 5
 
 
@@ -85,27 +87,20 @@ def _pair_block(
 
 # Sizes and block offsets are not specialised on (n % 16, n == 1): every new size would
 # otherwise compile a variant, ~0.1-0.3 s inside a sampled call of a running model.
-@triton.jit(do_not_specialize=["n0", "n1", "n2", "n3", "start1", "start2", "start3"])
+@triton.jit(do_not_specialize=["n0", "n1", "start1"])
 def _pairs_kernel(
     out_ptr,                      # float32 [SLOTS, 5], zeroed
     a0, e0, b0, n0, atol0, rtol0,
     a1, e1, b1, n1, atol1, rtol1,
-    a2, e2, b2, n2, atol2, rtol2,
-    a3, e3, b3, n3, atol3, rtol3,
-    start1, start2, start3,       # first block of pairs 1-3 (unused pairs: the grid's size)
-    BASE0: tl.constexpr, BASE1: tl.constexpr, BASE2: tl.constexpr, BASE3: tl.constexpr,
-    BITS0: tl.constexpr, BITS1: tl.constexpr, BITS2: tl.constexpr, BITS3: tl.constexpr,
+    start1,                       # first block of pair 1 (unused: the grid's size)
+    BASE0: tl.constexpr, BASE1: tl.constexpr, BITS0: tl.constexpr, BITS1: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
     pid = tl.program_id(0)
     if pid < start1:
         _pair_block(a0, e0, b0, out_ptr, pid, n0, atol0, rtol0, BASE0, BITS0, BLOCK)
-    elif pid < start2:
-        _pair_block(a1, e1, b1, out_ptr + 5, pid - start1, n1, atol1, rtol1, BASE1, BITS1, BLOCK)
-    elif pid < start3:
-        _pair_block(a2, e2, b2, out_ptr + 10, pid - start2, n2, atol2, rtol2, BASE2, BITS2, BLOCK)
     else:
-        _pair_block(a3, e3, b3, out_ptr + 15, pid - start3, n3, atol3, rtol3, BASE3, BITS3, BLOCK)
+        _pair_block(a1, e1, b1, out_ptr + 5, pid - start1, n1, atol1, rtol1, BASE1, BITS1, BLOCK)
 
 
 def _launch(out: Tensor, actual, expected, baseline, atol, rtol) -> None:
@@ -120,15 +115,13 @@ def _launch(out: Tensor, actual, expected, baseline, atol, rtol) -> None:
         flags.append((b is not None, 8 * a.element_size()))
     if blocks == 0:
         return
-    first = slots[:6]
-    for _ in range(SLOTS - len(flags)):  # unused slots: never reached (their first block is the grid's size)
-        slots += first
+    if len(flags) < SLOTS:  # the unused slot is never reached (its first block is the grid's size)
+        slots += slots[:6]
         starts.append(blocks)
         flags.append((False, 32))
     _pairs_kernel[(blocks,)](
-        out, *slots, *starts[1:],
-        BASE0=flags[0][0], BASE1=flags[1][0], BASE2=flags[2][0], BASE3=flags[3][0],
-        BITS0=flags[0][1], BITS1=flags[1][1], BITS2=flags[2][1], BITS3=flags[3][1],
+        out, *slots, starts[1],
+        BASE0=flags[0][0], BASE1=flags[1][0], BITS0=flags[0][1], BITS1=flags[1][1],
         BLOCK=BLOCK, num_warps=NUM_WARPS,
     )
 

@@ -109,7 +109,7 @@ CASES = [("none", 37, torch.bfloat16), ("untouched", 5000, torch.float32), ("exp
          ("perturbed", 64, torch.uint8), ("negative_zero", 9, torch.float32), ("none", 5, torch.float64)]
 
 
-@pytest.mark.parametrize("count", [1, 4, 5, 7, 9, len(CASES) - 1, len(CASES)])  # a launch takes four pairs
+@pytest.mark.parametrize("count", [1, 2, 3, 4, 7, len(CASES) - 1, len(CASES)])  # a launch takes two pairs
 def test_pairs_against_reference(count):
     cases = [_pair_case(kind, n, dtype, seed) for seed, (kind, n, dtype) in enumerate(CASES[:count])]
     atol = [1e-2 * (i + 1) for i in range(count)]

@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Host cost of a Triton launch against its argument count, and of the comparison kernel's launches.
+
+Why `kernels/triton/compare.py` takes two pairs a launch: empty kernels with 1, 14 and 28
+arguments, then `compare_pairs`' launcher and the ops around it, on a [256, 4096] bf16 pair.
+Host clock, 500 launches a repeat synchronised at both ends, median of 15 repeats.
+
+    python benchmarks/triton_launch_cost.py      # needs a CUDA GPU
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+import triton
+
+import irshim.ir as ir
+from irshim.kernels.triton import compare as C
+
+
+@triton.jit
+def _one_arg(a):
+    pass
+
+
+@triton.jit
+def _fourteen_args(o, a0, e0, b0, n0, t0, r0, a1, e1, b1, n1, t1, r1, s1):
+    pass
+
+
+@triton.jit
+def _twenty_eight_args(o, a0, e0, b0, n0, t0, r0, a1, e1, b1, n1, t1, r1, a2, e2, b2, n2, t2, r2,
+                       a3, e3, b3, n3, t3, r3, s1, s2, s3):
+    pass
+
+
+def _timed(fn, n: int = 500, repeats: int = 15) -> float:
+    per = []
+    for _ in range(repeats):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        torch.cuda.synchronize()
+        per.append((time.perf_counter() - t0) / n * 1e6)
+    return statistics.median(per)
+
+
+def main() -> None:
+    ir.load_providers()
+    x = torch.randn(256, 4096, device="cuda", dtype=torch.bfloat16)
+    y, b = x + 0.01, x.clone()
+    out = torch.zeros(4, C.FIELDS, device="cuda")
+    pair = [x, y, b, 100, 0.1, 0.1]
+    rows = {
+        "empty kernel, 1 argument": lambda: _one_arg[(1,)](x),
+        "empty kernel, 14 arguments": lambda: _fourteen_args[(1,)](out, *pair * 2, 1),
+        "empty kernel, 28 arguments": lambda: _twenty_eight_args[(1,)](out, *pair * 4, 1, 1, 1),
+        "torch.zeros(4, 5)": lambda: torch.zeros(4, C.FIELDS, device="cuda"),
+        "compare launcher, 1 pair": lambda: C._launch(out, (y,), (x,), (None,), (0.01,), (0.01,)),
+        "compare launcher, 2 pairs with baselines": lambda: C._launch(out, (y, y), (x, x), (b, b), (0.01, 0.01),
+                                                                      (0.01, 0.01)),
+        "compare_pairs op, 2 pairs with baselines": lambda: ir.ops.compare_pairs([y, y], [x, x], [b, b], [0.01, 0.01],
+                                                                                 [0.01, 0.01]),
+        "tolerance_stats op, 1 pair": lambda: ir.ops.tolerance_stats(y, x, 0.01, 0.01),
+    }
+    print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, triton {triton.__version__}")
+    for name, fn in rows.items():
+        fn()  # compile
+        print(f"{name:45s} {_timed(fn):7.1f} µs")
+
+
+if __name__ == "__main__":
+    main()
