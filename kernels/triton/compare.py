@@ -31,8 +31,9 @@ OPS = ("tolerance_stats", "compare_pairs")
 BLOCK = 4096
 NUM_WARPS = 8
 SLOTS = 2
-"""Pairs a launch takes. A launch's host cost grows with its arguments, ~0.6 µs each on the
-H100 machine's host (an empty kernel: 10-14 µs with 1 argument, 25-34 µs with 28); two slots
+"""Pairs a launch takes. A launch's host cost grows with its arguments, 0.4-0.9 µs each on the
+H100 machine's host (benchmarks/results/triton_launch_cost_h100.md: an empty kernel took
+10.2 / 15.5 / 21.5 µs with 1 / 14 / 28 arguments); two slots
 (14 arguments) fit the usual compared call: a norm with residual compares two pairs (its
 mutated inputs are its outputs), an activation one, RoPE under inference_mode four."""
 FIELDS = 5
