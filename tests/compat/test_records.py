@@ -131,3 +131,17 @@ def test_a_process_that_observed_nothing_leaves_no_folder(tmp_path):
     subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=dict(env, IRSHIM_DISPATCH="shadow"),
                    check=True, timeout=120)
     assert [p.name for p in tmp_path.iterdir()] == ["migration_reports"]
+
+
+def test_non_finite_figures_are_written_as_null(tmp_path):
+    with compat.override(report_dir=tmp_path):
+        rec = records.Recorder()
+        rec.add({"kind": "compare", "op": "op", "outputs": [{"max_abs": float("inf"), "max_rel": float("nan"),
+                                                             "n_outside": 3}], "legacy_us": 1.5, "shape": (2, 3)})
+        rec.add({"kind": "compare", "op": "op", "outputs": [{"max_abs": 0.25}], "ir_us": 2.0})
+        rec.flush()
+    lines = [json.loads(x) for f in Path(tmp_path).rglob("*.jsonl") for x in f.read_text().splitlines()]
+    compares = [r for r in lines if r["kind"] == "compare"]
+    assert compares[0]["outputs"] == [{"max_abs": None, "max_rel": None, "n_outside": 3}]
+    assert compares[0]["legacy_us"] == 1.5 and compares[0]["shape"] == [2, 3]
+    assert compares[1]["outputs"] == [{"max_abs": 0.25}] and compares[1]["ir_us"] == 2.0
