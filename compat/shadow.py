@@ -264,9 +264,10 @@ def _compare_outputs(ours: list[Any], theirs: list[Any], batch: _Batch) -> list[
 
 
 class _Batch:
-    """The tensor pairs of one compared call, compared by one `compare_pairs` call (one
-    kernel launch on a GPU for up to four pairs, where a launch per pair and four per
-    mutation test took twelve for a norm with residual under inference_mode)."""
+    """The tensor pairs of one compared call, compared by one `compare_pairs` call (on a GPU,
+    a zeroed output and one kernel launch per two pairs: a norm with residual under
+    inference_mode takes two launches, where a launch per pair and four per mutation test
+    took twelve)."""
 
     __slots__ = ("plan", "actual", "expected", "baseline", "atol", "rtol")
 

@@ -31,12 +31,12 @@ OPS = ("tolerance_stats", "compare_pairs")
 BLOCK = 4096
 NUM_WARPS = 8
 SLOTS = 2
-"""Pairs a launch takes. A launch's host cost grows with its arguments, 0.4-0.9 µs each on the
-H100 machine's host (benchmarks/results/triton_launch_cost_h100.md: an empty kernel took
-10.2 / 15.5 / 21.5 µs with 1 / 14 / 28 arguments); two slots
-(14 arguments) fit the usual compared call: a norm with residual compares two pairs (its
-mutated inputs are its outputs), an activation one, RoPE under inference_mode four."""
-FIELDS = 5
+"""Pairs a launch takes. A launch's host cost grows with its arguments, 0.4-0.9 µs each on
+the H100 machine's host (benchmarks/results/triton_launch_cost_h100.md: an empty kernel took
+10.2 / 15.5 / 21.5 µs with 1 / 14 / 28 arguments). Two slots (14 arguments) fit the usual
+compared call: a norm with residual compares two pairs (its mutated inputs are its
+outputs), an activation one; RoPE under inference_mode has four (two launches)."""
+FIELDS = len(_compare.PAIR_FIELDS)
 
 
 @triton.jit
@@ -90,7 +90,7 @@ def _pair_block(
 # otherwise compile a variant, ~0.1-0.3 s inside a sampled call of a running model.
 @triton.jit(do_not_specialize=["n0", "n1", "start1"])
 def _pairs_kernel(
-    out_ptr,                      # float32 [SLOTS, 5], zeroed
+    out_ptr,                      # float32 [SLOTS, FIELDS], zeroed (rows of 5)
     a0, e0, b0, n0, atol0, rtol0,
     a1, e1, b1, n1, atol1, rtol1,
     start1,                       # first block of pair 1 (unused: the grid's size)
@@ -105,7 +105,7 @@ def _pairs_kernel(
 
 
 def _launch(out: Tensor, actual, expected, baseline, atol, rtol) -> None:
-    """Rows of up to SLOTS pairs into `out` (zeroed, [len(actual), 5]), one launch."""
+    """Rows of up to SLOTS pairs into `out` (zeroed, [len(actual), FIELDS]), one launch."""
     slots, starts, flags = [], [], []
     blocks = 0
     for a, e, b, at, rt in zip(actual, expected, baseline, atol, rtol):
