@@ -100,6 +100,15 @@ def compare_pairs(actual: list[Tensor], expected: list[Tensor], baseline: list[T
     return torch.stack(rows) if rows else torch.zeros(0, len(PAIR_FIELDS))
 
 
+@compare_pairs.register_fake
+def _compare_pairs_fake(actual: list[Tensor], expected: list[Tensor], baseline: list[Tensor | None],
+                        atol: list[float], rtol: list[float]) -> Tensor:
+    """Shape and device only: the native function decides a data-dependent shortcut on the CPU,
+    which fake tensors (torch.compile, opcheck) cannot evaluate."""
+    device = expected[0].device if expected else torch.device("cpu")
+    return torch.empty(len(actual), len(PAIR_FIELDS), dtype=torch.float32, device=device)
+
+
 @tolerance_stats.register_input_generator
 def _inputs(num_tokens, hidden_size, dtype, device="cpu"):
     g = torch.Generator().manual_seed(0)
