@@ -126,6 +126,38 @@ def test_a_failing_comparison_is_recorded_and_legacy_returned(shadow, monkeypatc
                                       for r in caplog.records)
 
 
+@CustomOp.register("test_sh_strided")
+class StridedResult(CustomOp):
+    """Returns a strided view (as RoPE's legacy path returns column slices of qkv)."""
+
+    def forward_native(self, x):
+        return (x * 2).t()
+
+    def forward_cpu(self, x):
+        return (x + x).t()
+
+
+def test_strided_values_are_compared_as_contiguous_copies(shadow, monkeypatch):
+    from irshim.compat import shadow as shadow_module
+
+    seen = []
+    real_compare = shadow_module._compare_pairs
+
+    def spy(actual, expected, baseline, atol, rtol):
+        seen.extend(t for t in (*actual, *expected, *baseline) if t is not None)
+        return real_compare(actual, expected, baseline, atol, rtol)
+
+    monkeypatch.setattr(shadow_module, "_compare_pairs", spy)
+    with torch.inference_mode():  # the input gets a pristine copy too
+        x = torch.randn(3, 5, generator=torch.Generator().manual_seed(0))
+        out = StridedResult()(x)
+    assert not out.is_contiguous() and torch.equal(out, 2 * x.t())  # the model still gets legacy's view
+    (rec,) = [r for r in shadow("compare") if r["op"] == "test_sh_strided"]
+    assert rec["passed"] and [o["name"] for o in rec["outputs"]] == ["out0"]
+    # The output pair, and x's pair with its pristine copy (dropped: nobody changed x).
+    assert len(seen) == 5 and all(t.is_contiguous() for t in seen)
+
+
 def test_strict_mode_raises_on_mismatch(shadow):
     with compat.override(strict=True), pytest.raises(ShadowMismatch, match="max abs err"):
         RMSNormForgetsEpsilon(16, eps=0.5)(torch.randn(2, 16))
