@@ -117,8 +117,7 @@ def _main(a: argparse.Namespace) -> dict:
                     timer.mark()
                     timer.mark()
                     S._queue(S._Pending({"kind": "compare", "op": "x", "cls": "x", "ir": "x", "legacy": "x",
-                                         "mode": "shadow", "signature": {}}, list(entries), timer, True, state,
-                                        rows=stats))
+                                         "mode": "shadow", "signature": {}}, list(entries), timer, rows=stats))
                 S.resolve_pending()
             rows["pending + resolve (per call, batches of 16, 3 marks each)"] = t(queue_and_resolve) / 16
             compat.flush()

@@ -3,7 +3,7 @@
 
 Why `kernels/triton/compare.py` takes two pairs a launch: empty kernels with 1, 14 and 28
 arguments, then `compare_pairs`' launcher and the ops around it, on a [256, 4096] bf16 pair.
-Host clock, 500 launches a repeat synchronised at both ends, median of 15 repeats.
+Host clock (`harness.eager_time_us`: 500 launches synchronised at both ends), median of 15 repeats.
 
     python benchmarks/triton_launch_cost.py      # needs a CUDA GPU
 """
@@ -11,10 +11,10 @@ Host clock, 500 launches a repeat synchronised at both ends, median of 15 repeat
 from __future__ import annotations
 
 import statistics
-import time
 
 import torch
 import triton
+from harness import eager_time_us
 
 import irshim.ir as ir
 from irshim.kernels.triton import compare as C
@@ -34,18 +34,6 @@ def _fourteen_args(o, a0, e0, b0, n0, t0, r0, a1, e1, b1, n1, t1, r1, s1):
 def _twenty_eight_args(o, a0, e0, b0, n0, t0, r0, a1, e1, b1, n1, t1, r1, a2, e2, b2, n2, t2, r2,
                        a3, e3, b3, n3, t3, r3, s1, s2, s3):
     pass
-
-
-def _timed(fn, n: int = 500, repeats: int = 15) -> float:
-    per = []
-    for _ in range(repeats):
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        torch.cuda.synchronize()
-        per.append((time.perf_counter() - t0) / n * 1e6)
-    return statistics.median(per)
 
 
 def main() -> None:
@@ -69,7 +57,7 @@ def main() -> None:
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, triton {triton.__version__}")
     for name, fn in rows.items():
         fn()  # compile
-        print(f"{name:45s} {_timed(fn):7.1f} µs")
+        print(f"{name:45s} {statistics.median(eager_time_us(fn, 500) for _ in range(15)):7.1f} µs")
 
 
 if __name__ == "__main__":

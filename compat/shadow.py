@@ -41,7 +41,6 @@ MAX_PENDING = 256
 """Deferred comparisons kept before they are fetched from the device in one go."""
 
 
-
 class ShadowMismatch(AssertionError):
     """Raised in strict mode (IRSHIM_STRICT=1) when the IR path disagrees with legacy."""
 
@@ -85,7 +84,7 @@ def run_shadow(layer: Any, state: ClassState, args: tuple, kwargs: dict, legacy)
         frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
         where = f"{frame.filename}:{frame.lineno}" if frame else "?"
         base.update(kind="error", error={"type": type(exc).__name__, "message": str(exc)[:2000], "where": where})
-        _Pending(base, [], timer, has_ir_time=False).resolve()
+        _Pending(base, [], timer).resolve()
         _log_once(state.op, f"error:{type(exc).__name__}", logging.WARNING,
                   "irshim shadow: the IR path of %s (%s) raised %s: %s; the legacy result was used",
                   state.op, base["ir"], type(exc).__name__, exc)
@@ -119,7 +118,7 @@ def run_shadow(layer: Any, state: ClassState, args: tuple, kwargs: dict, legacy)
         _log_once(state.op, f"compare:{type(exc).__name__}", logging.WARNING,
                   "irshim shadow: comparing the results of %s raised %s: %s; the legacy result was used",
                   state.op, type(exc).__name__, exc)
-    pending = _Pending(base, entries, timer, has_ir_time=True, state=state, strict=flags.strict, rows=rows)
+    pending = _Pending(base, entries, timer, strict=flags.strict, rows=rows)
     if flags.strict or not timer.cuda:
         pending.resolve()
     else:
@@ -149,7 +148,8 @@ def _snapshot(args: tuple, kwargs: dict, names: tuple[str, ...]):
                 mapping[id(value)] = copy
                 v_real, v_snap = _version(value), _version(copy)
                 if v_real is None or v_snap is None:
-                    v_real = v_snap = value.detach().clone()  # pristine
+                    # pristine; contiguous, as `compare_pairs`' Triton provider reads it
+                    v_real = v_snap = value.detach().clone(memory_format=torch.contiguous_format)
                 inputs.append((name, value, copy, v_real, v_snap))
             return copy
         if isinstance(value, (list, tuple)) and any(isinstance(v, torch.Tensor) for v in value):
@@ -302,7 +302,7 @@ class _Batch:
         # would send the whole call to the native provider, ~20 launches a pair on a GPU.
         self.actual.append(ir.to(legacy.device).contiguous())
         self.expected.append(legacy.contiguous())
-        self.baseline.append(pristine if pristine is None else pristine.contiguous())
+        self.baseline.append(pristine)  # (contiguous: `_snapshot` made it so)
         self.atol.append(tol.atol)
         self.rtol.append(tol.rtol)
         return _Entry(fields, len(self.actual) - 1, pristine is not None)
@@ -330,10 +330,9 @@ class _Batch:
 class _Pending:
     """A compare/error record waiting for its device numbers."""
 
-    def __init__(self, base: dict[str, Any], entries: list[_Entry], timer: _Timer, has_ir_time: bool,
-                 state: ClassState | None = None, strict: bool = False, rows: torch.Tensor | None = None):
-        self.base, self.entries, self.timer, self.has_ir_time = base, entries, timer, has_ir_time
-        self.state, self.strict = state, strict
+    def __init__(self, base: dict[str, Any], entries: list[_Entry], timer: _Timer, strict: bool = False,
+                 rows: torch.Tensor | None = None):
+        self.base, self.entries, self.timer, self.strict = base, entries, timer, strict
         self.rows = rows
         """The call's `compare_pairs` figures, on the device until resolved."""
 
