@@ -141,6 +141,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--repeats", type=int, default=31, help="timed blocks per variant")
     parser.add_argument("--grad-mode", choices=GRAD_MODES, default="no_grad",
                         help="no_grad, or inference_mode (vLLM's); results of the latter are suffixed _inference")
+    parser.add_argument("--host", default=None, metavar="TEXT",
+                        help="which machine's CPU this is, for the results (e.g. 'NVIDIA H200 machine')")
     args = parser.parse_args(argv)
     with GRAD_MODES[args.grad_mode]():
         return _run(args)
@@ -201,7 +203,8 @@ def _run(args: argparse.Namespace) -> dict:
     medians = {f"off: {k}": statistics.median(v) for k, v in off.items()}
     medians |= {f"on ({group}): {k}": statistics.median(v) for group, s in on.items() for k, v in s.items()}
     result = {
-        "machine": {"cpu": cpu_name(), "python": platform.python_version(), "torch": torch.__version__},
+        "machine": {"cpu": cpu_name(), "python": platform.python_version(), "torch": torch.__version__,
+                    **({"host": args.host} if args.host else {})},
         "grad_mode": args.grad_mode,
         "method": {"number": args.number, "number_real_op": max(1, args.number // 5), "repeats": args.repeats,
                    "overhead": "median of per-repeat paired differences (min: difference of minima)"},

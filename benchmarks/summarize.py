@@ -114,7 +114,8 @@ def overhead_lines(folder: Path) -> list[str]:
         data = json.loads(path.read_text())
         for name, r in data["overhead_us"].items():
             if r.get("target") is not None:
-                lines.append(f"| {path.name} | {data['machine']['cpu']} | {name} | {r['median']:.2f} µs | "
+                where = data["machine"]["cpu"] + (f" ({data['machine']['host']})" if "host" in data["machine"] else "")
+                lines.append(f"| {path.name} | {where} | {name} | {r['median']:.2f} µs | "
                              f"{r['target']} µs | {_verdict(r['median'], r['target'])} |")
     for path in sorted(folder.glob("shadow_overhead_gpu*.json")):
         data = json.loads(path.read_text())
