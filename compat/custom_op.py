@@ -139,19 +139,19 @@ class CustomOp(nn.Module):
             return _Module.__call__(self, *args, **kwargs)
         # The shim's hot paths (dispatch.call is the general one, which `forward` runs):
         # `off` is one set lookup; `on` with a port runs its cached runner; sampled
-        # shadow mode draws the sample here.
+        # shadow mode counts down its run of sampled-out calls.
         if cls in _fast:
             return self._forward_method(*args, **kwargs)
         state = _on.get(cls)
         if state is None:
             state = _sampled.get(cls)
-            if state is not None:  # dispatch.sample_shadow, inlined: most calls stop at the draw
+            if state is not None:  # dispatch.sample_shadow, inlined: most calls stop at the countdown
                 counter = state.counter
-                counter.seen += 1
-                if _random() >= state.sample:
-                    counter.sampled_out += 1
+                left = counter.left
+                if left:
+                    counter.left = left - 1
                     return self._forward_method(*args, **kwargs)
-                return _shadow.run_shadow(self, state, args, kwargs, self._forward_method)
+                return _compare_sampled(self, state, args, kwargs, self._forward_method)
         elif not kwargs:
             bound = self._forward_method
             try:
@@ -260,6 +260,5 @@ _is_dynamo_compiling = torch.compiler.is_dynamo_compiling
 
 # The shim's entry point; imported last because dispatch reads this module.
 from .dispatch import _fast, _on, _sampled, call as _shim_call  # noqa: E402
-from .dispatch import _random, run_refused as _run_refused  # noqa: E402
-from . import shadow as _shadow  # noqa: E402  (the module: it may be importing this one)
+from .dispatch import compare_sampled as _compare_sampled, run_refused as _run_refused  # noqa: E402
 from .ports import Refusal as _Refusal  # noqa: E402

@@ -90,7 +90,7 @@ def run_id() -> str:
 class Counter:
     """Per (op, class, mode) call counts; the hot path increments the fields directly."""
 
-    __slots__ = ("key", "seen", "compared", "skipped", "sampled_out", "_written")
+    __slots__ = ("key", "seen", "compared", "skipped", "sampled_out", "left", "_run", "_written")
 
     def __init__(self, key: tuple[str, str, str]):
         self.key = key
@@ -98,17 +98,31 @@ class Counter:
         self.compared = 0
         self.skipped: dict[str, int] = {}
         self.sampled_out = 0
-        """Shadow calls left uncompared by sampling: a plain int, the most frequent
-        increment of all (written as skipped["sampling"])."""
+        """Shadow calls left uncompared by sampling, up to the current run (written as
+        skipped["sampling"])."""
+        self.left = 0
+        """Calls of the current run still to be sampled out: shadow sampling's hot path
+        counts it down and counts nothing else (dispatch.sample_shadow)."""
+        self._run = 0
+        """Length of the current run of sampled-out calls; `_run - left` of them are made."""
         self._written: tuple[int, int, dict[str, int]] = (0, 0, {})
 
     def skip(self, reason: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
 
+    def new_run(self, length: int) -> None:
+        """Count the calls made of the current run of sampled-out calls (seen, sampled
+        out) and start a run of `length` calls."""
+        made = self._run - self.left
+        self.seen += made
+        self.sampled_out += made
+        self._run = self.left = length
+
     def delta(self) -> dict[str, Any] | None:
-        seen, compared, skipped = self.seen, self.compared, dict(self.skipped)
-        if self.sampled_out:
-            skipped["sampling"] = skipped.get("sampling", 0) + self.sampled_out
+        made = self._run - self.left  # the current run's calls so far
+        seen, compared, skipped = self.seen + made, self.compared, dict(self.skipped)
+        if self.sampled_out + made:
+            skipped["sampling"] = skipped.get("sampling", 0) + self.sampled_out + made
         w_seen, w_compared, w_skipped = self._written
         d_skipped = {k: v - w_skipped.get(k, 0) for k, v in skipped.items() if v != w_skipped.get(k, 0)}
         if seen == w_seen and compared == w_compared and not d_skipped:

@@ -14,6 +14,7 @@ import wrapt
 import irshim.compat as compat
 from irshim.compat import install, uninstall
 from irshim.compat.layers import RMSNorm
+from records_reading import summed_counts  # tests/records_reading.py
 
 
 def make_foreign_base(ForeignCustomOp):
@@ -89,6 +90,24 @@ def test_install_twice_then_uninstall_restores_classes_exactly(tmp_path, foreign
     assert _same(_class_dicts(base, norm, scale), before)
     assert not isinstance(After.__dict__["forward"], wrapt.FunctionWrapper)
     assert torch.equal(old_layer(x), old_layer.forward_native(x))
+
+
+def test_sampled_shadow_on_a_foreign_base_compares_a_fraction_and_counts_every_call(tmp_path, foreign_base):
+    # A foreign base's calls take dispatch.call (not CustomOp.__call__'s inlined path).
+    base, norm, _ = make_foreign_base(foreign_base)
+    install(base)
+    try:
+        layer, x = norm(16), torch.randn(3, 16)
+        with compat.override(dispatch="shadow", shadow_sample=0.25, report_dir=tmp_path):
+            for _ in range(400):
+                assert torch.equal(layer(x), layer.forward_native(x))
+            recs = _read(tmp_path)
+    finally:
+        uninstall(base)
+    (c,) = [r for r in summed_counts(recs) if r["op"] == "rms_norm" and "Foreign" in r["cls"]]
+    assert c["seen"] == 400 and c["compared"] + c["skipped"]["sampling"] == 400
+    assert 50 < c["compared"] < 150
+    assert c["compared"] == sum(r["kind"] == "compare" and "Foreign" in r["cls"] for r in recs)
 
 
 def test_concurrent_installs_wrap_once(foreign_base):

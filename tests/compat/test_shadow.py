@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import random
 import time
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import torch
 import irshim.compat as compat
 from irshim.compat import CustomOp, ShadowMismatch
 from irshim.compat import custom_op as custom_op_module
+from irshim.compat import dispatch as dispatch_module
 from irshim.compat.layers import RMSNorm, SiluAndMul
 from irshim.ir import ops as ir_ops
 from records_reading import summed_counts  # tests/records_reading.py
@@ -242,6 +245,35 @@ def test_sampling_compares_a_fraction_and_counts_the_rest(shadow):
     (c,) = [r for r in shadow("counts") if r["op"] == "silu_and_mul"]
     assert c["seen"] == 400 and c["compared"] + c["skipped"]["sampling"] == 400
     assert 50 < c["compared"] < 150
+
+
+def test_sampling_runs_are_geometric(monkeypatch):
+    # Each call compared with probability p independently of the others: the run of
+    # sampled-out calls before a compared one has length k with probability (1 - p)^k p.
+    monkeypatch.setattr(dispatch_module, "_random", random.Random(0).random)
+    p, n = 0.2, 20000
+    lengths = [dispatch_module.run_length(p) for _ in range(n)]
+    for k, expected in [(k, (1 - p) ** k * p) for k in range(4)] + [(None, (1 - p) ** 4)]:
+        observed = (sum(x >= 4 for x in lengths) if k is None else lengths.count(k)) / n
+        assert abs(observed - expected) < 5 * math.sqrt(expected * (1 - expected) / n), (k, observed, expected)
+    assert dispatch_module.run_length(1.0) == 0
+    assert dispatch_module.run_length(1e-300) > 10**15  # no overflow however small the sample
+
+
+def test_sampled_out_calls_are_counted_at_every_flush(shadow):
+    # The hot path only counts down its run; the calls made of a run are counted when
+    # the records are written, mid-run, and when the settings change.
+    layer, x, made = SiluAndMul(), torch.randn(2, 8), 0
+    with compat.override(shadow_sample=1e-12):  # a run far longer than the test
+        for calls in (50, 80):
+            for _ in range(calls - made):
+                layer(x)
+            made = calls
+            (c,) = [r for r in shadow("counts") if r["op"] == "silu_and_mul"]
+            assert (c["seen"], c["compared"], c["skipped"]) == (calls, 0, {"sampling": calls})
+    layer(x)  # compared (shadow_sample=1 again)
+    (c,) = [r for r in shadow("counts") if r["op"] == "silu_and_mul"]
+    assert (c["seen"], c["compared"], c["skipped"]) == (81, 1, {"sampling": 80})
 
 
 _INPLACE_RAN: list[str] = []
