@@ -88,7 +88,7 @@ def run_id() -> str:
 
 
 class Counter:
-    """Per (op, class, mode) call counts; the hot path increments the fields directly."""
+    """Per (op, class, mode) call counts; the hot paths update the fields directly."""
 
     __slots__ = ("key", "seen", "compared", "skipped", "sampled_out", "left", "_run", "_written")
 

@@ -180,7 +180,7 @@ def _param_names(state: ClassState, layer: Any) -> tuple[str, ...]:
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
-    """"bfloat16" for torch.bfloat16 (kept: formatting it took ~1 µs on the dev VM)."""
+    """The dtype's name without "torch." (kept: formatting it took ~1 µs on the dev VM)."""
     name = _DTYPE_NAMES.get(dtype)
     if name is None:
         name = _DTYPE_NAMES[dtype] = str(dtype).removeprefix("torch.")
