@@ -12,7 +12,6 @@ in the same run. The choice passes when it is the fastest, or within 3% of it.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -21,6 +20,7 @@ import torch
 
 import irshim.ir as ir
 from irshim.ir import autotune
+from report_files import write_report
 
 TOKENS = (1, 16, 128, 1024, 4096, 16384)
 OPS = {  # op -> hidden size of the generated inputs (activations: output width)
@@ -80,10 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
         lines.append(f"| {r['op']} | {r['tokens']} | {r['winner']} | {r['best']} | {r['winner_vs_best']:.3f} "
                      f"| {r['tuning_ms']:.1f} | {times} |")
     text = "\n".join(lines) + "\n"
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "autotune_check.json").write_text(json.dumps(report, indent=2) + "\n")
-        (args.out / "autotune_check.md").write_text(text)
+    write_report(args.out, "autotune_check", report, text)
     print(text)
     return report
 

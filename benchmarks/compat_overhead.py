@@ -43,7 +43,6 @@ install() did not wrap (it was inherited).
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 from pathlib import Path
@@ -54,6 +53,7 @@ import torch
 import torch.nn as nn
 from harness import cpu_name
 from paired import difference, measure
+from report_files import write_report
 from irshim.compat import CustomOp
 from irshim.compat.layers import RMSNorm, SiluAndMul
 from torch import Tensor
@@ -235,11 +235,7 @@ def _run(args: argparse.Namespace) -> dict:
             "the shim's Python cost without the op's 10-60 µs of torch dispatch and its jitter.")]
     text = "\n".join(md) + "\n"
     print(text)
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        stem = "compat_overhead" + ("" if args.grad_mode == "no_grad" else "_inference")
-        (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
-        (args.out / f"{stem}.md").write_text(text)
+    write_report(args.out, "compat_overhead" + ("" if args.grad_mode == "no_grad" else "_inference"), result, text)
     return result
 
 

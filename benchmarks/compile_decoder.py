@@ -16,7 +16,6 @@ wall-clock medians on a CPU.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
@@ -29,6 +28,7 @@ import irshim.ir as ir
 from irshim.compat.demo import DecoderLayer, DemoConfig
 from irshim.ir import compile as irc
 from irshim.ir.tolerances import Tolerance, assert_close
+from report_files import write_report
 
 # Llama-3-8B proportions at half width, so that four compiles fit a short run.
 CONFIG = DemoConfig(hidden_size=2048, num_heads=16, num_kv_heads=4, intermediate_size=7168, num_layers=1)
@@ -132,10 +132,7 @@ def main(argv: list[str] | None = None) -> dict:
             lines.append(f"| {name} | – | – | {r['skipped']} |")
     text = "\n".join(lines) + "\n"
     print(text)
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "compile_decoder.json").write_text(json.dumps(report, indent=2) + "\n")
-        (args.out / "compile_decoder.md").write_text(text)
+    write_report(args.out, "compile_decoder", report, text)
     return report
 
 

@@ -36,6 +36,7 @@ import torch.nn as nn
 import irshim.compat as compat
 from irshim.compat.records import recorder
 from irshim.compat.layers import RMSNorm, SiluAndMul
+from report_files import write_report
 
 
 class DecoderMLP(nn.Module):
@@ -235,12 +236,7 @@ def _main(a: argparse.Namespace) -> dict:
             f"\nRounds, µs / step (off, shadow): "
             + ", ".join(f"({o:.0f}, {s:.0f})" for o, s in zip(times["off"], times["shadow"])) + "\n")
     print(text)
-    if a.out:
-        a.out.mkdir(parents=True, exist_ok=True)
-        tag = "gpu" if device.type == "cuda" else "cpu"
-        name = f"shadow_overhead_{tag}{a.suffix}"
-        (a.out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
-        (a.out / f"{name}.md").write_text(text)
+    write_report(a.out, f"shadow_overhead_{'gpu' if device.type == 'cuda' else 'cpu'}{a.suffix}", result, text)
     return result
 
 

@@ -14,7 +14,6 @@ only, so that it runs against any irshim version (A/B of two checkouts).
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import tempfile
 from pathlib import Path
@@ -25,6 +24,7 @@ import irshim.compat as compat
 from irshim.compat.layers import RMSNorm, SiluAndMul
 
 from paired import difference, per_call_us
+from report_files import write_report
 
 SAMPLE = 1e-12
 """Small enough that no call of a run is compared, and still shadow mode with sampling."""
@@ -62,10 +62,7 @@ def main(argv=None) -> dict:
             + "".join(f"| {k} | {v['off_us']:.2f} | {v['median']:.2f} | {v['min']:.2f} | {v['iqr']:.2f} |\n"
                       for k, v in rows.items()))
     print(text)
-    if a.out:
-        a.out.mkdir(parents=True, exist_ok=True)
-        (a.out / "shadow_sampling_cost.json").write_text(json.dumps(result, indent=2) + "\n")
-        (a.out / "shadow_sampling_cost.md").write_text(text)
+    write_report(a.out, "shadow_sampling_cost", result, text)
     return result
 
 
