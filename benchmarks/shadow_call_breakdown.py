@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import tempfile
 import time
@@ -28,6 +27,7 @@ import irshim.compat as compat
 from irshim.compat import dispatch as D
 from irshim.compat import shadow as S
 from irshim.compat.layers import RMSNorm
+from harness import cpu_name
 
 
 def _timed(fn, device: torch.device, n: int, repeats: int) -> float:
@@ -123,8 +123,8 @@ def _main(a: argparse.Namespace) -> dict:
             compat.flush()
     listed = {k: v for k, v in rows.items() if not k.startswith("  ") and "whole" not in k and "off call" not in k}
     result = {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-        "host": platform.processor(), "torch": torch.__version__, "grad_mode": a.grad_mode,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
+        "host": cpu_name(), "torch": torch.__version__, "grad_mode": a.grad_mode,
         "tokens": a.tokens, "hidden": a.hidden, "rows_us": rows,
         "sum_of_phases_us": sum(listed.values()),
     }

@@ -23,6 +23,7 @@ import torch
 import irshim.compat as compat
 from irshim.compat.layers import RMSNorm, SiluAndMul
 
+from harness import cpu_name
 from paired import difference, per_call_us
 from report_files import write_report
 
@@ -52,7 +53,7 @@ def main(argv=None) -> dict:
                         samples[mode].append(us)
             rows[name] = {"off_us": min(samples["off"]), **difference(samples, "off", "shadow")}
         compat.flush()
-    result = {"label": a.label, "cpu": platform.processor() or platform.machine(),
+    result = {"label": a.label, "cpu": cpu_name(),
               "python": platform.python_version(), "torch": torch.__version__,
               "number": a.number, "repeats": a.repeats, "rows": rows}
     text = (f"# Sampled-out shadow call vs off ({a.label or 'this code'})\n\n"

@@ -87,16 +87,17 @@ def compare_pairs(actual: list[Tensor], expected: list[Tensor], baseline: list[T
         if a.shape != e.shape:
             raise ValueError(f"compare_pairs: actual {list(a.shape)} and expected {list(e.shape)} differ in shape")
         if base is None:
-            changed = torch.zeros((), dtype=torch.bool, device=e.device)
+            changed = torch.zeros(1, device=e.device)
         else:
-            changed = _bits_differ(a, base) | _bits_differ(e, base)
-            if a.is_cpu and not changed:
+            differ = _bits_differ(a, base) | _bits_differ(e, base)
+            if a.is_cpu and not differ:
                 # Both sides hold the baseline's bits, so they are equal and every figure is 0.
                 # Decided on the CPU only, where reading the flag costs no device synchronisation:
                 # the CPU shadow mode's inputs nobody mutated (half its comparisons of a norm).
                 rows.append(torch.zeros(len(PAIR_FIELDS)))
                 continue
-        rows.append(torch.cat([tolerance_stats.native(a, e, at, rt), changed.to(torch.float32).reshape(1)]))
+            changed = differ.to(torch.float32).reshape(1)
+        rows.append(torch.cat([tolerance_stats.native(a, e, at, rt), changed]))
     return torch.stack(rows) if rows else torch.zeros(0, len(PAIR_FIELDS))
 
 
