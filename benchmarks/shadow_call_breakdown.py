@@ -89,7 +89,7 @@ def _main(a: argparse.Namespace) -> dict:
             rows["plan"] = t(lambda: state.plan(layer, args, kwargs, method, shadow=True))
             plan = state.plan(layer, args, kwargs, method, shadow=True)
             rows["snapshot"] = t(lambda: S._snapshot(args, kwargs, names))
-            snap_args, snap_kwargs, mapping, inputs = S._snapshot(args, kwargs, names)
+            mapping, inputs = S._snapshot(args, kwargs, names)
             rows["signature"] = t(lambda: S._signature(args, kwargs))
             rows["rebind + label"] = t(lambda: plan.rebind(mapping).label())
             bound = plan.rebind(mapping)

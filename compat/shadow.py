@@ -63,7 +63,7 @@ def run_shadow(layer: Any, state: ClassState, args: tuple, kwargs: dict, legacy)
         _skip(state, plan)
         return legacy(*args, **kwargs)
 
-    snap_args, snap_kwargs, mapping, inputs = _snapshot(args, kwargs, _param_names(state, layer))
+    mapping, inputs = _snapshot(args, kwargs, _param_names(state, layer))
     base = {"kind": "compare", "op": state.op, "cls": state.label, "mode": _flags.SHADOW,
             "legacy": legacy_name, "ir": "?", "signature": _signature(args, kwargs)}
     try:
@@ -134,31 +134,62 @@ def _version(t: torch.Tensor) -> int | None:
 
 
 def _snapshot(args: tuple, kwargs: dict, names: tuple[str, ...]):
-    """Copies of the input tensors for the IR side, and what is needed to tell
-    afterwards which inputs either side mutated: version counters, or for
-    inference tensors a pristine copy to compare with."""
+    """Copies of the input tensors for the IR side (id -> copy: the plan is rebound
+    through it), and what is needed to tell afterwards which inputs either side
+    mutated: version counters, or for inference tensors a pristine copy to compare with."""
+    found: dict[int, tuple[str, torch.Tensor]] = {}
+
+    def collect(value: Any, name: str) -> None:
+        if isinstance(value, torch.Tensor):
+            found.setdefault(id(value), (name, value))
+        elif isinstance(value, (list, tuple)) and any(isinstance(v, torch.Tensor) for v in value):
+            for i, v in enumerate(value):
+                collect(v, f"{name}[{i}]")
+
+    for i, a in enumerate(args):
+        collect(a, names[i] if i < len(names) else f"arg{i}")
+    for k, v in kwargs.items():
+        collect(v, k)
+    return _copies(list(found.values()))
+
+
+def _copies(tensors: list[tuple[str, torch.Tensor]]):
+    """id -> snapshot, and (name, real, snapshot, version or pristine, version or pristine) for
+    each tensor. Contiguous inference tensors of the first one's shape, dtype and device (a
+    norm's x and residual) are copied twice, snapshot and pristine, by one `torch.stack`: one
+    launch where a clone each took four under inference_mode. Others: a clone each, and a
+    pristine contiguous clone for inference tensors. Never stacked when version counters tell
+    mutations: views of one stack share a counter."""
+    stacked: list[torch.Tensor] = []
+    first = None
+    for _, value in tensors:
+        if value.is_inference() and value.is_contiguous():
+            if first is None:
+                first = value
+            if value is first or (value.shape == first.shape and value.dtype == first.dtype
+                                  and value.device == first.device):
+                stacked.append(value)
+    copies: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    if stacked:
+        views = torch.stack(stacked + stacked).unbind(0)
+        n = len(stacked)
+        copies = {id(t): (views[i], views[n + i]) for i, t in enumerate(stacked)}
     mapping: dict[int, torch.Tensor] = {}
     inputs: list[tuple[str, torch.Tensor, torch.Tensor, Any, Any]] = []
-
-    def snap(value: Any, name: str) -> Any:
-        if isinstance(value, torch.Tensor):
-            copy = mapping.get(id(value))
-            if copy is None:
-                copy = value.detach().clone()
-                mapping[id(value)] = copy
-                v_real, v_snap = _version(value), _version(copy)
-                if v_real is None or v_snap is None:
-                    # pristine; contiguous, as `compare_pairs`' Triton provider reads it
-                    v_real = v_snap = value.detach().clone(memory_format=torch.contiguous_format)
-                inputs.append((name, value, copy, v_real, v_snap))
-            return copy
-        if isinstance(value, (list, tuple)) and any(isinstance(v, torch.Tensor) for v in value):
-            return type(value)(snap(v, f"{name}[{i}]") for i, v in enumerate(value))
-        return value
-
-    snap_args = tuple(snap(a, names[i] if i < len(names) else f"arg{i}") for i, a in enumerate(args))
-    snap_kwargs = {k: snap(v, k) for k, v in kwargs.items()}
-    return snap_args, snap_kwargs, mapping, inputs
+    for name, value in tensors:
+        pair = copies.get(id(value))
+        if pair is not None:
+            copy, pristine = pair
+            v_real = v_snap = pristine
+        else:
+            copy = value.detach().clone()
+            v_real, v_snap = _version(value), _version(copy)
+            if v_real is None or v_snap is None:
+                # pristine; contiguous, as `compare_pairs`' Triton provider reads it
+                v_real = v_snap = value.detach().clone(memory_format=torch.contiguous_format)
+        mapping[id(value)] = copy
+        inputs.append((name, value, copy, v_real, v_snap))
+    return mapping, inputs
 
 
 _names_cache: dict[type, tuple[str, ...]] = {}
@@ -210,11 +241,10 @@ class _Timer:
     """Marks around each side: CUDA events when the inputs live on a GPU, else perf_counter."""
 
     def __init__(self, inputs: list) -> None:
-        device = next((real.device for _, real, *_ in inputs if real.is_cuda), None)
-        self.cuda = device is not None
-        # Looked up once: torch.cuda.current_stream() resolves the device in Python
-        # on every Event.record() that is not given a stream.
-        self.stream = torch.cuda.current_stream(device) if self.cuda else None
+        index = next((real.get_device() for _, real, *_ in inputs if real.is_cuda), None)
+        self.cuda = index is not None
+        # Looked up once: Event.record() without a stream looks it up on every mark.
+        self.stream = _current_stream(index) if self.cuda else None
         self.marks: list[Any] = []
         self.mark()
 
@@ -239,6 +269,21 @@ class _Timer:
             return spans
         return [(b - a) * 1e6 for a, b in zip(self.marks, self.marks[1:])]
 
+
+def _current_stream(index: int) -> torch.cuda.Stream:
+    """``torch.cuda.current_stream(index)`` without its Python device resolution and a new
+    Stream object a call (CUDA is initialised: an input lives there). Streams are kept by
+    their (id, device, type), which is all a Stream object holds."""
+    data = torch._C._cuda_getCurrentStream(index)
+    stream = _streams.get(data)
+    if stream is None:
+        if len(_streams) >= 64:  # streams made and dropped by the model: forget, do not grow
+            _streams.clear()
+        stream = _streams[data] = torch.cuda.Stream(stream_id=data[0], device_index=data[1], device_type=data[2])
+    return stream
+
+
+_streams: dict[tuple[int, int, int], torch.cuda.Stream] = {}
 
 _free_events: dict[int, list[torch.cuda.Event]] = {}
 """Device index -> CUDA events whose times were read, for reuse: a fresh event per mark
@@ -311,7 +356,9 @@ class _Batch:
         # Contiguous copies of strided values (RoPE's query and key are column slices of one
         # qkv buffer in vLLM): the Triton provider reads dense tensors, and one strided pair
         # would send the whole call to the native provider, ~20 launches a pair on a GPU.
-        self.actual.append(ir.to(legacy.device).contiguous())
+        if ir.get_device() != legacy.get_device() or ir.is_cuda != legacy.is_cuda:  # no torch.device built
+            ir = ir.to(legacy.device)
+        self.actual.append(ir.contiguous())
         self.expected.append(legacy.contiguous())
         self.baseline.append(pristine)  # (contiguous: `_snapshot` made it so)
         self.atol.append(tol.atol)

@@ -483,3 +483,41 @@ def test_shadow_under_inference_mode(case, shadow, monkeypatch):
         assert not any(n.startswith("mutated:") for n in names)
 
 
+
+
+class AddsIntoSecond(CustomOp):
+    """Unported, two inputs of one shape and a third of another: under inference_mode the
+    first two get their snapshot and pristine copies from one stack, the third its own."""
+
+    def forward_native(self, a, b, c):
+        b.add_(a)
+        return b * c.sum()
+
+    def forward_cpu(self, a, b, c):
+        b += a
+        return b * c.sum()
+
+
+class AddsIntoFirst(AddsIntoSecond):
+    """Its IR side (forward_native) writes the other input than its legacy side."""
+
+    def forward_native(self, a, b, c):
+        a.add_(b)
+        return b * c.sum()
+
+
+@pytest.mark.parametrize("cls, names, passed", [
+    (AddsIntoSecond, ["out0", "mutated:b"], True),
+    (AddsIntoFirst, ["out0", "mutated:a", "mutated:b"], False),
+])
+def test_inference_inputs_copied_together_are_told_apart(cls, names, passed, shadow):
+    g = torch.Generator().manual_seed(5)
+    with torch.inference_mode():
+        a, b, c = torch.randn(4, 6, generator=g), torch.randn(4, 6, generator=g), torch.randn(3, generator=g)
+        a0, b0, c0 = a.clone(), b.clone(), c.clone()
+        out = cls()(a, b, c)
+    torch.testing.assert_close(b, b0 + a0, rtol=0, atol=0)  # the legacy effect, on the real inputs only
+    assert torch.equal(a, a0) and torch.equal(c, c0)
+    torch.testing.assert_close(out, (b0 + a0) * c0.sum(), rtol=0, atol=0)
+    (rec,) = shadow("compare")
+    assert [o["name"] for o in rec["outputs"]] == names and rec["passed"] is passed, rec
