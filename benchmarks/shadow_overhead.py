@@ -10,7 +10,10 @@ within 5% of off. Two estimates, same run:
   serving loop is, when it reads its sampled tokens); slowdown = mean shadow step / mean
   off step - 1, with a 95% bootstrap interval over the pairs. A mean, not a median: at a
   1% sample three steps in four compare nothing, so a median step shows no overhead at
-  all. Pairs a few ms apart share the host's state, which rounds do not.
+  all. Pairs a few ms apart share the host's state, which rounds do not. --block-steps N
+  pairs blocks of N steps a mode instead (the mode switches less often; 10 gave the same
+  figure as single steps on the H200: shadow_overhead_gpu_t256_runs.md). Runs move by about
+  a point between lent machines: benchmarks/pool_runs.py pools several.
 - rounds: --repeats rounds of --steps steps per mode, alternating; the ratio of the
   median rounds and the median of the per-round ratios. On the H100 machine's host the
   off rounds alone ranged 3.2-6.8 ms a step in one run (41 rounds at 256 tokens): the
@@ -103,11 +106,13 @@ def compared_call_cost(model, x, residual, device, reports: str, rounds: int = 7
     return statistics.median(diffs)
 
 
-def interleaved_steps(model, x, residual, device, reports: str, pairs: int, sample: float) -> dict:
-    """Single steps, off and shadow in a random order within each pair (see the docstring)."""
+def interleaved_steps(model, x, residual, device, reports: str, pairs: int, sample: float,
+                      block: int = 1) -> dict:
+    """Blocks of `block` steps (single steps by default), off and shadow in a random order
+    within each pair (see the docstring); a time is a block's mean step."""
     order = random.Random(0)
     times: dict[str, list[float]] = {"off": [], "shadow": []}
-    compares: list[int] = []  # compared calls in each shadow step
+    compares: list[int] = []  # compared calls in each shadow block
 
     def compared() -> int:
         return sum(c.compared for c in list(recorder._counters.values()))
@@ -117,7 +122,7 @@ def interleaved_steps(model, x, residual, device, reports: str, pairs: int, samp
             for mode in ("off", "shadow") if order.random() < 0.5 else ("shadow", "off"):
                 with compat.override(dispatch=mode, shadow_sample=sample):
                     before = compared()
-                    times[mode].append(run(model, x, residual, 1, device))
+                    times[mode].append(statistics.fmean(run(model, x, residual, 1, device) for _ in range(block)))
                     if mode == "shadow":
                         compares.append(compared() - before)
         compat.flush()
@@ -129,7 +134,7 @@ def interleaved_steps(model, x, residual, device, reports: str, pairs: int, samp
         idx = [resample.randrange(pairs) for _ in range(pairs)]
         boot.append(sum(shadow[i] for i in idx) / sum(off[i] for i in idx) - 1)
     boot.sort()
-    return {"pairs": pairs, "off_mean_us": statistics.fmean(off), "shadow_mean_us": statistics.fmean(shadow),
+    return {"pairs": pairs, "block_steps": block, "off_mean_us": statistics.fmean(off), "shadow_mean_us": statistics.fmean(shadow),
             "slowdown": sum(shadow) / sum(off) - 1, "ci95": [boot[50], boot[1949]],
             "off_median_us": statistics.median(off), "shadow_median_us": statistics.median(shadow),
             # Shadow steps that compared nothing: what the sampling path alone costs.
@@ -158,6 +163,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=31)  # off rounds alone varied 1.7x on the H200 machine
     p.add_argument("--sample", type=float, default=0.01)
     p.add_argument("--step-pairs", type=int, default=1000, help="pairs of single steps (the headline estimate)")
+    p.add_argument("--block-steps", type=int, default=1,
+                   help="steps a mode runs before the next switch in the interleaved estimate (1: single steps)")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--suffix", default="", help="appended to the result files' names (e.g. _t2048)")
     p.add_argument("--profile", action="store_true",
@@ -193,7 +200,7 @@ def _main(a: argparse.Namespace) -> dict:
                 with compat.override(dispatch=mode, shadow_sample=a.sample, report_dir=reports):
                     times[mode].append(run(model, x, residual, a.steps, device))
                     compat.flush()
-        steps = interleaved_steps(model, x, residual, device, reports, a.step_pairs, a.sample)
+        steps = interleaved_steps(model, x, residual, device, reports, a.step_pairs, a.sample, a.block_steps)
         records = [json.loads(line) for f in Path(reports).rglob("*.jsonl") for line in f.read_text().splitlines()]
         per_compare = compared_call_cost(model, x, residual, device, reports)
         if a.profile:
@@ -214,15 +221,18 @@ def _main(a: argparse.Namespace) -> dict:
         "expected_slowdown": a.sample * 3 * a.layers * per_compare / off,
         "times_us": times,
     }
+    unit = ("single synchronised steps" if a.block_steps == 1
+            else f"blocks of {a.block_steps} synchronised steps, a block's time its mean step")
     text = (f"# shadow overhead: decoder MLP loop ({result['device']}, {result['dtype']})\n\n"
             f"{a.layers} layers x {a.tokens} tokens, hidden {a.hidden}, inter {a.inter}; "
             f"IRSHIM_SHADOW_SAMPLE={a.sample}; torch.{a.grad_mode}; target: shadow within +5% of off.\n\n"
-            f"**Interleaved steps** ({steps['pairs']} pairs of single synchronised steps, off and shadow "
+            f"**Interleaved steps** ({steps['pairs']} pairs of {unit}, off and shadow "
             f"in a random order): mean step off {steps['off_mean_us']:.1f} µs, shadow "
             f"{steps['shadow_mean_us']:.1f} µs; slowdown **{100 * steps['slowdown']:+.2f}%** "
             f"(95% bootstrap interval {100 * steps['ci95'][0]:+.2f}% to {100 * steps['ci95'][1]:+.2f}%; "
             f"median steps {steps['off_median_us']:.1f} / {steps['shadow_median_us']:.1f} µs). "
-            f"The {steps['quiet_steps']} shadow steps that compared nothing: mean {steps['quiet_mean_us']:.1f} µs, "
+            f"The {steps['quiet_steps']} shadow {'steps' if a.block_steps == 1 else 'blocks'} that compared "
+            f"nothing: mean {steps['quiet_mean_us']:.1f} µs, "
             f"median {steps['quiet_median_us']:.1f} µs.\n\n"
             f"**Rounds**: median of {a.repeats} interleaved rounds of {a.steps} steps "
             "(off first in every other pair).\n\n"

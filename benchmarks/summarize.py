@@ -24,7 +24,8 @@ A last section lists the host-side figures against their targets: the eager IR
 call over the direct provider call (<= 1.5 µs; dispatch_overhead*.json), the
 compat shim (off <= 0.3 µs, on <= 2 µs; compat_overhead*.json) and the shadow
 loop at a 1% sample (<= +5% over off; shadow_overhead_gpu*.json: interleaved single
-steps where the file has them, the round figures beside them).
+steps where the file has them, the round figures beside them; shadow_overhead_pooled*.json:
+several runs' mean, benchmarks/pool_runs.py).
 """
 
 from __future__ import annotations
@@ -130,6 +131,13 @@ def overhead_lines(folder: Path) -> list[str]:
             if key in data:
                 lines.append(f"| {path.name} | {data['device']} | shadow loop, {tokens} tokens, {label} | "
                              f"{100 * data[key]:+.2f}% | +5% | {_verdict(data[key], 0.05)} |")
+    for path in sorted(folder.glob("shadow_overhead_pooled*.json")):
+        data = json.loads(path.read_text())
+        pooled = data["pooled"]
+        low, high = pooled["ci95"]
+        lines.append(f"| {path.name} | {data['device']} | shadow loop, {data['tokens']} tokens, torch.{data['grad_mode']}, "
+                     f"mean of {len(data['runs'])} runs (95% interval {100 * low:+.1f}% to {100 * high:+.1f}%) | "
+                     f"{100 * pooled['slowdown']:+.2f}% | +5% | {_verdict(pooled['slowdown'], 0.05)} |")
     return lines + [""]
 
 
