@@ -159,12 +159,16 @@ def _copies(tensors: list[tuple[str, torch.Tensor]]):
     norm's x and residual) are copied twice, snapshot and pristine, by one `torch.stack`: one
     launch where a clone each took four under inference_mode. Others: a clone each, and a
     pristine contiguous clone for inference tensors. Never stacked when version counters tell
-    mutations: views of one stack share a counter."""
+    mutations: views of one stack share a counter. Only tensors of a multiple of 16 bytes:
+    every copy then starts 16-byte aligned, as a fresh allocation does (Triton specialises
+    its kernels on that)."""
     stacked: list[torch.Tensor] = []
     first = None
     for _, value in tensors:
         if value.is_inference() and value.is_contiguous():
             if first is None:
+                if value.nbytes % 16:
+                    continue
                 first = value
             if value is first or (value.shape == first.shape and value.dtype == first.dtype
                                   and value.device == first.device):

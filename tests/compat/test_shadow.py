@@ -483,8 +483,6 @@ def test_shadow_under_inference_mode(case, shadow, monkeypatch):
         assert not any(n.startswith("mutated:") for n in names)
 
 
-
-
 class AddsIntoSecond(CustomOp):
     """Unported, two inputs of one shape and a third of another: under inference_mode the
     first two get their snapshot and pristine copies from one stack, the third its own."""
@@ -521,3 +519,22 @@ def test_inference_inputs_copied_together_are_told_apart(cls, names, passed, sha
     torch.testing.assert_close(out, (b0 + a0) * c0.sum(), rtol=0, atol=0)
     (rec,) = shadow("compare")
     assert [o["name"] for o in rec["outputs"]] == names and rec["passed"] is passed, rec
+
+
+@pytest.mark.parametrize("shape, one_stack", [((4, 8), True), ((3, 7), False)])
+def test_inference_copies_start_aligned(shape, one_stack):
+    """Inputs copied by one stack share its storage; one of 42 bytes a copy would leave the
+    second copy 16-byte misaligned (Triton specialises kernels on alignment): cloned apart."""
+    from irshim.compat import shadow as shadow_module
+
+    g = torch.Generator().manual_seed(3)
+    with torch.inference_mode():
+        tensors = [(n, torch.randn(shape, generator=g).bfloat16()) for n in ("x", "residual")]
+        mapping, inputs = shadow_module._copies(tensors)
+    storages = set()
+    for (name, real, snap, pristine, _), (given_name, given) in zip(inputs, tensors):
+        assert name == given_name and real is given and mapping[id(real)] is snap
+        for copy in (snap, pristine):
+            assert torch.equal(copy, real) and copy.data_ptr() != real.data_ptr() and copy.data_ptr() % 16 == 0
+            storages.add(copy.untyped_storage().data_ptr())
+    assert len(storages) == (1 if one_stack else 4)
