@@ -68,9 +68,10 @@ def main(argv=None) -> dict:
              "95% bootstrap interval resampling the step pairs within each run.", "",
              f"**Pooled: {100 * result['pooled']['slowdown']:+.2f}%** (95% interval {100 * low:+.2f}% to "
              f"{100 * high:+.2f}%); target +5%.", "",
-             "| run | pairs | steps a block | mean off step µs | slowdown | 95% interval |", "| --- | ---: | ---: | ---: | ---: | --- |"]
-    lines += [f"| {r['file']} | {r['pairs']} | {r['block_steps']} | {r['off_mean_us']:.0f} | {100 * r['slowdown']:+.2f}% | "
-              f"{100 * r['ci95'][0]:+.2f}% to {100 * r['ci95'][1]:+.2f}% |" for r in rows]
+             "| run | pairs | steps a block | mean off step µs | slowdown | 95% interval |",
+             "| --- | ---: | ---: | ---: | ---: | --- |"]
+    lines += [f"| {r['file']} | {r['pairs']} | {r['block_steps']} | {r['off_mean_us']:.0f} | "
+              f"{100 * r['slowdown']:+.2f}% | {100 * r['ci95'][0]:+.2f}% to {100 * r['ci95'][1]:+.2f}% |" for r in rows]
     text = "\n".join(lines) + "\n"
     print(text)
     write_report(a.out, a.stem, result, text)

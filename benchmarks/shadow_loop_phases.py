@@ -183,12 +183,13 @@ def _main(a: argparse.Namespace) -> dict:
              "| compared calls in the step | steps | host time over the paired off step, mean / median µs "
              "| wait over off, mean µs | the compared calls' own time, mean / median µs |",
              "| ---: | ---: | ---: | ---: | ---: |"]
-    lines += [f"| {r['compared_calls']} | {r['steps']} | {r['host_delta_mean_us']:.0f} / {r['host_delta_median_us']:.0f} "
-              f"| {r['wait_delta_mean_us']:.0f} | {r['compared_time_mean_us']:.0f} / {r['compared_time_median_us']:.0f} |"
-              for r in by_count]
+    lines += [f"| {r['compared_calls']} | {r['steps']} | {r['host_delta_mean_us']:.0f} / "
+              f"{r['host_delta_median_us']:.0f} | {r['wait_delta_mean_us']:.0f} | "
+              f"{r['compared_time_mean_us']:.0f} / {r['compared_time_median_us']:.0f} |" for r in by_count]
     loop, warm = result["loop"], result["back_to_back"]
-    lines += ["", f"A compared call: {loop['run_shadow_mean_us']:.0f} µs in the loop ({loop['compared_calls']} calls), "
-              f"{warm['run_shadow_mean_us']:.0f} µs back to back ({warm['compared_calls']} calls, every call compared).", "",
+    lines += ["", f"A compared call: {loop['run_shadow_mean_us']:.0f} µs in the loop ({loop['compared_calls']} "
+              f"calls), {warm['run_shadow_mean_us']:.0f} µs back to back ({warm['compared_calls']} calls, every "
+              "call compared).", "",
               "| phase of run_shadow | in the loop, µs a compared call | back to back, µs a compared call |",
               "| --- | ---: | ---: |"]
     lines += [f"| {k} | {v['per_call_us']:.1f} | {warm['phases'].get(k, {}).get('per_call_us', float('nan')):.1f} |"

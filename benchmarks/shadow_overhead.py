@@ -134,7 +134,8 @@ def interleaved_steps(model, x, residual, device, reports: str, pairs: int, samp
         idx = [resample.randrange(pairs) for _ in range(pairs)]
         boot.append(sum(shadow[i] for i in idx) / sum(off[i] for i in idx) - 1)
     boot.sort()
-    return {"pairs": pairs, "block_steps": block, "off_mean_us": statistics.fmean(off), "shadow_mean_us": statistics.fmean(shadow),
+    return {"pairs": pairs, "block_steps": block,
+            "off_mean_us": statistics.fmean(off), "shadow_mean_us": statistics.fmean(shadow),
             "slowdown": sum(shadow) / sum(off) - 1, "ci95": [boot[50], boot[1949]],
             "off_median_us": statistics.median(off), "shadow_median_us": statistics.median(shadow),
             # Shadow steps that compared nothing: what the sampling path alone costs.

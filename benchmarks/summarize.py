@@ -135,8 +135,8 @@ def overhead_lines(folder: Path) -> list[str]:
         data = json.loads(path.read_text())
         pooled = data["pooled"]
         low, high = pooled["ci95"]
-        lines.append(f"| {path.name} | {data['device']} | shadow loop, {data['tokens']} tokens, torch.{data['grad_mode']}, "
-                     f"mean of {len(data['runs'])} runs (95% interval {100 * low:+.1f}% to {100 * high:+.1f}%) | "
+        lines.append(f"| {path.name} | {data['device']} | shadow loop, {data['tokens']} tokens, "
+                     f"torch.{data['grad_mode']}, mean of {len(data['runs'])} runs (95% interval {100 * low:+.1f}% to {100 * high:+.1f}%) | "
                      f"{100 * pooled['slowdown']:+.2f}% | +5% | {_verdict(pooled['slowdown'], 0.05)} |")
     return lines + [""]
 

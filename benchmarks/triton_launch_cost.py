@@ -57,9 +57,10 @@ def main(argv=None) -> dict:
     rows = {
         "empty kernel, 1 argument": lambda: _one_arg[(1,)](x),
         "empty kernel, 14 arguments": lambda: _fourteen_args[(1,)](*args14),
-        "  its binding and cache lookup alone (warmup=True)": lambda: _fourteen_args.run(*args14, grid=(1,), warmup=True),
-        "  its compiled kernel's launcher alone": lambda: compiled.run(1, 1, 1, stream, compiled.function,
-                                                                        compiled.packed_metadata, None, None, None, *args14),
+        "  its binding and cache lookup alone (warmup=True)":
+            lambda: _fourteen_args.run(*args14, grid=(1,), warmup=True),
+        "  its compiled kernel's launcher alone":
+            lambda: compiled.run(1, 1, 1, stream, compiled.function, compiled.packed_metadata, None, None, None, *args14),
         "empty kernel, 28 arguments": lambda: _twenty_eight_args[(1,)](out, *pair * 4, 1, 1, 1),
         "torch.zeros(4, 5)": lambda: torch.zeros(4, C.FIELDS, device="cuda"),
         "compare launcher, 1 pair": lambda: C._launch(out, (y,), (x,), (None,), (0.01,), (0.01,)),
