@@ -149,6 +149,8 @@ def _main(a: argparse.Namespace) -> dict:
                 _step(model, x, residual)
             compat.flush()
         warm_calls, warm_phases = timer.take()
+    if not loop_calls:
+        raise SystemExit(f"no call was compared in {a.pairs} step pairs at sample {a.sample}: give more --pairs")
 
     by_count = []
     for n in sorted({s[2] for s in steps["shadow"]}):
