@@ -248,6 +248,7 @@ class _Timer:
         index = next((real.get_device() for _, real, *_ in inputs if real.is_cuda), None)
         self.cuda = index is not None
         # Looked up once: Event.record() without a stream looks it up on every mark.
+        self.index = index
         self.stream = _current_stream(index) if self.cuda else None
         self.marks: list[Any] = []
         self.mark()
@@ -255,7 +256,7 @@ class _Timer:
     def mark(self) -> None:
         if self.cuda:
             try:
-                event = _free_events[self.stream.device_index].pop()
+                event = _free_events[self.index].pop()
             except (KeyError, IndexError):
                 event = torch.cuda.Event(enable_timing=True)
             event.record(self.stream)
@@ -268,7 +269,7 @@ class _Timer:
         if self.cuda:
             self.marks[-1].synchronize()
             spans = [a.elapsed_time(b) * 1e3 for a, b in zip(self.marks, self.marks[1:])]
-            _free_events.setdefault(self.stream.device_index, []).extend(self.marks)
+            _free_events.setdefault(self.index, []).extend(self.marks)
             self.marks = []
             return spans
         return [(b - a) * 1e6 for a, b in zip(self.marks, self.marks[1:])]

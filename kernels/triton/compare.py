@@ -146,10 +146,9 @@ def _pair_ok(a: Tensor, e: Tensor, b: Tensor | None) -> bool:
     on a device the kernels run on and the same one; a baseline of the pair's own dtype."""
     loaded = _loaded()
     return (a.shape == e.shape and a.dtype in loaded and e.dtype in loaded
-            and S.device_ok(a) and S.same_device(a, e)
+            and S.device_ok(a) and S.same_devices(a, e, b)
             and a.is_contiguous() and e.is_contiguous() and a.numel() < 2**31
-            and (b is None or (b.dtype == a.dtype == e.dtype and b.shape == a.shape and b.is_contiguous()
-                               and S.same_device(b, a))))
+            and (b is None or (b.dtype == a.dtype == e.dtype and b.shape == a.shape and b.is_contiguous())))
 
 
 def _supports(actual: Tensor, expected: Tensor, atol: float, rtol: float) -> bool:
@@ -161,7 +160,7 @@ def _pairs_supported(actual: list[Tensor], expected: list[Tensor], baseline: lis
     n = len(actual)
     return (n > 0 and len(expected) == len(baseline) == len(atol) == len(rtol) == n
             and all(map(_pair_ok, actual, expected, baseline))
-            and all(S.same_device(a, actual[0]) for a in actual[1:]))
+            and S.same_devices(*actual))
 
 
 @get_op("tolerance_stats").register_impl("triton", supported=S.platform_supported, supports_args=_supports)
