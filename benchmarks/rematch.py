@@ -16,12 +16,14 @@ within each capture), and the ratio of the medians.
         [--out DIR --stem NAME]
 
 A case is `suite:op:shape:dtype`, as the suite's own results name them (suite: activations,
-norms or rope).
+norms or rope); op, shape and dtype may be shell patterns (`norms:*:*:*`), and `--min-tokens`
+keeps the cases from that many tokens (the targets' 1024: every row they judge against 1.0x).
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import importlib.metadata
 import random
 import statistics
@@ -54,16 +56,21 @@ def _suite(name: str) -> tuple[list[H.Case], list[H.Provider]]:
     raise SystemExit(f"unknown suite {name!r}: activations, norms or rope")
 
 
-def _find(spec: str) -> tuple[H.Case, list[H.Provider]]:
+def _find(spec: str, min_tokens: int = 0) -> list[tuple[H.Case, list[H.Provider]]]:
+    """The cases a spec names (op, shape and dtype may be shell patterns: `norms:*:*:*`), from
+    `min_tokens` tokens, each with the suite's peers and triton."""
     try:
-        suite, op, shape, dtype = spec.split(":")
+        suite, *pattern = spec.split(":")
+        op, shape, dtype = pattern
     except ValueError:
         raise SystemExit(f"bad case {spec!r}: suite:op:shape:dtype, e.g. norms:rms_norm:16384x8192:bfloat16")
     cases, providers = _suite(suite)
-    for case in cases:
-        if (case.op, case.shape, case.dtype) == (op, shape, dtype):
-            return case, [p for p in providers if p.peer or p.name == SUBJECT]
-    raise SystemExit(f"no case {op} {shape} {dtype} in suite {suite}")
+    chosen = [p for p in providers if p.peer or p.name == SUBJECT]
+    found = [(case, chosen) for case in cases if case.tokens >= min_tokens
+             and all(fnmatch.fnmatchcase(v, pat) for v, pat in zip((case.op, case.shape, case.dtype), pattern))]
+    if not found:
+        raise SystemExit(f"no case {op} {shape} {dtype} in suite {suite} from {min_tokens} tokens")
+    return found
 
 
 def _rounds(case: H.Case, providers: list[H.Provider], rounds: int) -> dict[str, list[float]]:
@@ -140,12 +147,13 @@ def main(argv=None) -> dict:
     p.add_argument("cases", nargs="+", help="suite:op:shape:dtype")
     p.add_argument("--rounds", type=int, default=100)
     p.add_argument("--captures", type=int, default=3)
+    p.add_argument("--min-tokens", type=int, default=0, help="only cases with at least this many tokens")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--stem", default="rematch")
     a = p.parse_args(argv)
     if a.rounds < 1 or a.captures < 1:
         p.error("--rounds and --captures must be at least 1")
-    found = [_find(spec) for spec in a.cases]
+    found = [pair for spec in a.cases for pair in _find(spec, a.min_tokens)]
     torch._dynamo.config.cache_size_limit = 1024
     env = H.environment()
     try:

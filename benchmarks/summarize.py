@@ -20,6 +20,11 @@ than once on one GPU model, the latest run counts):
 Peers are those each benchmark marks as peers (native eager, Inductor, Liger where
 it has the op); the unfused pair of bench_quant is a reference, not a peer.
 
+A section lists the rows re-timed by benchmarks/rematch.py (rematch*.json): the median of
+triton's per-round ratio to its best peer with its 95% interval, read as ahead (the whole
+interval at or above 1.0), behind (the whole interval below) or level (the interval holds 1.0). It does not change the tables above,
+whose rows are each suite's own run.
+
 A last section lists the host-side figures against their targets: the eager IR
 call over the direct provider call (<= 1.5 µs; dispatch_overhead*.json), the
 compat shim (off <= 0.3 µs, on <= 2 µs; compat_overhead*.json) and the shadow
@@ -100,6 +105,29 @@ def _verdict(value: float, target: float) -> str:
     return "yes" if value <= target else "NO"
 
 
+def _standing(ci95: list[float]) -> str:
+    low, high = ci95
+    return "ahead" if low >= 1.0 else "behind" if high < 1.0 else "level"
+
+
+def rematch_lines(folder: Path) -> list[str]:
+    """The rows re-timed round by round (rematch*.json; see the module docstring)."""
+    paths = sorted(folder.glob("rematch*.json"))
+    if not paths:
+        return []
+    lines = ["## Rows re-timed round by round (benchmarks/rematch.py)", "",
+             "| file | GPU | op | shape | dtype | best peer | median ratio | 95% interval | standing |",
+             "|---|---|---|---|---|---|---:|---|---|"]
+    for path in paths:
+        data = json.loads(path.read_text())
+        for r in data["rows"]:
+            low, high = r["ci95"]
+            lines.append(f"| {path.name} | {data['env']['gpu']} | {r['op']} | {r['shape']} | {r['dtype']} | "
+                         f"{r['best_peer']} | {r['median_ratio']:.4f} | {low:.4f} to {high:.4f} | "
+                         f"{_standing(r['ci95'])} |")
+    return lines + [""]
+
+
 def overhead_lines(folder: Path) -> list[str]:
     """The host-side overheads against their targets (see the module docstring)."""
     lines = ["## Host-side overheads", "", "| file | where | figure | value | target | met |",
@@ -162,6 +190,7 @@ def main() -> None:
                              f"{row['graph_us']['triton']:.1f} | {peer} {row['graph_us'][peer]:.1f} | "
                              f"{100 * row['copy_fraction']:.0f}% | {'; '.join(misses)} |")
             lines.append("")
+    lines += rematch_lines(folder)
     lines += overhead_lines(folder)
     (folder / "targets.md").write_text("\n".join(lines))
     print("\n".join(lines))
