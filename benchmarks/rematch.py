@@ -99,22 +99,28 @@ def _median_ratio(captures: list[list[float]]) -> float:
     return statistics.median(r for ratios in captures for r in ratios)
 
 
-def rematch(case: H.Case, providers: list[H.Provider], rounds: int, captures: int, resamples: int = 2000,
-            seed: int = 0) -> dict:
+def ratio_stats(runs: list[dict[str, list[float]]], peer: str, subject: str = SUBJECT, resamples: int = 2000,
+                seed: int = 0) -> tuple[float, list[float], int]:
+    """Median over rounds of peer time / subject time, its 95% bootstrap interval (rounds
+    resampled within each capture), and how many rounds were below 1."""
+    ratios = [[p / t for p, t in zip(run[peer], run[subject])] for run in runs]
+    rng = random.Random(seed)
+    boot = sorted(_median_ratio([[rs[rng.randrange(len(rs))] for _ in rs] for rs in ratios])
+                  for _ in range(resamples))
+    ci = [boot[int(0.025 * resamples)], boot[int(0.975 * resamples) - 1]]
+    return _median_ratio(ratios), ci, sum(r < 1 for rs in ratios for r in rs)
+
+
+def rematch(case: H.Case, providers: list[H.Provider], rounds: int, captures: int) -> dict:
     runs = [_rounds(case, providers, rounds) for _ in range(captures)]
     medians = {name: statistics.median(t for run in runs for t in run[name]) for name in runs[0]}
     peers = {name: us for name, us in medians.items() if name != SUBJECT}
     best = min(peers, key=peers.get)
-    ratios = [[p / t for p, t in zip(run[best], run[SUBJECT])] for run in runs]
-    rng = random.Random(seed)
-    boot = sorted(_median_ratio([[rs[rng.randrange(len(rs))] for _ in rs] for rs in ratios])
-                  for _ in range(resamples))
+    median_ratio, ci, below = ratio_stats(runs, best)
     return {
         "op": case.op, "shape": case.shape, "dtype": case.dtype, "best_peer": best,
         "median_us": medians, "ratio_of_medians": medians[best] / medians[SUBJECT],
-        "median_ratio": _median_ratio(ratios),
-        "ci95": [boot[int(0.025 * resamples)], boot[int(0.975 * resamples) - 1]],
-        "rounds_below_1": sum(r < 1 for rs in ratios for r in rs), "rounds": rounds * captures,
+        "median_ratio": median_ratio, "ci95": ci, "rounds_below_1": below, "rounds": rounds * captures,
         "gbs": case.bytes / (medians[SUBJECT] * 1e-6) / 1e9,
     }
 
@@ -161,14 +167,14 @@ def main(argv=None) -> dict:
     except importlib.metadata.PackageNotFoundError:
         env["liger"] = None
     copy = H.copy_bandwidth_gbs()
-    rows = []
+    result = {"env": env, "copy_gbs": copy, "rounds": a.rounds, "captures": a.captures, "rows": []}
     for case, providers in found:
-        rows.append(rematch(case, providers, a.rounds, a.captures))
-        r = rows[-1]
+        r = rematch(case, providers, a.rounds, a.captures)
+        result["rows"].append(r)
         print(f"{r['op']} {r['shape']} {r['dtype']}: {r['median_ratio']:.4f} x {r['best_peer']} "
               f"[{r['ci95'][0]:.4f}, {r['ci95'][1]:.4f}]", flush=True)
-    result = {"env": env, "copy_gbs": copy, "rounds": a.rounds, "captures": a.captures, "rows": rows}
-    write_report(a.out, a.stem, result, _markdown(env, copy["copy"], rows, a.rounds, a.captures))
+        # Written after every row: a run cut short by a time limit keeps the rows it finished.
+        write_report(a.out, a.stem, result, _markdown(env, copy["copy"], result["rows"], a.rounds, a.captures))
     return result
 
 
