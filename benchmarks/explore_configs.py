@@ -22,7 +22,9 @@ benchmarks/results/sweep_session3.txt). Sections (any order):
 - session 9 (results/sweep_session9.txt): quant15 / quant16 (the H100's static and fused-add
   norm + quant misses, and the row-pipelined kernel at 8192 columns); session 10
   (results/sweep_session10.txt): quant17 (the flat static quant kernel with L2 hints, streaming
-  stores, and without its exact-division step), act10 (the H100's activation ties by flat configuration).
+  stores, and without its exact-division step), act10 (the H100's activation ties by flat configuration);
+  session 15 (results/sweep_session15_h200.txt): norm11 (norms over 8192 columns by configuration and
+  with cache hints, round by round beside Inductor: benchmarks/rematch.py's method).
 
     python benchmarks/explore_configs.py OUTDIR section...
 
@@ -1253,13 +1255,80 @@ def quant17():
         _two_rounds(f"quant17 static {t}x{d} (rule {rule})", fns, nbytes, most=12)
 
 
+@triton.jit
+def _norm_rows_hinted(X, XS, W, OUT, OS, N_COLS, EPS, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                      XEV: tl.constexpr, WEV: tl.constexpr, CS: tl.constexpr, GEMMA: tl.constexpr):
+    """Whole rows of `BLOCK_N` columns, BLOCK_M a program, no masks, with an eviction policy on x's
+    (XEV) and the weight's (WEV) loads and a cache modifier on the store (CS)."""
+    rows = (tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
+    cols = tl.arange(0, BLOCK_N)
+    x = tl.load(X + rows[:, None] * XS + cols[None, :], eviction_policy=XEV).to(tl.float32)
+    w = tl.load(W + cols, eviction_policy=WEV).to(tl.float32)
+    if GEMMA:
+        w = w + 1.0
+    rstd = tl.rsqrt(tl.sum(x * x, axis=1) / N_COLS + tl.cast(EPS, tl.float32))
+    y = x * rstd[:, None]
+    y = y * w[None, :]
+    tl.store(OUT + rows[:, None] * OS + cols[None, :], y.to(OUT.dtype.element_ty), cache_modifier=CS)
+
+
+def norm11():
+    """Norms over 8192 columns where benchmarks/rematch.py found triton behind Inductor (session 15):
+    launch configurations of the production kernel and `_norm_rows_hinted` with cache hints, round by
+    round beside Inductor and Liger (rematch.py's rounds: two captures x 40 rounds; ratio = Inductor's
+    time / the variant's, median over rounds, with its bootstrap interval)."""
+    import statistics
+
+    import bench_norms as BN
+    import rematch as R
+
+    def hinted(m, w, xev, wev, cs):
+        def bind(case, args):
+            x, weight, eps = args
+            out = torch.empty_like(x)
+
+            def run():
+                _norm_rows_hinted[(x.shape[0] // m,)](x, x.stride(0), weight, out, out.stride(0), x.shape[1], eps,
+                                                      BLOCK_M=m, BLOCK_N=x.shape[1], XEV=xev, WEV=wev, CS=cs,
+                                                      GEMMA=case.op.startswith("gemma"), num_warps=w)
+                return out
+            return run
+        return H.Provider(f"h{m}/{w} x={xev or '-'} w={wev or '-'} st={cs or '-'}", bind, peer=False)
+
+    def config(m, n, w, single):
+        cfg = TL.NormConfig(m, n, w, single)
+        return H.Provider(f"{m}/{w}{'' if single else f' c{n}'}", lambda c, a: (
+            lambda: TL.rms_norm_into(*a, c.op.startswith("gemma"), config=cfg)), peer=False)
+
+    variants = [config(*c) for c in ((2, 8192, 32, True), (1, 8192, 16, True), (1, 8192, 32, True),
+                                     (2, 8192, 16, True), (1, 8192, 8, True), (1, 2048, 8, False), (2, 2048, 8, False))]
+    variants += [hinted(2, 32, "evict_first", "evict_last", ""), hinted(2, 32, "", "", ".cs"),
+                 hinted(1, 16, "evict_first", "evict_last", ""), hinted(1, 16, "", "", "")]
+    for spec in ("norms:gemma_rms_norm:1024x8192:bfloat16", "norms:gemma_rms_norm:4096x8192:bfloat16",
+                 "norms:rms_norm:16384x8192:bfloat16", "norms:gemma_rms_norm:16384x8192:bfloat16"):
+        case, _ = R._find(spec)[0]
+        provs = [p for p in BN.providers() if p.name in ("inductor", "liger", "triton")] + variants
+        args = case.make_args()
+        ref = ir.get_op(case.op).native(*args).float()
+        for p in provs:
+            got = p.bind(case, args)()
+            got = got[0] if isinstance(got, tuple) else got  # Liger returns its saved tensors too
+            log(f"norm11 {spec} {p.name} max err {(got.float() - ref).abs().max().item()}")
+        runs = [R._rounds(case, provs, 40) for _ in range(2)]
+        med = {n: statistics.median(t for r in runs for t in r[n]) for n in runs[0]}
+        for n in sorted(med, key=med.get):
+            m, ci, _ = R.ratio_stats(runs, "inductor", n) if n != "inductor" else (1.0, [1.0, 1.0], 0)
+            log(f"norm11 {spec} {n}: {med[n]:.2f} us, inductor/this {m:.4f} [{ci[0]:.4f}, {ci[1]:.4f}]")
+
+
 SECTIONS_BY_NAME = {"inductor": dump_inductor, "act": act_sweep, "norm": norm_sweep, "quant": quant_sweep,
                     "rows": rows_sweep, "variants": variants, "rows2": rows2, "act2": act2,
                     "rows3": rows3, "group3": group3, "fused3": fused3,
                     "fused4": fused4, "act3": act3, "rope3": rope3, "rope4": rope4, "rope5": rope5, "act5": act5, "act6": act6, "act7": act7, "act8": act8, "quant8": quant8, "norm8": norm8, "norm9": norm9, "norm10": norm10, "act9": act9,
                     "rope6": rope6, "quant11": quant11,
                     "quant12": quant12, "quant13": quant13,
-                    "quant14": quant14, "quant15": quant15, "quant16": quant16, "quant17": quant17, "act10": act10}
+                    "quant14": quant14, "quant15": quant15, "quant16": quant16, "quant17": quant17, "act10": act10,
+                    "norm11": norm11}
 
 
 def main() -> None:

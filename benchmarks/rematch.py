@@ -12,6 +12,10 @@ triton faster; the best peer is the one with the smallest median over all rounds
 reports the median of the rounds' ratios with a 95% bootstrap interval (rounds resampled
 within each capture), and the ratio of the medians.
 
+The interval is the noise of one run only. Between runs (other processes, so other input
+placement, and Inductor autotunes its reduction kernels anew) a row near 1.0 moved by up to
+0.64% on the H200, and launch-bound rows more (benchmarks/summarize.py, REMATCH_RESOLUTION).
+
     python benchmarks/rematch.py activations:relu2:1024x28672:bfloat16 [...] [--rounds 100 --captures 3]
         [--out DIR --stem NAME]
 
@@ -133,7 +137,8 @@ def _markdown(env: dict, copy_gbs: float, rows: list[dict], rounds: int, capture
         f"{env['time_utc']} UTC; copy {copy_gbs:,.0f} GB/s.",
         f"{captures} captures x {rounds} rounds a row (benchmarks/rematch.py: one replay of each provider a round,",
         "order reversed every other round; ratio = best peer's time / triton's, > 1: triton faster;",
-        "95% bootstrap interval of the median ratio, rounds resampled within each capture).",
+        "95% bootstrap interval of the median ratio, rounds resampled within each capture: the noise",
+        "of this run only; between runs a row moved by up to 0.64%, see benchmarks/summarize.py).",
         "",
         "| op | shape | dtype | best peer | triton µs | peer µs | median ratio | 95% interval | rounds < 1 "
         "| % copy |",
