@@ -67,7 +67,7 @@ def _find(spec: str, min_tokens: int = 0) -> list[tuple[H.Case, list[H.Provider]
         suite, *pattern = spec.split(":")
         op, shape, dtype = pattern
     except ValueError:
-        raise SystemExit(f"bad case {spec!r}: suite:op:shape:dtype, e.g. norms:rms_norm:16384x8192:bfloat16")
+        raise SystemExit(f"bad case {spec!r}: suite:op:shape:dtype, e.g. norms:rms_norm:16384x8192:bfloat16") from None
     cases, providers = _suite(suite)
     chosen = [p for p in providers if p.peer or p.name == SUBJECT]
     found = [(case, chosen) for case in cases if case.tokens >= min_tokens
@@ -82,8 +82,16 @@ def _rounds(case: H.Case, providers: list[H.Provider], rounds: int) -> dict[str,
     n_sets = max(1, min(8, -(-H.L2_FLUSH_BYTES // max(case.bytes, 1))))
     sets = [case.make_args() for _ in range(n_sets)]
     calls = max(2, min(H.MAX_CALLS, H.GRAPH_BYTES // max(case.bytes, 1)))
-    bound = {p.name: [p.bind(case, args) for args in sets] for p in providers}
-    graphs = {name: H.capture(fns, calls) for name, fns in bound.items() if fns[0] is not None}
+    bound, graphs = {}, {}
+    for p in providers:  # as harness.run_case: a peer that fails is reported and left out
+        try:
+            fns = bound[p.name] = [p.bind(case, args) for args in sets]
+            if fns[0] is not None:
+                graphs[p.name] = H.capture(fns, calls)
+        except Exception as exc:
+            if p.name == SUBJECT:
+                raise
+            print(f"  {case.op} {case.shape}: {p.name} left out: {type(exc).__name__}: {exc}"[:300], flush=True)
     names = list(graphs)
     times: dict[str, list[float]] = {name: [] for name in names}
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -117,7 +125,8 @@ def ratio_stats(runs: list[dict[str, list[float]]], peer: str, subject: str = SU
 
 def rematch(case: H.Case, providers: list[H.Provider], rounds: int, captures: int) -> dict:
     runs = [_rounds(case, providers, rounds) for _ in range(captures)]
-    medians = {name: statistics.median(t for run in runs for t in run[name]) for name in runs[0]}
+    names = [name for name in runs[0] if all(name in run for run in runs)]  # timed in every capture
+    medians = {name: statistics.median(t for run in runs for t in run[name]) for name in names}
     peers = {name: us for name, us in medians.items() if name != SUBJECT}
     best = min(peers, key=peers.get)
     median_ratio, ci, below = ratio_stats(runs, best)
