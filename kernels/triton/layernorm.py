@@ -213,6 +213,10 @@ FUSED_CHUNK_ROWS_PER_SM = 8
 #     fused_add 16384 x 8192: 1/32 262.9/264.1  2/16 263.0/265.2  1/16 266.0/265.9 (Liger 266.8)
 #     rms_norm  16384 x 4096: 1/8 66.5/66.4  2/16 66.8/66.5 (Liger 66.1/66.6) | gemma: 1/8 66.1/66.4  2/16 67.3/67.1
 #     and at 4096 rows (norm9): rms_norm x 8192 2/32 34.9/35.0  1/16 35.3/34.8 | fused_add 1/32 67.2  1/16 67.8
+#   Re-timed round by round beside Inductor (norm11, results/sweep_session15_h200.txt; Inductor / ours):
+#     rms_norm 16384 x 8192: 2/32 0.998 (best; 1/16 0.981, 2/16 0.974) | gemma 16384 x 8192: 2/32 0.985 (best)
+#     gemma 4096 x 8192: 2/32 0.988, 1/16 0.996 | gemma 1024 x 8192 (1/16, the rule below): 1.017
+#   Inductor's gemma kernel there is a looped two-pass reduction (evict_last, then evict_first).
 LARGE_ROWS_WIDE = 8192
 LARGE_ROWS_WIDE_PER_SM = 31
 LARGE_ROWS_WIDE_WARPS = 32
