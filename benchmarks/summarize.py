@@ -23,8 +23,9 @@ it has the op); the unfused pair of bench_quant is a reference, not a peer.
 A section lists the rows re-timed by benchmarks/rematch.py (rematch*.json): the median of
 triton's per-round ratio to its best peer with its 95% interval, read as ahead (the whole
 interval at or above 1.0), behind (the whole interval below 1 - REMATCH_RESOLUTION) or level.
-The interval is within one run; REMATCH_RESOLUTION is what repeated runs of one row moved.
-The section does not change the tables above, whose rows are each suite's own run.
+The interval is within one run; REMATCH_RESOLUTION is what repeated runs of one row moved. A row
+re-timed in several runs (files) is ahead or behind only when every run is. The section does not
+change the tables above, whose rows are each suite's own run.
 
 A last section lists the host-side figures against their targets: the eager IR
 call over the direct provider call (<= 1.5 µs; dispatch_overhead*.json), the
@@ -123,23 +124,29 @@ def _standing(ci95: list[float]) -> str:
 
 
 def rematch_lines(folder: Path) -> list[str]:
-    """The rows re-timed round by round (rematch*.json; see the module docstring)."""
-    paths = sorted(folder.glob("rematch*.json"))
-    if not paths:
+    """The rows re-timed round by round (rematch*.json; see the module docstring), one line a row:
+    a row re-timed in several runs reads ahead or behind only when every run says so."""
+    runs: dict[tuple, list[tuple[str, dict]]] = {}
+    for path in sorted(folder.glob("rematch*.json")):
+        data = json.loads(path.read_text())
+        for r in data["rows"]:
+            runs.setdefault((data["env"]["gpu"], r["op"], r["shape"], r["dtype"]), []).append((path.name, r))
+    if not runs:
         return []
     lines = ["## Rows re-timed round by round (benchmarks/rematch.py)", "",
              f"Standing: ahead (the 95% interval at or above 1.0), behind (its top below "
              f"{1 - REMATCH_RESOLUTION:.4f}: runs of one row moved by up to {100 * REMATCH_RESOLUTION:.2f}% between "
-             "processes, more than the interval, which is within one run; summarize.py says more), or level.", "",
-             "| file | GPU | op | shape | dtype | best peer | median ratio | 95% interval | standing |",
-             "|---|---|---|---|---|---|---:|---|---|"]
-    for path in paths:
-        data = json.loads(path.read_text())
-        for r in data["rows"]:
-            low, high = r["ci95"]
-            lines.append(f"| {path.name} | {data['env']['gpu']} | {r['op']} | {r['shape']} | {r['dtype']} | "
-                         f"{r['best_peer']} | {r['median_ratio']:.4f} | {low:.4f} to {high:.4f} | "
-                         f"{_standing(r['ci95'])} |")
+             "processes, more than the interval, which is within one run; summarize.py says more), or level; "
+             "a row re-timed in several runs (one a file) is ahead or behind only when every run is.", "",
+             "| GPU | op | shape | dtype | best peer | median ratio [95% interval], by run | standing |",
+             "|---|---|---|---|---|---|---|"]
+    for (gpu, op, shape, dtype), found in runs.items():
+        standings = {_standing(r["ci95"]) for _, r in found}
+        peers = "/".join(dict.fromkeys(r["best_peer"] for _, r in found))
+        figures = "; ".join(f"{r['median_ratio']:.4f} [{r['ci95'][0]:.4f}, {r['ci95'][1]:.4f}] ({name})"
+                            for name, r in found)
+        standing = standings.pop() if len(standings) == 1 else "level"
+        lines.append(f"| {gpu} | {op} | {shape} | {dtype} | {peers} | {figures} | {standing} |")
     return lines + [""]
 
 
