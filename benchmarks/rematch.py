@@ -13,7 +13,7 @@ reports the median of the rounds' ratios with a 95% bootstrap interval (rounds r
 within each capture), and the ratio of the medians.
 
 The interval is the noise of one run only. Between runs (other processes, so other input
-placement, and Inductor autotunes its reduction kernels anew) a row near 1.0 moved by up to
+placement, and Inductor's reduction kernels compiled anew) a row near 1.0 moved by up to
 0.64% on the H200, and launch-bound rows more (benchmarks/summarize.py, REMATCH_RESOLUTION).
 
     python benchmarks/rematch.py activations:relu2:1024x28672:bfloat16 [...] [--rounds 100 --captures 3]

@@ -109,12 +109,12 @@ def _verdict(value: float, target: float) -> str:
 
 REMATCH_RESOLUTION = 0.0065
 """A rematch interval holds the round-to-round noise of one run, not what moves between runs
-(input placement, and Inductor's reduction configs, which it autotunes in each process): rows
+(input placement; Inductor's reduction configuration, chosen when it compiles, may differ): rows
 re-timed in two processes on the H200 moved by up to 0.64% where both kernels stream at the
 copy bandwidth (relu2 4096x14336 fp16: 1.0040 [1.0025, 1.0056], then 0.9976 [0.9949, 0.9992]),
 and the same kernel and launch timed as two providers in one run differed by 0.35% (rms_norm
 16384x8192: 0.9943 and 0.9978 against Inductor; results/sweep_session15_h200.txt). Launch-bound
-rows and Inductor's autotuned reductions moved more (RoPE 70B/TP8 at 1024 tokens 0.954, then
+rows and Inductor's reductions moved more (RoPE 70B/TP8 at 1024 tokens 0.954, then
 0.979; gemma_rms_norm 1024x8192 0.981, then 1.017): those read "behind" in one run may not be."""
 
 
