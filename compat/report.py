@@ -20,6 +20,9 @@ renderers read. Verdicts, per op, under `Thresholds`:
   the median per-call time ratio IR/legacy at most `max_time_ratio`;
 - ``review``: anything else (too few compared calls, slower, calls seen but
   none compared, no timing).
+
+A ready or slower verdict whose median ratio has a 95% interval holding `max_time_ratio`
+says so in its reason (`LogHistogram.median_interval`): another run may read the other way.
 """
 
 from __future__ import annotations
@@ -318,6 +321,18 @@ class LogHistogram:
         assert log_lo is not None and log_hi is not None, "counts add up to n"
         return 2 ** (log_lo + (position - lo) * (log_hi - log_lo))
 
+    def median_interval(self, z: float = 1.96) -> tuple[float, float] | None:
+        """A distribution-free 95% interval for the median (z = 1.96): the calls of rank
+        n/2 - z sqrt(n)/2 and 1 + n/2 + z sqrt(n)/2 (1-based, clamped to the first and the
+        last), the order statistics between which the median lies with that probability."""
+        if not self.n:
+            return None
+        half = z * math.sqrt(self.n) / 2
+        first = max(1, math.floor(self.n / 2 - half))
+        last = min(self.n, math.ceil(1 + self.n / 2 + half))
+        span = max(1, self.n - 1)
+        return self.quantile((first - 1) / span), self.quantile((last - 1) / span)
+
     def octave_counts(self, lo: int = -3, hi: int = 3) -> list[int]:
         """Counts per half octave from 2**lo to 2**hi (the outer bins take everything beyond)."""
         half = RATIO_STEPS_PER_OCTAVE // 2
@@ -332,6 +347,10 @@ class LogHistogram:
 # A "worst" entry: (rank, value, output name, signature text, atol, rtol);
 # rank is the value with NaN as +inf, so a NaN error counts as the worst.
 _NO_WORST = (-1.0, None, None, None, None, None)
+
+
+def _interval_json(interval: tuple[float, float] | None) -> list[float | None] | None:
+    return None if interval is None else [_round(interval[0]), _round(interval[1])]
 
 
 def _worst_json(entry: tuple) -> dict | None:
@@ -443,6 +462,7 @@ class _Stats:
             "legacy_us_median": _round(self.legacy_times.quantile(0.5), 3),
             "ir_us_median": _round(self.ir_times.quantile(0.5), 3),
             "time_ratio_median": _round(self.ratios.quantile(0.5)),
+            "time_ratio_median_ci95": _interval_json(self.ratios.median_interval()),
             "time_ratio_p10": _round(self.ratios.quantile(0.1)),
             "time_ratio_p90": _round(self.ratios.quantile(0.9)),
             "time_ratio_total": round(self.ir_us / self.legacy_us, 4) if self.legacy_us > 0 else None,
@@ -804,11 +824,21 @@ class Aggregator:
             reasons.append("no timing recorded")
         elif median is not None and median > t.max_time_ratio:
             reasons.append(f"IR path {median:.2f}x the legacy time per call (median), "
-                           f"above {t.max_time_ratio:.2f}x")
+                           f"above {t.max_time_ratio:.2f}x{self._borderline(s)}")
         if reasons:
             return "review", reasons
         return "ready", [f"{s.compared} compared calls, all within tolerance, "
-                         f"IR {median:.2f}x legacy time per call (median)"]
+                         f"IR {median:.2f}x legacy time per call (median){self._borderline(s)}"]
+
+    def _borderline(self, s: _Stats) -> str:
+        """A note when the median's 95% interval holds the time limit: the verdict could go either
+        way on another run of the same traffic (the CPU demo's silu_and_mul: 0.96-1.18x over runs)."""
+        interval = s.ratios.median_interval()
+        limit = self.thresholds.max_time_ratio
+        if interval is None or not interval[0] <= limit < interval[1]:
+            return ""
+        return (f"; its 95% interval {interval[0]:.2f}-{interval[1]:.2f}x holds the {limit:.2f}x limit, "
+                "so another run may read otherwise: more compared calls would settle it")
 
     def result(self) -> dict:
         """The JSON report: plain, JSON-safe data (non-finite errors as "inf"/"nan")."""

@@ -21,8 +21,15 @@ def time_summary(op: dict[str, Any]) -> str:
     return (f"per call over {op['timed']} calls: legacy median {fmt_us(op['legacy_us_median'])} µs "
             f"(mean {fmt_us(op['legacy_us_mean'])}), IR median {fmt_us(op['ir_us_median'])} µs "
             f"(mean {fmt_us(op['ir_us_mean'])}); IR/legacy median {fmt_ratio(op['time_ratio_median'])} "
-            f"(p10 {fmt_ratio(op['time_ratio_p10'])}, p90 {fmt_ratio(op['time_ratio_p90'])}), "
+            f"{_median_interval(op)}(p10 {fmt_ratio(op['time_ratio_p10'])}, p90 {fmt_ratio(op['time_ratio_p90'])}), "
             f"total {fmt_ratio(op['time_ratio_total'])}")
+
+def _median_interval(op: dict[str, Any]) -> str:
+    interval = op["time_ratio_median_ci95"]
+    if interval is None:
+        return ""
+    return f"[95% interval {fmt_ratio(interval[0])}-{fmt_ratio(interval[1])}] "
+
 
 def fmt_err(value: Any) -> str:
     """An error magnitude: 3 significant digits, "0" for exact, "-" for none."""

@@ -438,6 +438,48 @@ def test_quantiles_interpolate_between_calls():
     assert rp.LogHistogram().quantile(0.5) is None
 
 
+def test_median_interval_is_the_order_statistics_around_the_median():
+    # 32 calls, each in a bin of its own (1/8 octave apart), so every rank's value is exact.
+    # Ranks (1-based) n/2 -+ 1.96 sqrt(n)/2: floor(16 - 5.54) = 10 and ceil(17 + 5.54) = 23.
+    hist = rp.LogHistogram()
+    for i in reversed(range(32)):
+        hist.add(2 ** (i / 8))
+    low, high = hist.median_interval()
+    assert low == pytest.approx(2 ** (9 / 8)) and high == pytest.approx(2 ** (22 / 8))
+    one = rp.LogHistogram()
+    one.add(1.5)
+    assert one.median_interval() == (1.5, 1.5)
+    assert rp.LogHistogram().median_interval() is None
+
+
+def _spread_ratios(n: int, centre: float, step: float) -> list[float]:
+    """n ratios centre * (1 + step * k), k = -(n // 2) ... : median `centre` when n is odd."""
+    return [centre * (1 + step * k) for k in range(-(n // 2), n - n // 2)]
+
+
+@pytest.mark.parametrize("centre,verdict", [(1.05, "ready"), (1.15, "review")])
+def test_a_verdict_whose_interval_holds_the_limit_says_so(tmp_path, centre, verdict):
+    # 33 calls 1% apart around the median: its interval (ranks 11 and 24 of 33) spans about
+    # 0.94-1.07x the median, which holds the 1.10x limit for both medians.
+    ratios = _spread_ratios(33, centre, 0.01)
+    path = write_log(tmp_path / "records-h-1.jsonl",
+                     [compare("rms_norm", rms_args(4), legacy_us=100.0, ir_us=100.0 * r) for r in ratios])
+    op = rp.aggregate([path])["ops"]["rms_norm"]
+    assert op["verdict"] == verdict
+    low, high = op["time_ratio_median_ci95"]
+    assert low < 1.10 < high
+    [reason] = op["reasons"]
+    assert f"its 95% interval {low:.2f}-{high:.2f}x holds the 1.10x limit" in reason
+
+
+def test_a_clear_verdict_adds_no_interval_note(tmp_path):
+    ratios = _spread_ratios(33, 0.8, 0.01)  # interval about 0.75-0.86x: well under the limit
+    path = write_log(tmp_path / "records-h-1.jsonl",
+                     [compare("rms_norm", rms_args(4), legacy_us=100.0, ir_us=100.0 * r) for r in ratios])
+    op = rp.aggregate([path])["ops"]["rms_norm"]
+    assert op["verdict"] == "ready" and "interval" not in op["reasons"][0]
+
+
 @pytest.mark.parametrize("modes,reason", [
     ({"on": 5}, "called in mode on only: the IR result was used, nothing compared"),
     ({"shadow": 5}, "calls seen but none compared (every call skipped: see the skip reasons)"),
