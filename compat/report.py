@@ -324,7 +324,8 @@ class LogHistogram:
     def median_interval(self, z: float = 1.96) -> tuple[float, float] | None:
         """A distribution-free 95% interval for the median (z = 1.96): the calls of rank
         n/2 - z sqrt(n)/2 and 1 + n/2 + z sqrt(n)/2 (1-based, clamped to the first and the
-        last), the order statistics between which the median lies with that probability."""
+        last), the order statistics between which the median lies with about that probability
+        (a little more: the ranks are rounded outwards)."""
         if not self.n:
             return None
         half = z * math.sqrt(self.n) / 2
@@ -832,7 +833,7 @@ class Aggregator:
 
     def _borderline(self, s: _Stats) -> str:
         """A note when the median's 95% interval holds the time limit: the verdict could go either
-        way on another run of the same traffic (the CPU demo's silu_and_mul: 0.96-1.18x over runs)."""
+        way on another run of the same traffic (the CPU demo's silu_and_mul: 0.96-1.26x over runs)."""
         interval = s.ratios.median_interval()
         limit = self.thresholds.max_time_ratio
         if interval is None or not interval[0] <= limit < interval[1]:

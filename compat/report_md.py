@@ -21,8 +21,9 @@ def time_summary(op: dict[str, Any]) -> str:
     return (f"per call over {op['timed']} calls: legacy median {fmt_us(op['legacy_us_median'])} µs "
             f"(mean {fmt_us(op['legacy_us_mean'])}), IR median {fmt_us(op['ir_us_median'])} µs "
             f"(mean {fmt_us(op['ir_us_mean'])}); IR/legacy median {fmt_ratio(op['time_ratio_median'])} "
-            f"{_median_interval(op)}(p10 {fmt_ratio(op['time_ratio_p10'])}, p90 {fmt_ratio(op['time_ratio_p90'])}), "
-            f"total {fmt_ratio(op['time_ratio_total'])}")
+            f"{_median_interval(op)}(p10 {fmt_ratio(op['time_ratio_p10'])}, "
+            f"p90 {fmt_ratio(op['time_ratio_p90'])}), total {fmt_ratio(op['time_ratio_total'])}")
+
 
 def _median_interval(op: dict[str, Any]) -> str:
     interval = op["time_ratio_median_ci95"]
