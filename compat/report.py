@@ -838,7 +838,7 @@ class Aggregator:
         limit = self.thresholds.max_time_ratio
         if interval is None or not interval[0] <= limit < interval[1]:
             return ""
-        return (f"; its 95% interval {interval[0]:.2f}-{interval[1]:.2f}x holds the {limit:.2f}x limit, "
+        return (f"; its 95% interval {interval[0]:.3f}-{interval[1]:.3f}x holds the {limit:.2f}x limit, "
                 "so another run may read otherwise: more compared calls would settle it")
 
     def result(self) -> dict:

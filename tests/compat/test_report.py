@@ -469,7 +469,7 @@ def test_a_verdict_whose_interval_holds_the_limit_says_so(tmp_path, centre, verd
     low, high = op["time_ratio_median_ci95"]
     assert low < 1.10 < high
     [reason] = op["reasons"]
-    assert f"its 95% interval {low:.2f}-{high:.2f}x holds the 1.10x limit" in reason
+    assert f"its 95% interval {low:.3f}-{high:.3f}x holds the 1.10x limit" in reason
 
 
 def test_a_clear_verdict_adds_no_interval_note(tmp_path):
