@@ -128,19 +128,27 @@ def capture(fns: Sequence[Callable[[], Any]], calls: int) -> torch.cuda.CUDAGrap
     return graph
 
 
-def replay_medians(graphs: dict[str, torch.cuda.CUDAGraph], calls: int, replays: int = REPLAYS) -> dict[str, float]:
-    """Median µs per call of each graph, replayed round-robin so that clock or
-    thermal drift during the case hits every provider alike."""
+def replay_times(graphs: dict[str, torch.cuda.CUDAGraph], calls: int, replays: int = REPLAYS,
+                 alternate: bool = False) -> dict[str, list[float]]:
+    """µs per call of each graph at every replay, replayed round-robin so that clock or
+    thermal drift during the case hits every provider alike (`alternate`: the order
+    reversed every other round, so that no provider always follows the same one)."""
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    times: dict[str, list[float]] = {name: [] for name in graphs}
-    for _ in range(replays):
-        for name, graph in graphs.items():
+    names = list(graphs)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(replays):
+        for name in (names[::-1] if alternate and r % 2 else names):
             start.record()
-            graph.replay()
+            graphs[name].replay()
             end.record()
             end.synchronize()
             times[name].append(start.elapsed_time(end) * 1e3 / calls)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+    return times
+
+
+def replay_medians(graphs: dict[str, torch.cuda.CUDAGraph], calls: int, replays: int = REPLAYS) -> dict[str, float]:
+    """Median µs per call of each graph (`replay_times`)."""
+    return {name: statistics.median(ts) for name, ts in replay_times(graphs, calls, replays).items()}
 
 
 def graph_time_us(fns: Sequence[Callable[[], Any]], calls: int, replays: int = REPLAYS) -> float:
@@ -161,11 +169,17 @@ def eager_time_us(fn: Callable[[], Any], calls: int = EAGER_CALLS) -> float:
     return (time.perf_counter() - t0) * 1e6 / calls
 
 
+def input_sets(case: Case) -> tuple[list[tuple], int]:
+    """Fresh input sets for `case` (enough to rotate through L2_FLUSH_BYTES, at most 8) and
+    the calls one captured graph makes (GRAPH_BYTES moved, 2 to MAX_CALLS)."""
+    n_sets = max(1, min(8, math.ceil(L2_FLUSH_BYTES / max(case.bytes, 1))))
+    calls = max(2, min(MAX_CALLS, GRAPH_BYTES // max(case.bytes, 1)))
+    return [case.make_args() for _ in range(n_sets)], calls
+
+
 def run_case(case: Case, providers: Sequence[Provider]) -> Row:
     row = Row(case.op, case.shape, case.dtype, case.tokens, case.bytes)
-    n_sets = max(1, min(8, math.ceil(L2_FLUSH_BYTES / max(case.bytes, 1))))
-    sets = [case.make_args() for _ in range(n_sets)]
-    calls = max(2, min(MAX_CALLS, GRAPH_BYTES // max(case.bytes, 1)))
+    sets, calls = input_sets(case)
     graphs: dict[str, torch.cuda.CUDAGraph] = {}
     eager_fns: dict[str, Callable[[], Any]] = {}
     # Every bound callable stays alive until its graph has been replayed: a

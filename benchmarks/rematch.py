@@ -79,9 +79,7 @@ def _find(spec: str, min_tokens: int = 0) -> list[tuple[H.Case, list[H.Provider]
 
 def _rounds(case: H.Case, providers: list[H.Provider], rounds: int) -> dict[str, list[float]]:
     """One capture per provider on fresh inputs, then `rounds` replays of each (µs a call)."""
-    n_sets = max(1, min(8, -(-H.L2_FLUSH_BYTES // max(case.bytes, 1))))
-    sets = [case.make_args() for _ in range(n_sets)]
-    calls = max(2, min(H.MAX_CALLS, H.GRAPH_BYTES // max(case.bytes, 1)))
+    sets, calls = H.input_sets(case)
     bound, graphs = {}, {}
     for p in providers:  # as harness.run_case: a peer that fails is reported and left out
         try:
@@ -92,16 +90,7 @@ def _rounds(case: H.Case, providers: list[H.Provider], rounds: int) -> dict[str,
             if p.name == SUBJECT:
                 raise
             print(f"  {case.op} {case.shape}: {p.name} left out: {type(exc).__name__}: {exc}"[:300], flush=True)
-    names = list(graphs)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    for r in range(rounds):
-        for name in (names if r % 2 == 0 else names[::-1]):
-            start.record()
-            graphs[name].replay()
-            end.record()
-            end.synchronize()
-            times[name].append(start.elapsed_time(end) * 1e3 / calls)
+    times = H.replay_times(graphs, calls, rounds, alternate=True)
     del graphs, bound, sets
     torch.cuda.empty_cache()
     return times
