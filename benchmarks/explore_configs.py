@@ -24,7 +24,10 @@ benchmarks/results/sweep_session3.txt). Sections (any order):
   (results/sweep_session10.txt): quant17 (the flat static quant kernel with L2 hints, streaming
   stores, and without its exact-division step), act10 (the H100's activation ties by flat configuration);
   session 15 (results/sweep_session15_h200.txt): norm11 (norms over 8192 columns by configuration and
-  with cache hints, round by round beside Inductor: benchmarks/rematch.py's method).
+  with cache hints, round by round beside Inductor: benchmarks/rematch.py's method);
+  session 16 (results/sweep_session16_h200.txt): norm12 (norm11's leads at the gemma norm, one run a
+  process), norm13 (a looped two-pass norm kernel, the shape of Inductor's, where Inductor leads), quant18
+  (L2 reuse between the two passes of the dynamic per-tensor quant).
 
     python benchmarks/explore_configs.py OUTDIR section...
 
@@ -1272,15 +1275,10 @@ def _norm_rows_hinted(X, XS, W, OUT, OS, N_COLS, EPS, BLOCK_M: tl.constexpr, BLO
     tl.store(OUT + rows[:, None] * OS + cols[None, :], y.to(OUT.dtype.element_ty), cache_modifier=CS)
 
 
-def norm11():
-    """Norms over 8192 columns where benchmarks/rematch.py found triton behind Inductor (session 15):
-    launch configurations of the production kernel and `_norm_rows_hinted` with cache hints, round by
-    round beside Inductor and Liger (rematch.py's rounds: two captures x 40 rounds; ratio = Inductor's
-    time / the variant's, median over rounds, with its bootstrap interval)."""
-    import statistics
-
-    import bench_norms as BN
-    import rematch as R
+def _norm_variants(configs, hints):
+    """Providers of the production norm kernel under `configs` ((rows, block, warps, single pass)
+    tuples: "m/w", chunked "m/w cBLOCK") and of `_norm_rows_hinted` under `hints` ((rows, warps, x's
+    policy, the weight's policy, the store's modifier): "hm/w x=.. w=.. st=..")."""
 
     def hinted(m, w, xev, wev, cs):
         def bind(case, args):
@@ -1300,12 +1298,18 @@ def norm11():
         return H.Provider(f"{m}/{w}{'' if single else f' c{n}'}", lambda c, a: (
             lambda: TL.rms_norm_into(*a, c.op.startswith("gemma"), config=cfg)), peer=False)
 
-    variants = [config(*c) for c in ((2, 8192, 32, True), (1, 8192, 16, True), (1, 8192, 32, True),
-                                     (2, 8192, 16, True), (1, 8192, 8, True), (1, 2048, 8, False), (2, 2048, 8, False))]
-    variants += [hinted(2, 32, "evict_first", "evict_last", ""), hinted(2, 32, "", "", ".cs"),
-                 hinted(1, 16, "evict_first", "evict_last", ""), hinted(1, 16, "", "", "")]
-    for spec in ("norms:gemma_rms_norm:1024x8192:bfloat16", "norms:gemma_rms_norm:4096x8192:bfloat16",
-                 "norms:rms_norm:16384x8192:bfloat16", "norms:gemma_rms_norm:16384x8192:bfloat16"):
+    return [config(*c) for c in configs] + [hinted(*h) for h in hints]
+
+
+def _norm_rounds(tag, specs, variants, rounds=40):
+    """Each norms case of `specs` with Inductor, Liger, the IR op and `variants`, checked against native,
+    then rematch.py's rounds (two captures); ratio = Inductor's time / the variant's."""
+    import statistics
+
+    import bench_norms as BN
+    import rematch as R
+
+    for spec in specs:
         case, _ = R._find(spec)[0]
         provs = [p for p in BN.providers() if p.name in ("inductor", "liger", "triton")] + variants
         args = case.make_args()
@@ -1313,12 +1317,186 @@ def norm11():
         for p in provs:
             got = p.bind(case, args)()
             got = got[0] if isinstance(got, tuple) else got  # Liger returns its saved tensors too
-            log(f"norm11 {spec} {p.name} max err {(got.float() - ref).abs().max().item()}")
-        runs = [R._rounds(case, provs, 40) for _ in range(2)]
+            log(f"{tag} {spec} {p.name} max err {(got.float() - ref).abs().max().item()}")
+        runs = [R._rounds(case, provs, rounds) for _ in range(2)]
         med = {n: statistics.median(t for r in runs for t in r[n]) for n in runs[0]}
         for n in sorted(med, key=med.get):
             m, ci, _ = R.ratio_stats(runs, "inductor", n) if n != "inductor" else (1.0, [1.0, 1.0], 0)
-            log(f"norm11 {spec} {n}: {med[n]:.2f} us, inductor/this {m:.4f} [{ci[0]:.4f}, {ci[1]:.4f}]")
+            log(f"{tag} {spec} {n}: {med[n]:.2f} us, inductor/this {m:.4f} [{ci[0]:.4f}, {ci[1]:.4f}]")
+
+
+def norm11():
+    """Norms over 8192 columns where benchmarks/rematch.py found triton behind Inductor (session 15):
+    launch configurations of the production kernel and `_norm_rows_hinted` with cache hints, round by
+    round beside Inductor and Liger (rematch.py's rounds: two captures x 40 rounds; ratio = Inductor's
+    time / the variant's, median over rounds, with its bootstrap interval)."""
+    variants = _norm_variants(((2, 8192, 32, True), (1, 8192, 16, True), (1, 8192, 32, True), (2, 8192, 16, True),
+                               (1, 8192, 8, True), (1, 2048, 8, False), (2, 2048, 8, False)),
+                              ((2, 32, "evict_first", "evict_last", ""), (2, 32, "", "", ".cs"),
+                               (1, 16, "evict_first", "evict_last", ""), (1, 16, "", "", "")))
+    _norm_rounds("norm11", ("norms:gemma_rms_norm:1024x8192:bfloat16", "norms:gemma_rms_norm:4096x8192:bfloat16",
+                            "norms:rms_norm:16384x8192:bfloat16", "norms:gemma_rms_norm:16384x8192:bfloat16"),
+                 variants)
+
+
+def norm12():
+    """norm11's leads at the gemma norm over 8192 columns, for runs in several processes (Inductor's
+    reduction is compiled anew in each, and its time moved by 2-3% between them in session 15): the
+    rule, 1/16, 1/8, 2/32 and the plain one-row kernel at 16 warps, at 1024, 4096 and 16384 tokens."""
+    variants = _norm_variants(((2, 8192, 32, True), (1, 8192, 16, True), (1, 8192, 8, True)),
+                              ((1, 16, "", "", ""),))
+    _norm_rounds("norm12", ("norms:gemma_rms_norm:1024x8192:bfloat16", "norms:gemma_rms_norm:4096x8192:bfloat16",
+                            "norms:gemma_rms_norm:16384x8192:bfloat16"), variants)
+
+
+@triton.jit
+def _norm_looped(X, XS, W, OUT, OS, N_COLS, EPS, RBLOCK: tl.constexpr, GEMMA: tl.constexpr,
+                 EV1: tl.constexpr, EV2: tl.constexpr):
+    """One row a program in two loops over RBLOCK-column chunks (the shape of Inductor's norm kernel at
+    8192 columns): the sum of squares, then the normed row, which reloads x (from L1/L2) with the
+    policies EV1 and EV2. RBLOCK divides N_COLS (no masks)."""
+    row = tl.program_id(0).to(tl.int64)
+    acc = tl.zeros([RBLOCK], dtype=tl.float32)
+    for start in range(0, N_COLS, RBLOCK):
+        x = tl.load(X + row * XS + start + tl.arange(0, RBLOCK), eviction_policy=EV1).to(tl.float32)
+        acc += x * x
+    rstd = tl.rsqrt(tl.sum(acc, axis=0) / N_COLS + tl.cast(EPS, tl.float32))
+    for start in range(0, N_COLS, RBLOCK):
+        cols = start + tl.arange(0, RBLOCK)
+        x = tl.load(X + row * XS + cols, eviction_policy=EV2).to(tl.float32)
+        w = tl.load(W + cols, eviction_policy="evict_last").to(tl.float32)
+        if GEMMA:
+            w = w + 1.0
+        tl.store(OUT + row * OS + cols, (x * rstd * w).to(OUT.dtype.element_ty))
+
+
+def norm13():
+    """The persistent #5 miss, gemma_rms_norm 16384 x 8192 (~1.4% behind Inductor in three processes,
+    norm11 / norm12): Inductor's generated code for it (OUTDIR/inductor_gemma_rms_norm_16384x8192.py) and
+    `_norm_looped` by chunk and warps, beside the rule, at that shape, rms_norm 16384 x 8192 and gemma
+    4096 x 8192."""
+    import rematch as R
+
+    case, _ = R._find("norms:gemma_rms_norm:16384x8192:bfloat16")[0]
+    try:
+        torch._dynamo.reset()
+        _, codes = run_and_get_code(torch.compile(ir.get_op(case.op).native, dynamic=False), *case.make_args())
+        (OUT / "inductor_gemma_rms_norm_16384x8192.py").write_text("\n\n".join(codes))
+        log("norm13 inductor code written")
+    except Exception as e:
+        log("norm13 inductor code failed", repr(e)[:300])
+
+    def looped(rblock, warps, ev1, ev2):
+        def bind(case, args):
+            x, weight, eps = args
+            out = torch.empty_like(x)
+
+            def run():
+                _norm_looped[(x.shape[0],)](x, x.stride(0), weight, out, out.stride(0), x.shape[1], eps, RBLOCK=rblock,
+                                            GEMMA=case.op.startswith("gemma"), EV1=ev1, EV2=ev2, num_warps=warps)
+                return out
+            return run
+        return H.Provider(f"loop{rblock}/{warps}{' hints' if ev1 else ''}", bind, peer=False)
+
+    variants = [looped(r, w, "evict_last", "evict_first") for r, w in ((1024, 4), (1024, 8), (2048, 4), (2048, 8),
+                                                                         (2048, 16), (4096, 8), (4096, 16))]
+    variants += [looped(2048, 8, "", ""), looped(4096, 16, "", "")]
+    _norm_rounds("norm13", ("norms:gemma_rms_norm:16384x8192:bfloat16", "norms:rms_norm:16384x8192:bfloat16",
+                            "norms:gemma_rms_norm:4096x8192:bfloat16"), variants, rounds=30)
+
+
+@triton.jit
+def _amax_v(X, XS, AMAX, N_ROWS, N_COLS, LAST_FROM, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+            SPLIT: tl.constexpr):
+    """`TQ._amax_kernel` with L2 policies by tile: with SPLIT, tiles from LAST_FROM on are loaded
+    evict_last (the quant pass reads them first, `_quant_from_amax_v`) and earlier ones evict_first."""
+    n_tiles = tl.cdiv(N_ROWS, BLOCK_M) * tl.cdiv(N_COLS, BLOCK_N)
+    peak = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for tile in range(tl.program_id(0), n_tiles, tl.num_programs(0)):
+        rows, cols, mask = TQ._tile(tile, N_ROWS, N_COLS, BLOCK_M, BLOCK_N)
+        ptrs = X + rows[:, None] * XS + cols[None, :]
+        if SPLIT:
+            if tile >= LAST_FROM:
+                x = tl.load(ptrs, mask=mask, other=0.0, eviction_policy="evict_last")
+            else:
+                x = tl.load(ptrs, mask=mask, other=0.0, eviction_policy="evict_first")
+        else:
+            x = tl.load(ptrs, mask=mask, other=0.0)
+        peak = tl.maximum(peak, tl.abs(x.to(tl.float32)))
+    tl.atomic_max(AMAX, tl.max(tl.max(peak, axis=1), axis=0))
+
+
+@triton.jit
+def _quant_from_amax_v(X, XS, Q, QS, AMAX, SCALE_OUT, N_ROWS, N_COLS, BLOCK_M: tl.constexpr,
+                       BLOCK_N: tl.constexpr, EV: tl.constexpr, CS: tl.constexpr):
+    """`TQ._static_quant_kernel` with FROM_AMAX, an L2 policy on x's load (EV) and a cache
+    modifier on q's store (CS)."""
+    tile = tl.num_programs(0) - 1 - tl.program_id(0)
+    rows, cols, mask = TQ._tile(tile, N_ROWS, N_COLS, BLOCK_M, BLOCK_N)
+    x = tl.load(X + rows[:, None] * XS + cols[None, :], mask=mask, other=0.0, eviction_policy=EV).to(tl.float32)
+    scale = TQ._scale_of(tl.load(AMAX))
+    TQ._store_scale(SCALE_OUT, scale, tl.program_id(0))
+    tl.store(Q + rows[:, None] * QS + cols[None, :], TQ._to_fp8(x, scale, Q), mask=mask, cache_modifier=CS)
+
+
+def quant18():
+    """Dynamic per-tensor quant (#9's copy-bandwidth misses at 16384 tokens, 55-60% of copy: two passes
+    over x): L2 reuse between the amax pass and the quant pass, which reads the last tiles first.
+    Variants: q stored streaming (.cs), x's second load evict_first, and the amax pass loading its
+    last `window` x L2 bytes evict_last (earlier tiles evict_first). rematch.py's rounds (two captures x
+    30 rounds); ratio = production's time / the variant's."""
+    import statistics
+
+    import rematch as R
+
+    l2 = torch.cuda.get_device_properties(0).L2_cache_size
+
+    def variant(name, window, ev, cs):
+        def bind(case, args):
+            (x,) = args
+            x2, n_rows, n_cols = x, x.shape[0], x.shape[1]
+            cfg = TQ.tile_config(n_rows, n_cols, TQ.S.sm_count(x))
+            tiles = TQ.S.cdiv(n_rows, cfg.block_m) * TQ.S.cdiv(n_cols, cfg.block_n)
+            tile_bytes = cfg.block_m * cfg.block_n * x.element_size()
+            last_from = max(0, tiles - int(window * l2) // tile_bytes) if window else tiles
+            programs = max(1, min(tiles, TQ.AMAX_PROGRAMS_PER_SM * TQ.S.sm_count(x)))
+            q = torch.empty_like(x, dtype=torch.float8_e4m3fn)
+            amax = torch.zeros(1, dtype=torch.float32, device=x.device)
+            scale = torch.empty(1, dtype=torch.float32, device=x.device)
+
+            def run():
+                amax.zero_()
+                _amax_v[(programs,)](x2, x2.stride(0), amax, n_rows, n_cols, last_from, BLOCK_M=cfg.block_m,
+                                     BLOCK_N=cfg.block_n, SPLIT=bool(window), num_warps=cfg.num_warps)
+                _quant_from_amax_v[(tiles,)](x2, x2.stride(0), q, q.stride(0), amax, scale, n_rows, n_cols,
+                                             BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, EV=ev, CS=cs,
+                                             num_warps=cfg.num_warps)
+                return q, scale
+            return run
+        return H.Provider(name, bind, peer=False)
+
+    variants = [variant("v plain", 0, "", ""), variant("v q.cs", 0, "", ".cs"),
+                variant("v x2.ef q.cs", 0, "evict_first", ".cs"),
+                variant("v win0.5 x2.ef q.cs", 0.5, "evict_first", ".cs"),
+                variant("v win0.8 x2.ef q.cs", 0.8, "evict_first", ".cs"),
+                variant("v win0.8", 0.8, "", "")]
+    for spec in ("quant:dynamic_scaled_fp8_quant:16384x4096:bfloat16", "quant:dynamic_scaled_fp8_quant:16384x8192:bfloat16",
+                 "quant:dynamic_scaled_fp8_quant:16384x14336:bfloat16", "quant:dynamic_scaled_fp8_quant:4096x8192:bfloat16",
+                 "quant:dynamic_scaled_fp8_quant:4096x4096:bfloat16", "quant:dynamic_scaled_fp8_quant:1024x8192:bfloat16"):
+        case, peers = R._find(spec)[0]
+        provs = [p for p in peers if p.name in ("inductor", "triton")] + variants
+        args = case.make_args()
+        q_ref, s_ref = ir.get_op(case.op)(*args)
+        for p in variants:
+            q, s = p.bind(case, args)()
+            same = torch.equal(q.view(torch.uint8), q_ref.view(torch.uint8)) and torch.equal(s, s_ref)
+            log(f"quant18 {spec} {p.name} {'bitwise equal to the op' if same else 'DIFFERS from the op'}")
+        runs = [R._rounds(case, provs, 30) for _ in range(2)]
+        med = {n: statistics.median(t for r in runs for t in r[n]) for n in runs[0]}
+        for n in sorted(med, key=med.get):
+            m, ci, _ = R.ratio_stats(runs, "triton", n) if n != "triton" else (1.0, [1.0, 1.0], 0)
+            log(f"quant18 {spec} {n}: {med[n]:.2f} us, {case.bytes / med[n] / 1e3:.0f} GB/s, "
+                f"triton/this {m:.4f} [{ci[0]:.4f}, {ci[1]:.4f}]")
 
 
 SECTIONS_BY_NAME = {"inductor": dump_inductor, "act": act_sweep, "norm": norm_sweep, "quant": quant_sweep,
@@ -1328,7 +1506,7 @@ SECTIONS_BY_NAME = {"inductor": dump_inductor, "act": act_sweep, "norm": norm_sw
                     "rope6": rope6, "quant11": quant11,
                     "quant12": quant12, "quant13": quant13,
                     "quant14": quant14, "quant15": quant15, "quant16": quant16, "quant17": quant17, "act10": act10,
-                    "norm11": norm11}
+                    "norm11": norm11, "norm12": norm12, "norm13": norm13, "quant18": quant18}
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ placement, and Inductor's reduction kernels compiled anew) a row near 1.0 moved 
         [--out DIR --stem NAME]
 
 A case is `suite:op:shape:dtype`, as the suite's own results name them (suite: activations,
-norms or rope); op, shape and dtype may be shell patterns (`norms:*:*:*`), and `--min-tokens`
+norms, rope or quant); op, shape and dtype may be shell patterns (`norms:*:*:*`), and `--min-tokens`
 keeps the cases from that many tokens (the targets' 1024: every row they judge against 1.0x).
 """
 
@@ -57,7 +57,13 @@ def _suite(name: str) -> tuple[list[H.Case], list[H.Provider]]:
         import bench_rope as B
 
         return B.cases(False, B.TOKENS), B.providers()
-    raise SystemExit(f"unknown suite {name!r}: activations, norms or rope")
+    if name == "quant":
+        import bench_quant as B
+        from irshim import ir
+
+        ir.set_priority({op: ["triton", "native"] for op in B.OPS})  # as bench_quant's main()
+        return B.cases(B.OPS, B.TOKENS, B.HIDDEN, "cuda"), B.providers(B.OPS)
+    raise SystemExit(f"unknown suite {name!r}: activations, norms, rope or quant")
 
 
 def _find(spec: str, min_tokens: int = 0) -> list[tuple[H.Case, list[H.Provider]]]:
