@@ -26,7 +26,8 @@ benchmarks/results/sweep_session3.txt). Sections (any order):
   session 15 (results/sweep_session15_h200.txt): norm11 (norms over 8192 columns by configuration and
   with cache hints, round by round beside Inductor: benchmarks/rematch.py's method);
   session 16 (results/sweep_session16_h200.txt): norm12 (norm11's leads at the gemma norm, one run a
-  process), norm13 (a looped two-pass norm kernel, the shape of Inductor's, where Inductor leads), quant18
+  process), norm13 (a looped two-pass norm kernel, the shape of Inductor's, where Inductor leads), norm14
+  (the production kernel's two-pass path there), norm15 (its unmasked form, the rule from 12276 rows), quant18
   (L2 reuse between the two passes of the dynamic per-tensor quant).
 
     python benchmarks/explore_configs.py OUTDIR section...
@@ -1302,15 +1303,17 @@ def _norm_variants(configs, hints):
 
 
 def _norm_rounds(tag, specs, variants, rounds=40):
-    """Each norms case of `specs` with Inductor, Liger, the IR op and `variants`, checked against native,
-    then rematch.py's rounds (two captures); ratio = Inductor's time / the variant's."""
+    """Each norms case of `specs` (a rematch.py spec, or an `H.Case`) with Inductor, Liger, the IR op and
+    `variants`, checked against native, then rematch.py's rounds (two captures); ratio = Inductor's time
+    / the variant's."""
     import statistics
 
     import bench_norms as BN
     import rematch as R
 
     for spec in specs:
-        case, _ = R._find(spec)[0]
+        case = R._find(spec)[0][0] if isinstance(spec, str) else spec
+        spec = f"norms:{case.op}:{case.shape}:{case.dtype}"
         provs = [p for p in BN.providers() if p.name in ("inductor", "liger", "triton")] + variants
         args = case.make_args()
         ref = ir.get_op(case.op).native(*args).float()
@@ -1403,6 +1406,28 @@ def norm13():
     variants += [looped(2048, 8, "", ""), looped(4096, 16, "", "")]
     _norm_rounds("norm13", ("norms:gemma_rms_norm:16384x8192:bfloat16", "norms:rms_norm:16384x8192:bfloat16",
                             "norms:gemma_rms_norm:4096x8192:bfloat16"), variants, rounds=30)
+
+
+def norm14():
+    """norm13's lead in the production kernel: its two-pass path (1 row a program, 4096-column chunks,
+    16 warps: `_norm_looped` at 4096/16 with its hints) and neighbours, against the rule, for the plain
+    and the gemma norm over 8192 columns at 4096, 8192 and 16384 rows (where the rule switches)."""
+    import bench_norms as BN
+
+    variants = _norm_variants(((1, 4096, 16, False), (1, 4096, 32, False), (1, 8192, 16, False),
+                               (1, 2048, 16, False), (2, 4096, 16, False)), ())
+    cases = BN.cases(["gemma_rms_norm", "rms_norm"], False, [16384, 8192, 4096], [8192], False)
+    _norm_rounds("norm14", cases, variants, rounds=30)
+
+
+def norm15():
+    """The unmasked two-pass path (`1/16 c4096`, the rule from LOOPED_ROWS_PER_SM) against the single-pass
+    2/32 rule it replaces, plain and gemma norms over 8192 columns at 8192, 12288 and 16384 rows."""
+    import bench_norms as BN
+
+    variants = _norm_variants(((1, 4096, 16, False), (2, 8192, 32, True)), ())
+    cases = BN.cases(["gemma_rms_norm", "rms_norm"], False, [16384, 12288, 8192], [8192], False)
+    _norm_rounds("norm15", cases, variants, rounds=30)
 
 
 @triton.jit
@@ -1506,7 +1531,7 @@ SECTIONS_BY_NAME = {"inductor": dump_inductor, "act": act_sweep, "norm": norm_sw
                     "rope6": rope6, "quant11": quant11,
                     "quant12": quant12, "quant13": quant13,
                     "quant14": quant14, "quant15": quant15, "quant16": quant16, "quant17": quant17, "act10": act10,
-                    "norm11": norm11, "norm12": norm12, "norm13": norm13, "quant18": quant18}
+                    "norm11": norm11, "norm12": norm12, "norm13": norm13, "norm14": norm14, "norm15": norm15, "quant18": quant18}
 
 
 def main() -> None:

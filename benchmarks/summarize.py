@@ -123,29 +123,46 @@ def _standing(ci95: list[float]) -> str:
     return "ahead" if low >= 1.0 else "behind" if high < 1.0 - REMATCH_RESOLUTION else "level"
 
 
+LAUNCH_CHANGES: dict[tuple[str, str], tuple[str, str]] = {
+    (op, "16384x8192"): ("2026-12-03 21:10:00", "two unmasked passes from LOOPED_ROWS_PER_SM rows (layernorm.py)")
+    for op in ("rms_norm", "gemma_rms_norm")
+}
+"""(op, shape) -> (UTC time, what changed) where a row's kernel or launch changed after it was re-timed:
+runs from before that time are listed, marked, and left out of the standing."""
+
+
+def _current(op: str, shape: str, time_utc: str) -> bool:
+    """Whether a run at `time_utc` timed the row's present kernel and launch (`LAUNCH_CHANGES`)."""
+    change = LAUNCH_CHANGES.get((op, shape))
+    return change is None or time_utc >= change[0]
+
+
 def rematch_lines(folder: Path) -> list[str]:
     """The rows re-timed round by round (rematch*.json; see the module docstring), one line a row:
-    a row re-timed in several runs reads ahead or behind only when every run says so."""
-    runs: dict[tuple, list[tuple[str, dict]]] = {}
+    a row re-timed in several runs reads ahead or behind only when every run of its present code says so."""
+    runs: dict[tuple, list[tuple[str, dict, bool]]] = {}
     for path in sorted(folder.glob("rematch*.json")):
         data = json.loads(path.read_text())
         for r in data["rows"]:
-            runs.setdefault((data["env"]["gpu"], r["op"], r["shape"], r["dtype"]), []).append((path.name, r))
+            current = _current(r["op"], r["shape"], data["env"]["time_utc"])
+            runs.setdefault((data["env"]["gpu"], r["op"], r["shape"], r["dtype"]), []).append((path.name, r, current))
     if not runs:
         return []
     lines = ["## Rows re-timed round by round (benchmarks/rematch.py)", "",
              f"Standing: ahead (the 95% interval at or above 1.0), behind (its top below "
              f"{1 - REMATCH_RESOLUTION:.4f}: runs of one row moved by up to {100 * REMATCH_RESOLUTION:.2f}% between "
              "processes, more than the interval, which is within one run; summarize.py says more), or level; "
-             "a row re-timed in several runs (one a file) is ahead or behind only when every run is.", "",
+             "a row re-timed in several runs (one a file) is ahead or behind only when every run is; runs marked "
+             "'earlier launch' timed a kernel or launch since changed (summarize.py, LAUNCH_CHANGES) and do not count.", "",
              "| GPU | op | shape | dtype | best peer | median ratio [95% interval], by run | standing |",
              "|---|---|---|---|---|---|---|"]
     for (gpu, op, shape, dtype), found in runs.items():
-        standings = {_standing(r["ci95"]) for _, r in found}
-        peers = "/".join(dict.fromkeys(r["best_peer"] for _, r in found))
-        figures = "; ".join(f"{r['median_ratio']:.4f} [{r['ci95'][0]:.4f}, {r['ci95'][1]:.4f}] ({name})"
-                            for name, r in found)
-        standing = standings.pop() if len(standings) == 1 else "level"
+        standings = {_standing(r["ci95"]) for _, r, current in found if current}
+        peers = "/".join(dict.fromkeys(r["best_peer"] for _, r, _ in found))
+        figures = "; ".join(f"{r['median_ratio']:.4f} [{r['ci95'][0]:.4f}, {r['ci95'][1]:.4f}] "
+                            f"({name}{'' if current else ', earlier launch'})" for name, r, current in found)
+        standing = (standings.pop() if len(standings) == 1 else "level" if standings
+                    else "not re-timed since its launch changed")
         lines.append(f"| {gpu} | {op} | {shape} | {dtype} | {peers} | {figures} | {standing} |")
     return lines + [""]
 

@@ -74,7 +74,8 @@ def _rms_norm_kernel(
     BLOCK_M: tl.constexpr,        # rows per program
     BLOCK_N: tl.constexpr,        # columns per step; covers the row when SINGLE_PASS
     SINGLE_PASS: tl.constexpr,    # whole rows in registers; else two passes over column chunks
-    EVEN: tl.constexpr,           # single pass with BLOCK_N == N_COLS and BLOCK_M dividing N_ROWS: no masks
+    EVEN: tl.constexpr,           # no masks: single pass with BLOCK_N == N_COLS and BLOCK_M dividing N_ROWS,
+                                  # or two passes over one row a program, no residual, BLOCK_N dividing N_COLS
 ):
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     row_mask = rows < N_ROWS
@@ -131,6 +132,27 @@ def _rms_norm_kernel(
                 w = w + 1.0
             y = y * w[None, :]
         tl.store(out_rows + cols[None, :], y.to(OUT.dtype.element_ty), mask=mask)
+    elif EVEN:
+        # Two passes over one row a program without a residual, whole BLOCK_N chunks: 1-D blocks
+        # without masks (the launcher's `even`), the shape of Inductor's looped reduction. Pass 1
+        # keeps the row in L2 (evict_last) for pass 2, its last read (evict_first). Timed at 8192
+        # columns (LOOPED_ROWS_PER_SM); rows past MAX_SINGLE_PASS in whole CHUNKs take it untimed.
+        row = tl.program_id(0).to(tl.int64)
+        x_row = X + row * X_ROW_STRIDE
+        acc = tl.zeros((BLOCK_N,), dtype=tl.float32)
+        for start in range(0, N_COLS, BLOCK_N):
+            x = tl.load(x_row + start + tl.arange(0, BLOCK_N), eviction_policy="evict_last").to(tl.float32)
+            acc += x * x
+        rstd = tl.rsqrt(tl.sum(acc, axis=0) / N_COLS + eps)
+        for start in range(0, N_COLS, BLOCK_N):
+            cols = start + tl.arange(0, BLOCK_N)
+            y = tl.load(x_row + cols, eviction_policy="evict_first").to(tl.float32) * rstd
+            if HAS_WEIGHT:
+                w = tl.load(W + cols * W_STRIDE, eviction_policy="evict_last").to(tl.float32)
+                if GEMMA:
+                    w = w + 1.0
+                y = y * w
+            tl.store(OUT + row * OUT_ROW_STRIDE + cols, y.to(OUT.dtype.element_ty))
     else:
         # Pass 1: sum of squares (and the residual, written once).
         rstd = chunked_rstd(x_rows, r_rows, res_rows, row_mask, N_COLS, eps, HAS_RESIDUAL, BLOCK_M, BLOCK_N)
@@ -220,6 +242,19 @@ FUSED_CHUNK_ROWS_PER_SM = 8
 LARGE_ROWS_WIDE = 8192
 LARGE_ROWS_WIDE_PER_SM = 31
 LARGE_ROWS_WIDE_WARPS = 32
+# From LOOPED_ROWS_PER_SM rows a multiprocessor the plain norms over 8192 columns (a multiple of
+# LOOPED_CHUNK) take the two-pass path unmasked (EVEN): one row a program, 4096-column chunks, 16
+# warps, the shape of Inductor's loop. H200, Inductor / ours round by round, one figure a process
+# (explore_configs.py norm13-15, results/sweep_session16_h200.txt; "c4096" this path, 2/32 the rule above):
+#     gemma    16384 x 8192: c4096 0.993 0.995 (norm13's copy 1.000)  2/32 0.984 0.985
+#              12288 x 8192: c4096 0.989 0.994  2/32 0.988 0.989 |  8192 x 8192: c4096 0.996 0.999  2/32 0.992 0.996
+#     rms_norm 16384 x 8192: c4096 0.999 0.997 (norm13's copy 1.004)  2/32 0.994 0.994
+#               8192 x 8192: c4096 0.996 0.996  2/32 0.996 0.995
+#   At 4096 rows the loop lost (gemma 0.984 against 0.990); masked, it lost everywhere (norm14: 0.97-0.99).
+#   Not measured on an H100 (its 16384 x 8192 rows in bench_norms_h100 predate it).
+LOOPED_ROWS_PER_SM = 62
+LOOPED_CHUNK = 4096
+LOOPED_WARPS = 16
 LARGE_ROWS_NARROW = 4096
 LARGE_ROWS_NARROW_PER_SM = 124
 
@@ -234,6 +269,9 @@ def norm_config(n_rows: int, n_cols: int, element_size: int, sm_count: int = 132
     if (residual and block_n >= FUSED_CHUNK_MIN_COLS
             and THROUGHPUT_ROWS_PER_SM * sm_count <= n_rows <= FUSED_CHUNK_ROWS_PER_SM * sm_count):
         return NormConfig(1, FUSED_CHUNK, FUSED_CHUNK_WARPS, False)
+    if (not residual and block_n == LARGE_ROWS_WIDE and n_cols % LOOPED_CHUNK == 0
+            and n_rows >= LOOPED_ROWS_PER_SM * sm_count):
+        return NormConfig(1, LOOPED_CHUNK, LOOPED_WARPS, False)
     if block_n == LARGE_ROWS_WIDE and n_rows >= LARGE_ROWS_WIDE_PER_SM * sm_count:
         return NormConfig(1 if residual else 2, block_n, LARGE_ROWS_WIDE_WARPS, True)
     if block_n == LARGE_ROWS_NARROW and n_rows >= LARGE_ROWS_NARROW_PER_SM * sm_count:
@@ -278,7 +316,10 @@ def _launch(kernel, x: Tensor, x_residual: Tensor | None, weight: Tensor | None,
 def _call(kernel, grid, cfg, x2, r2, res2, out2, weight, n_rows, n_cols, epsilon, has_residual, gemma,
           even: bool | None = None):
     if even is None:
-        even = cfg.single_pass and n_cols == cfg.block_n and n_rows % cfg.block_m == 0
+        if cfg.single_pass:
+            even = n_cols == cfg.block_n and n_rows % cfg.block_m == 0
+        else:
+            even = cfg.block_m == 1 and not has_residual and n_cols % cfg.block_n == 0
     kernel[grid](
         x2, S.row_stride(x2, n_rows), r2, S.row_stride(r2, n_rows),
         weight if weight is not None else x2, weight.stride(0) if weight is not None else 0,

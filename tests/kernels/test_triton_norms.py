@@ -94,6 +94,26 @@ def test_single_pass_blocks_with_and_without_masks(name, rows, cols, block_m):
         assert_close(a, e, op.tolerance(torch.float32), what=f"{name} {rows}x{cols} in {block_m}-row blocks")
 
 
+@pytest.mark.parametrize("cols, block_n", [(256, 64), (256, 128), (200, 64)])
+@pytest.mark.parametrize("name", ALL)
+def test_two_pass_chunks_with_and_without_masks(name, cols, block_n):
+    """Two passes, one row a program: chunks that divide the row and no residual drop every mask
+    (EVEN, 1-D blocks); 200 columns in 64-column chunks, and the fused adds, keep them."""
+    from irshim.kernels.triton import layernorm as tn
+
+    op = ir.get_op(name)
+    args = op.generate_inputs(3, cols, torch.bfloat16, DEVICE)
+    cfg = tn.NormConfig(1, block_n, 1, False)
+    gemma = name.startswith("gemma")
+    if name in FUSED:
+        actual = tn.fused_add_rms_norm_into(*args, gemma=gemma, config=cfg)
+    else:
+        actual = (tn.rms_norm_into(*args, gemma=gemma, config=cfg),)
+    expected = op.native(*args)
+    for a, e in zip(actual, expected if isinstance(expected, tuple) else (expected,)):
+        assert_close(a, e, op.tolerance(torch.bfloat16), what=f"{name} 3x{cols} in {block_n}-column chunks")
+
+
 def test_norm_config_rules():
     from irshim.kernels.triton.layernorm import NormConfig, norm_config
 
@@ -108,6 +128,13 @@ def test_norm_config_rules():
     assert norm_config(1, 4096, 2, 132) == NormConfig(1, 4096, 8, True)
     # Many rows (from 31 a multiprocessor at 8192, 124 at 4096):
     assert norm_config(4092, 8192, 2, 132) == NormConfig(2, 8192, 32, True)
+    # ... and from 62 rows a multiprocessor, the plain norms over a multiple of 4096 columns: two
+    # unmasked passes over 4096-column chunks (the fused add keeps its single pass).
+    assert norm_config(8184, 8192, 2, 132) == NormConfig(1, 4096, 16, False)
+    assert norm_config(16384, 8192, 2, 132) == NormConfig(1, 4096, 16, False)
+    assert norm_config(8183, 8192, 2, 132) == NormConfig(2, 8192, 32, True)
+    assert norm_config(16384, 8192, 2, 132, True) == NormConfig(1, 8192, 32, True)
+    assert norm_config(16384, 8000, 2, 132) == NormConfig(2, 8192, 32, True)
     assert norm_config(4092, 8192, 2, 132, True) == NormConfig(1, 8192, 32, True)
     assert norm_config(4091, 8192, 2, 132) == NormConfig(1, 8192, 16, True)
     assert norm_config(16384, 4096, 2, 132) == NormConfig(1, 4096, 8, True)
