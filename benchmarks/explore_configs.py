@@ -28,8 +28,7 @@ benchmarks/results/sweep_session3.txt). Sections (any order):
   session 16 (results/sweep_session16_h200.txt): norm12 (norm11's leads at the gemma norm, one run a
   process), norm13 (a looped two-pass norm kernel, the shape of Inductor's, where Inductor leads), norm14
   (the production kernel's two-pass path there), norm15 (its unmasked form), norm16 (one row a program
-  below it; not run yet), quant18
-  (L2 reuse between the two passes of the dynamic per-tensor quant).
+  below it; not run yet), quant18 (L2 reuse between the two passes of the dynamic per-tensor quant).
 
     python benchmarks/explore_configs.py OUTDIR section...
 
