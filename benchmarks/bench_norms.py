@@ -103,7 +103,7 @@ def sweep() -> None:
                 sets = [op.generate_inputs(t, h, torch.bfloat16, "cuda") for _ in range(4 if t < 4096 else 1)]
                 calls = max(2, min(100, (1 << 30) // _bytes(name, t, h, 2)))
                 sms = torch.cuda.get_device_properties(0).multi_processor_count
-                chosen = TL.norm_config(t, h, 2, sms, "fused" in name)
+                chosen = TL.norm_config(t, h, 2, sms, "fused" in name, TL.S.memory_gbs_per_sm(sets[0][0]))
                 results = []
                 configs = [(1, w) for w in (4, 8, 16, 32)] + ([(2, 8), (2, 16)] if t >= 1024 else [])
                 for block_m, warps in configs:

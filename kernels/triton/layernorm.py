@@ -251,7 +251,9 @@ LARGE_ROWS_WIDE_WARPS = 32
 #     rms_norm 16384 x 8192: c4096 0.999 0.997 (norm13's copy 1.004)  2/32 0.994 0.994
 #               8192 x 8192: c4096 0.996 0.996  2/32 0.996 0.995
 #   At 4096 rows the loop lost (gemma 0.984 against 0.990); masked, it lost everywhere (norm14: 0.97-0.99).
-#   Not measured on an H100 (its 16384 x 8192 rows in bench_norms_h100 predate it).
+#   Only on GPUs of the H200's DRAM bandwidth a multiprocessor (`S.WIDE_DRAM_GBS_PER_SM`): not measured on
+#   an H100, where Inductor's loop was 1.8% slower than the single pass at 16384 x 8192 (bench_norms_h100:
+#   182.4 against 179.2 µs, gemma 184.9 against 179.5), so the H100 and GPUs of unknown bandwidth keep it.
 LOOPED_ROWS_PER_SM = 62
 LOOPED_CHUNK = 4096
 LOOPED_WARPS = 16
@@ -261,8 +263,9 @@ LARGE_ROWS_NARROW_PER_SM = 124
 
 @S.cached_config
 def norm_config(n_rows: int, n_cols: int, element_size: int, sm_count: int = 132,
-                residual: bool = False) -> NormConfig:
-    """Launch configuration for ``n_rows x n_cols`` (measurements above); `residual`: the fused add."""
+                residual: bool = False, gbs_per_sm: float | None = None) -> NormConfig:
+    """Launch configuration for ``n_rows x n_cols`` (measurements above); `residual`: the fused add;
+    `gbs_per_sm`: `S.memory_gbs_per_sm` of the GPU (None: unknown), which the looped rule needs."""
     block_n = S.next_pow2(n_cols)
     if block_n > MAX_SINGLE_PASS:
         return NormConfig(1, CHUNK, 8, False)
@@ -270,7 +273,8 @@ def norm_config(n_rows: int, n_cols: int, element_size: int, sm_count: int = 132
             and THROUGHPUT_ROWS_PER_SM * sm_count <= n_rows <= FUSED_CHUNK_ROWS_PER_SM * sm_count):
         return NormConfig(1, FUSED_CHUNK, FUSED_CHUNK_WARPS, False)
     if (not residual and block_n == LARGE_ROWS_WIDE and n_cols % LOOPED_CHUNK == 0
-            and n_rows >= LOOPED_ROWS_PER_SM * sm_count):
+            and n_rows >= LOOPED_ROWS_PER_SM * sm_count
+            and gbs_per_sm is not None and gbs_per_sm >= S.WIDE_DRAM_GBS_PER_SM):
         return NormConfig(1, LOOPED_CHUNK, LOOPED_WARPS, False)
     if block_n == LARGE_ROWS_WIDE and n_rows >= LARGE_ROWS_WIDE_PER_SM * sm_count:
         return NormConfig(1 if residual else 2, block_n, LARGE_ROWS_WIDE_WARPS, True)
@@ -307,7 +311,13 @@ def _launch(kernel, x: Tensor, x_residual: Tensor | None, weight: Tensor | None,
     has_residual = x_residual is not None
     r2 = S.as_rows(x_residual) if has_residual else x2
     res2 = S.as_rows(residual_out) if has_residual else out2
-    cfg = config or norm_config(n_rows, n_cols, x.element_size(), S.sm_count(x), has_residual)
+    if config is None:
+        sm_count = S.sm_count(x)
+        # The bandwidth is read for throughput sizes only (~0.2 µs a launch): the rule it splits starts
+        # at thousands of rows.
+        gbs = S.memory_gbs_per_sm(x) if n_rows >= THROUGHPUT_ROWS_PER_SM * sm_count else None
+        config = norm_config(n_rows, n_cols, x.element_size(), sm_count, has_residual, gbs)
+    cfg = config
     grid = (S.cdiv(n_rows, cfg.block_m),)
     with S.on_device(x):
         _call(kernel, grid, cfg, x2, r2, res2, out2, weight, n_rows, n_cols, epsilon, has_residual, gemma)
