@@ -152,8 +152,9 @@ def rematch_lines(folder: Path) -> list[str]:
              f"Standing: ahead (the 95% interval at or above 1.0), behind (its top below "
              f"{1 - REMATCH_RESOLUTION:.4f}: runs of one row moved by up to {100 * REMATCH_RESOLUTION:.2f}% between "
              "processes, more than the interval, which is within one run; summarize.py says more), or level; "
-             "a row re-timed in several runs (one a file) is ahead or behind only when every run is; runs marked "
-             "'earlier launch' timed a kernel or launch since changed (summarize.py, LAUNCH_CHANGES) and do not count.", "",
+             "a row re-timed in several runs (one a file) is ahead or behind only when every run is; runs "
+             "marked 'earlier launch' timed a kernel or launch since changed (summarize.py, LAUNCH_CHANGES) "
+             "and do not count.", "",
              "| GPU | op | shape | dtype | best peer | median ratio [95% interval], by run | standing |",
              "|---|---|---|---|---|---|---|"]
     for (gpu, op, shape, dtype), found in runs.items():

@@ -114,6 +114,20 @@ def test_two_pass_chunks_with_and_without_masks(name, cols, block_n):
         assert_close(a, e, op.tolerance(torch.bfloat16), what=f"{name} 3x{cols} in {block_n}-column chunks")
 
 
+@pytest.mark.parametrize("cols", [256, 200])
+def test_two_pass_chunks_without_weight_and_with_strides(cols):
+    """The two-pass path without a weight, on every other row of a wider buffer, with a strided weight."""
+    from irshim.kernels.triton import layernorm as tn
+
+    op = ir.get_op("rms_norm")
+    x = torch.randn(6, cols + 8, dtype=torch.bfloat16, device=DEVICE)[::2, :cols]
+    w = torch.randn(2 * cols, dtype=torch.bfloat16, device=DEVICE)[::2]
+    cfg = tn.NormConfig(1, 64, 1, False)
+    for weight, label in ((None, "no weight"), (w, "a strided weight")):
+        assert_close(tn.rms_norm_into(x, weight, 1e-6, config=cfg), op.native(x, weight, 1e-6),
+                     op.tolerance(torch.bfloat16), what=f"rms_norm 3x{cols}, {label}")
+
+
 def test_norm_config_rules():
     from irshim.kernels.triton.layernorm import NormConfig, norm_config
 
