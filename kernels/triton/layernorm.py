@@ -313,14 +313,12 @@ def _launch(kernel, x: Tensor, x_residual: Tensor | None, weight: Tensor | None,
     res2 = S.as_rows(residual_out) if has_residual else out2
     if config is None:
         sm_count = S.sm_count(x)
-        # The bandwidth is read for throughput sizes only (~0.2 µs a launch): the rule it splits starts
-        # at thousands of rows.
+        # The bandwidth only splits a rule for thousands of rows: decode launches skip its two calls.
         gbs = S.memory_gbs_per_sm(x) if n_rows >= THROUGHPUT_ROWS_PER_SM * sm_count else None
         config = norm_config(n_rows, n_cols, x.element_size(), sm_count, has_residual, gbs)
-    cfg = config
-    grid = (S.cdiv(n_rows, cfg.block_m),)
+    grid = (S.cdiv(n_rows, config.block_m),)
     with S.on_device(x):
-        _call(kernel, grid, cfg, x2, r2, res2, out2, weight, n_rows, n_cols, epsilon, has_residual, gemma)
+        _call(kernel, grid, config, x2, r2, res2, out2, weight, n_rows, n_cols, epsilon, has_residual, gemma)
 
 
 def _call(kernel, grid, cfg, x2, r2, res2, out2, weight, n_rows, n_cols, epsilon, has_residual, gemma,
