@@ -252,8 +252,9 @@ LARGE_ROWS_WIDE_WARPS = 32
 #               8192 x 8192: c4096 0.996 0.996  2/32 0.996 0.995
 #   At 4096 rows the loop lost (gemma 0.984 against 0.990); masked, it lost everywhere (norm14: 0.97-0.99).
 #   Only on GPUs of the H200's DRAM bandwidth a multiprocessor (`S.WIDE_DRAM_GBS_PER_SM`): not measured on
-#   an H100, where Inductor's loop was 1.8% slower than the single pass at 16384 x 8192 (bench_norms_h100:
-#   182.4 against 179.2 µs, gemma 184.9 against 179.5), so the H100 and GPUs of unknown bandwidth keep it.
+#   an H100, where Inductor (on the H200 that loop; its H100 kernel was not dumped) was 1.8-3.0% slower
+#   than the single pass at 16384 x 8192 (bench_norms_h100: 182.4 against 179.2 µs, gemma 184.9 against
+#   179.5), so the H100 and GPUs of unknown bandwidth keep the single pass.
 LOOPED_ROWS_PER_SM = 62
 LOOPED_CHUNK = 4096
 LOOPED_WARPS = 16
