@@ -177,15 +177,17 @@ def input_sets(case: Case) -> tuple[list[tuple], int]:
     return [case.make_args() for _ in range(n_sets)], calls
 
 
-def run_case(case: Case, providers: Sequence[Provider]) -> Row:
-    row = Row(case.op, case.shape, case.dtype, case.tokens, case.bytes)
-    sets, calls = input_sets(case)
+def capture_providers(case: Case, providers: Sequence[Provider], sets: list[tuple], calls: int) -> tuple[
+        dict[str, torch.cuda.CUDAGraph], dict[str, list[Callable[[], Any]]], dict[str, Exception]]:
+    """Each provider bound to every input set and captured (`capture`): the graphs, the bound
+    callables and the providers that failed (a provider without the op is left out silently).
+
+    Keep the bound callables alive until the graphs have been replayed: a callable may own
+    tensors its graph reads (Liger's pre-split halves), and freeing them before the replay
+    made the graph read freed memory."""
     graphs: dict[str, torch.cuda.CUDAGraph] = {}
-    eager_fns: dict[str, Callable[[], Any]] = {}
-    # Every bound callable stays alive until its graph has been replayed: a
-    # callable may own tensors its graph reads (Liger's pre-split halves), and
-    # freeing them before the replay made the graph read freed memory.
     bound: dict[str, list[Callable[[], Any]]] = {}
+    errors: dict[str, Exception] = {}
     for provider in providers:
         try:
             fns = [provider.bind(case, args) for args in sets]
@@ -193,15 +195,22 @@ def run_case(case: Case, providers: Sequence[Provider]) -> Row:
                 continue
             bound[provider.name] = fns
             graphs[provider.name] = capture(fns, calls)
-            eager_fns[provider.name] = fns[0]
         except Exception as exc:  # one provider's failure must not hide the others
-            row.errors[provider.name] = f"{type(exc).__name__}: {exc}"[:300]
+            errors[provider.name] = exc
+    return graphs, bound, errors
+
+
+def run_case(case: Case, providers: Sequence[Provider]) -> Row:
+    row = Row(case.op, case.shape, case.dtype, case.tokens, case.bytes)
+    sets, calls = input_sets(case)
+    graphs, bound, errors = capture_providers(case, providers, sets, calls)
+    row.errors.update({name: f"{type(exc).__name__}: {exc}"[:300] for name, exc in errors.items()})
     row.graph_us = replay_medians(graphs, calls)
     del graphs
     if case.eager:
-        for name, fn in eager_fns.items():
-            row.eager_us[name] = eager_time_us(fn)
-    del sets, eager_fns, bound
+        for name in row.graph_us:
+            row.eager_us[name] = eager_time_us(bound[name][0])
+    del sets, bound
     torch.cuda.empty_cache()
     return row
 

@@ -86,16 +86,11 @@ def _find(spec: str, min_tokens: int = 0) -> list[tuple[H.Case, list[H.Provider]
 def _rounds(case: H.Case, providers: list[H.Provider], rounds: int) -> dict[str, list[float]]:
     """One capture per provider on fresh inputs, then `rounds` replays of each (µs a call)."""
     sets, calls = H.input_sets(case)
-    bound, graphs = {}, {}
-    for p in providers:  # as harness.run_case: a peer that fails is reported and left out
-        try:
-            fns = bound[p.name] = [p.bind(case, args) for args in sets]
-            if fns[0] is not None:
-                graphs[p.name] = H.capture(fns, calls)
-        except Exception as exc:
-            if p.name == SUBJECT:
-                raise
-            print(f"  {case.op} {case.shape}: {p.name} left out: {type(exc).__name__}: {exc}"[:300], flush=True)
+    graphs, bound, errors = H.capture_providers(case, providers, sets, calls)
+    if SUBJECT in errors:
+        raise errors[SUBJECT]
+    for name, exc in errors.items():  # a peer that fails is reported and left out
+        print(f"  {case.op} {case.shape}: {name} left out: {type(exc).__name__}: {exc}"[:300], flush=True)
     times = H.replay_times(graphs, calls, rounds, alternate=True)
     del graphs, bound, sets
     torch.cuda.empty_cache()

@@ -24,8 +24,9 @@ A section lists the rows re-timed by benchmarks/rematch.py (rematch*.json): the 
 triton's per-round ratio to its best peer with its 95% interval, read as ahead (the whole
 interval at or above 1.0), behind (the whole interval below 1 - REMATCH_RESOLUTION) or level.
 The interval is within one run; REMATCH_RESOLUTION is what repeated runs of one row moved. A row
-re-timed in several runs (files) is ahead or behind only when every run is. The section does not
-change the tables above, whose rows are each suite's own run.
+re-timed in several runs (files) is ahead or behind only when every run is, runs from before its
+kernel or launch last changed (LAUNCH_CHANGES) left out. The section does not change the tables
+above, whose rows are each suite's own run.
 
 A last section lists the host-side figures against their targets: the eager IR
 call over the direct provider call (<= 1.5 µs; dispatch_overhead*.json), the
