@@ -258,6 +258,17 @@ LARGE_ROWS_WIDE_WARPS = 32
 LOOPED_ROWS_PER_SM = 62
 LOOPED_CHUNK = 4096
 LOOPED_WARPS = 16
+# The plain norms keep one row a program over 16 warps (the rule below LARGE_ROWS_WIDE_PER_SM) up to
+# PLAIN_WIDE_PER_SM rows a multiprocessor: 2/32 lost to it at 4096 and 6144 rows, round by round
+# beside Inductor, two processes each (explore_configs.py norm16 on an H100, results/sweep_session17_h100.txt;
+# norm12 on the H200, results/sweep_session16_h200.txt), µs:
+#   H100 gemma    4096 x 8192: 1/16 45.71 45.63  2/32 46.20 46.21  Liger 45.96 46.00  Inductor 47.63 47.62
+#                 6144 x 8192: 1/16 67.72 67.78  2/32 68.36 68.43  Liger 68.01 68.05
+#        rms_norm 4096 x 8192: 1/16 45.71 45.80  2/32 45.98 46.17  Liger 45.99 46.03
+#                 6144 x 8192: 1/16 67.92 67.85  2/32 68.26 68.27  Liger 68.17 68.17
+#   H200 gemma    4096 x 8192: 1/16 35.53 35.14  2/32 35.73 35.50  (1/8 35.45 35.03; Inductor 35.71 35.56)
+# From there the H200 takes the two-pass loop (LOOPED_ROWS_PER_SM, the same figure) and the H100 2/32.
+PLAIN_WIDE_PER_SM = 62
 LARGE_ROWS_NARROW = 4096
 LARGE_ROWS_NARROW_PER_SM = 124
 
@@ -277,7 +288,7 @@ def norm_config(n_rows: int, n_cols: int, element_size: int, sm_count: int = 132
             and n_rows >= LOOPED_ROWS_PER_SM * sm_count
             and gbs_per_sm is not None and gbs_per_sm >= S.WIDE_DRAM_GBS_PER_SM):
         return NormConfig(1, LOOPED_CHUNK, LOOPED_WARPS, False)
-    if block_n == LARGE_ROWS_WIDE and n_rows >= LARGE_ROWS_WIDE_PER_SM * sm_count:
+    if block_n == LARGE_ROWS_WIDE and n_rows >= (LARGE_ROWS_WIDE_PER_SM if residual else PLAIN_WIDE_PER_SM) * sm_count:
         return NormConfig(1 if residual else 2, block_n, LARGE_ROWS_WIDE_WARPS, True)
     if block_n == LARGE_ROWS_NARROW and n_rows >= LARGE_ROWS_NARROW_PER_SM * sm_count:
         return NormConfig(1, block_n, block_n // (ELEMENTS_PER_THREAD * 32), True)

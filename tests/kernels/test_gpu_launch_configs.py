@@ -28,9 +28,9 @@ logger = logging.getLogger(__name__)
 
 # Each threshold of the rules at 132 multiprocessors (H100/H200) and its neighbours:
 # 256 (quant THROUGHPUT_ROWS), 264 (2 rows an SM), 1024 (PIPELINE_MIN_ROWS), 1056 (8 an SM),
-# 4092 (31 an SM), 16368 (124 an SM), 16384 (STATIC_NORM_PAIRED_ROWS); odd counts leave tails.
+# 4092 (31 an SM), 8184 (62 an SM), 16368 (124 an SM), 16384 (STATIC_NORM_PAIRED_ROWS); odd counts leave tails.
 ROWS = (1, 2, 3, 16, 61, 64, 255, 256, 257, 263, 264, 265, 511, 1023, 1024, 1025, 1055, 1056, 1057,
-        4091, 4092, 4093, 16367, 16368, 16369, 16383, 16384, 16385)
+        4091, 4092, 4093, 8183, 8184, 8185, 16367, 16368, 16369, 16383, 16384, 16385)
 # The generators' `hidden_size`: the norm width, the activations' output width, the quantized
 # width, the rotary head size. Each family's single-pass / chunked / wide-row regimes and
 # widths that are not powers of two.

@@ -140,21 +140,23 @@ def test_norm_config_rules():
     assert norm_config(263, 8192, 2, 132, True) == NormConfig(1, 8192, 8, True)
     assert norm_config(1024, 4096, 2, 132, True) == NormConfig(2, 4096, 16, True)
     assert norm_config(1, 4096, 2, 132) == NormConfig(1, 4096, 8, True)
-    # Many rows (from 31 a multiprocessor at 8192, 124 at 4096):
-    assert norm_config(4092, 8192, 2, 132) == NormConfig(2, 8192, 32, True)
+    # Many rows (from 31 a multiprocessor at 8192 with the fused add, 62 without; 124 at 4096):
+    assert norm_config(4092, 8192, 2, 132, True) == NormConfig(1, 8192, 32, True)
+    assert norm_config(4092, 8192, 2, 132) == NormConfig(1, 8192, 16, True)
+    assert norm_config(8183, 8192, 2, 132) == NormConfig(1, 8192, 16, True)
+    assert norm_config(8184, 8192, 2, 132) == NormConfig(2, 8192, 32, True)
     # ... and from 62 rows a multiprocessor on a GPU of the H200's DRAM bandwidth a multiprocessor
     # (36.5 GB/s), the plain norms over a multiple of 4096 columns: two unmasked passes over
     # 4096-column chunks. The fused add, other widths, the H100 (25.4) and unknown GPUs keep the single pass.
     h200 = 36.5
     assert norm_config(8184, 8192, 2, 132, False, h200) == NormConfig(1, 4096, 16, False)
     assert norm_config(16384, 8192, 2, 132, False, h200) == NormConfig(1, 4096, 16, False)
-    assert norm_config(8183, 8192, 2, 132, False, h200) == NormConfig(2, 8192, 32, True)
+    assert norm_config(8183, 8192, 2, 132, False, h200) == NormConfig(1, 8192, 16, True)
     assert norm_config(16384, 8192, 2, 132, True, h200) == NormConfig(1, 8192, 32, True)
     assert norm_config(16384, 8000, 2, 132, False, h200) == NormConfig(2, 8192, 32, True)
     assert norm_config(16384, 8192, 2, 132, False, 25.4) == NormConfig(2, 8192, 32, True)
     assert norm_config(16384, 8192, 2, 132) == NormConfig(2, 8192, 32, True)
-    assert norm_config(4092, 8192, 2, 132, True) == NormConfig(1, 8192, 32, True)
-    assert norm_config(4091, 8192, 2, 132) == NormConfig(1, 8192, 16, True)
+    assert norm_config(4091, 8192, 2, 132, True) == NormConfig(1, 8192, 16, True)
     assert norm_config(16384, 4096, 2, 132) == NormConfig(1, 4096, 8, True)
     assert norm_config(16367, 4096, 2, 132) == NormConfig(2, 4096, 16, True)
 
