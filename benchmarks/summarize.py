@@ -128,6 +128,9 @@ LAUNCH_CHANGES: dict[tuple[str, str], str] = {
     # session 16: two unmasked passes from LOOPED_ROWS_PER_SM rows (kernels/triton/layernorm.py)
     ("rms_norm", "16384x8192"): "2026-12-03 21:10:00",
     ("gemma_rms_norm", "16384x8192"): "2026-12-03 21:10:00",
+    # session 17: one row a program, 16 warps, up to PLAIN_WIDE_PER_SM rows (kernels/triton/layernorm.py)
+    ("rms_norm", "4096x8192"): "2026-12-06 13:35:00",
+    ("gemma_rms_norm", "4096x8192"): "2026-12-06 13:35:00",
 }
 """(op, shape) -> the UTC time from which a row's kernel or launch is the present one: runs of
 rematch.py from before it are listed, marked, and left out of the standing."""
