@@ -28,7 +28,8 @@ benchmarks/results/sweep_session3.txt). Sections (any order):
   session 16 (results/sweep_session16_h200.txt): norm12 (norm11's leads at the gemma norm, one run a
   process), norm13 (a looped two-pass norm kernel, the shape of Inductor's, where Inductor leads), norm14
   (the production kernel's two-pass path there), norm15 (its unmasked form), norm16 (one row a program
-  below it; not run yet), quant18 (L2 reuse between the two passes of the dynamic per-tensor quant).
+  below it), quant18 (L2 reuse between the two passes of the dynamic per-tensor quant);
+  session 17 (results/sweep_session17_*.txt): norm16 run on an H100, norm17 (1024 rows of 8192).
 
     python benchmarks/explore_configs.py OUTDIR section...
 
@@ -1433,12 +1434,24 @@ def norm15():
 def norm16():
     """The single-pass rule at 4096-8191 rows of 8192 columns (2 rows a program, 32 warps) against one
     row over 8 or 16 warps, which led it at gemma 4096 x 8192 in norm11 and norm12, for both norms.
-    Written in session 16 and not run yet (its device time ran out)."""
+    Written in session 16, run in session 17 (results/sweep_session17_h100.txt)."""
     import bench_norms as BN
 
     variants = _norm_variants(((2, 8192, 32, True), (1, 8192, 8, True), (1, 8192, 16, True)), ())
     cases = BN.cases(["gemma_rms_norm", "rms_norm"], False, [4096, 6144], [8192], False)
     _norm_rounds("norm16", cases, variants, rounds=30)
+
+
+def norm17():
+    """The plain norms at 1024 rows of 8192 columns, where Inductor's time moved by 7% between processes
+    on the H100 (gemma_rms_norm: 12.5 µs, then 11.7, ours 12.2-12.3): single-pass warps (the rule:
+    1/16) against the unmasked two-pass loop at 4096 and 2048 columns (Inductor's shape there)."""
+    import bench_norms as BN
+
+    variants = _norm_variants(((1, 8192, 16, True), (1, 8192, 8, True), (1, 8192, 4, True), (1, 8192, 32, True),
+                               (1, 4096, 16, False), (1, 4096, 8, False), (1, 2048, 8, False), (1, 2048, 4, False)), ())
+    cases = BN.cases(["gemma_rms_norm", "rms_norm"], False, [1024], [8192], False)
+    _norm_rounds("norm17", cases, variants, rounds=30)
 
 
 @triton.jit
@@ -1542,7 +1555,7 @@ SECTIONS_BY_NAME = {"inductor": dump_inductor, "act": act_sweep, "norm": norm_sw
                     "rope6": rope6, "quant11": quant11,
                     "quant12": quant12, "quant13": quant13,
                     "quant14": quant14, "quant15": quant15, "quant16": quant16, "quant17": quant17, "act10": act10,
-                    "norm11": norm11, "norm12": norm12, "norm13": norm13, "norm14": norm14, "norm15": norm15, "norm16": norm16, "quant18": quant18}
+                    "norm11": norm11, "norm12": norm12, "norm13": norm13, "norm14": norm14, "norm15": norm15, "norm16": norm16, "norm17": norm17, "quant18": quant18}
 
 
 def main() -> None:
