@@ -131,6 +131,9 @@ LAUNCH_CHANGES: dict[tuple[str, str], str] = {
     # session 17: one row a program, 16 warps, up to PLAIN_WIDE_PER_SM rows (kernels/triton/layernorm.py)
     ("rms_norm", "4096x8192"): "2026-12-06 13:35:00",
     ("gemma_rms_norm", "4096x8192"): "2026-12-06 13:35:00",
+    # session 17: two unmasked passes over 2048-column chunks at 264-1056 rows, H100-class GPUs only
+    ("rms_norm", "1024x8192"): "2026-12-06 14:20:00",
+    ("gemma_rms_norm", "1024x8192"): "2026-12-06 14:20:00",
 }
 """(op, shape) -> the UTC time from which a row's kernel or launch is the present one: runs of
 rematch.py from before it are listed, marked, and left out of the standing."""

@@ -223,6 +223,13 @@ MAX_WARPS = 32
 #     fused_add 1024 x 8192: c2048/8 17.44  c2048/4 17.60  c4096/8 18.11  1/4 18.21  1/16 18.43 (Inductor 17.68)
 #               4096 x 8192: 1/32 67.22  1/16 67.78  c2048/8 71.30 (Inductor 70.20)
 #     (rms_norm 1024 x 8192, no residual: 1/16 9.76  c4096/8 9.81  c2048/8 9.96)
+#   The plain norms take the same launch there on GPUs of the H100's DRAM bandwidth a multiprocessor,
+#   unmasked (EVEN: whole 2048-column chunks of 8192-column rows). H100, 1024 x 8192, two processes
+#   (explore_configs.py norm17, results/sweep_session17_h100.txt), µs:
+#     rms_norm  c2048/8 11.84 11.84  c4096/8 11.99 12.03  1/16 12.12 12.13 (Inductor 12.14 12.18, Liger 12.26 12.27)
+#     gemma     c2048/8 12.06 11.91  c4096/8 12.14 11.99  1/16 12.27 12.13 (Inductor 12.40 12.27; 11.7 in a third)
+#   On the H200 the masked form lost to 1/16 (rms_norm 9.96 against 9.76, above) and the unmasked
+#   one was not timed there: the H200 and GPUs of unknown bandwidth keep 1/16.
 FUSED_CHUNK = 2048
 FUSED_CHUNK_WARPS = 8
 FUSED_CHUNK_MIN_COLS = 8192
@@ -281,8 +288,10 @@ def norm_config(n_rows: int, n_cols: int, element_size: int, sm_count: int = 132
     block_n = S.next_pow2(n_cols)
     if block_n > MAX_SINGLE_PASS:
         return NormConfig(1, CHUNK, 8, False)
-    if (residual and block_n >= FUSED_CHUNK_MIN_COLS
-            and THROUGHPUT_ROWS_PER_SM * sm_count <= n_rows <= FUSED_CHUNK_ROWS_PER_SM * sm_count):
+    if (block_n >= FUSED_CHUNK_MIN_COLS
+            and THROUGHPUT_ROWS_PER_SM * sm_count <= n_rows <= FUSED_CHUNK_ROWS_PER_SM * sm_count
+            and (residual or (block_n == LARGE_ROWS_WIDE and n_cols % FUSED_CHUNK == 0
+                              and gbs_per_sm is not None and gbs_per_sm < S.WIDE_DRAM_GBS_PER_SM))):
         return NormConfig(1, FUSED_CHUNK, FUSED_CHUNK_WARPS, False)
     if (not residual and block_n == LARGE_ROWS_WIDE and n_cols % LOOPED_CHUNK == 0
             and n_rows >= LOOPED_ROWS_PER_SM * sm_count
