@@ -124,7 +124,7 @@ def _standing(ci95: list[float]) -> str:
     return "ahead" if low >= 1.0 else "behind" if high < 1.0 - REMATCH_RESOLUTION else "level"
 
 
-LAUNCH_CHANGES: dict[tuple[str, str], str] = {
+LAUNCH_CHANGES: dict[tuple[str, ...], str] = {
     # session 16: two unmasked passes from LOOPED_ROWS_PER_SM rows (kernels/triton/layernorm.py)
     ("rms_norm", "16384x8192"): "2026-12-03 21:10:00",
     ("gemma_rms_norm", "16384x8192"): "2026-12-03 21:10:00",
@@ -132,16 +132,19 @@ LAUNCH_CHANGES: dict[tuple[str, str], str] = {
     ("rms_norm", "4096x8192"): "2026-12-06 13:35:00",
     ("gemma_rms_norm", "4096x8192"): "2026-12-06 13:35:00",
     # session 17: two unmasked passes over 2048-column chunks at 264-1056 rows, H100-class GPUs only
-    ("rms_norm", "1024x8192"): "2026-12-06 14:20:00",
-    ("gemma_rms_norm", "1024x8192"): "2026-12-06 14:20:00",
+    ("rms_norm", "1024x8192", "H100"): "2026-12-06 14:20:00",
+    ("gemma_rms_norm", "1024x8192", "H100"): "2026-12-06 14:20:00",
 }
-"""(op, shape) -> the UTC time from which a row's kernel or launch is the present one: runs of
-rematch.py from before it are listed, marked, and left out of the standing."""
+"""(op, shape), or (op, shape, a part of the GPU's name) for a change on some GPUs only -> the UTC
+time from which a row's kernel or launch is the present one: runs of rematch.py from before it are
+listed, marked, and left out of the standing."""
 
 
-def _current(op: str, shape: str, time_utc: str) -> bool:
-    """Whether a run at `time_utc` timed the row's present kernel and launch (`LAUNCH_CHANGES`)."""
-    return time_utc >= LAUNCH_CHANGES.get((op, shape), "")
+def _current(op: str, shape: str, gpu: str, time_utc: str) -> bool:
+    """Whether a run at `time_utc` on `gpu` timed the row's present kernel and launch (`LAUNCH_CHANGES`)."""
+    changed = [when for key, when in LAUNCH_CHANGES.items()
+               if key[:2] == (op, shape) and (len(key) == 2 or key[2] in gpu)]
+    return time_utc >= max(changed, default="")
 
 
 def rematch_lines(folder: Path) -> list[str]:
@@ -151,7 +154,7 @@ def rematch_lines(folder: Path) -> list[str]:
     for path in sorted(folder.glob("rematch*.json")):
         data = json.loads(path.read_text())
         for r in data["rows"]:
-            current = _current(r["op"], r["shape"], data["env"]["time_utc"])
+            current = _current(r["op"], r["shape"], data["env"]["gpu"], data["env"]["time_utc"])
             runs.setdefault((data["env"]["gpu"], r["op"], r["shape"], r["dtype"]), []).append((path.name, r, current))
     if not runs:
         return []
