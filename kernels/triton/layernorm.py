@@ -224,7 +224,8 @@ MAX_WARPS = 32
 #               4096 x 8192: 1/32 67.22  1/16 67.78  c2048/8 71.30 (Inductor 70.20)
 #     (rms_norm 1024 x 8192, no residual: 1/16 9.76  c4096/8 9.81  c2048/8 9.96)
 #   The plain norms take the same launch there on GPUs of the H100's DRAM bandwidth a multiprocessor,
-#   unmasked (EVEN: whole 2048-column chunks of 8192-column rows). H100, 1024 x 8192, two processes
+#   unmasked (EVEN: rows of 6144 or 8192 columns, whole 2048-column chunks; 6144 was not timed). H100,
+#   1024 x 8192, two processes
 #   (explore_configs.py norm17, results/sweep_session17_h100.txt), µs:
 #     rms_norm  c2048/8 11.84 11.84  c4096/8 11.99 12.03  1/16 12.12 12.13 (Inductor 12.14 12.18, Liger 12.26 12.27)
 #     gemma     c2048/8 12.06 11.91  c4096/8 12.14 11.99  1/16 12.27 12.13 (Inductor 12.40 12.27; 11.7 in a third)
