@@ -26,7 +26,8 @@ interval at or above 1.0), behind (the whole interval below 1 - REMATCH_RESOLUTI
 The interval is within one run; REMATCH_RESOLUTION is what repeated runs of one row moved. A row
 re-timed in several runs (files) is ahead or behind only when every run is, runs from before its
 kernel or launch last changed (LAUNCH_CHANGES) left out. The section does not change the tables
-above, whose rows are each suite's own run.
+above, whose rows are each suite's own run; a section names its suite rows timed before their
+launch last changed (counted with the figures they have until the suite runs again).
 
 A last section lists the host-side figures against their targets: the eager IR
 call over the direct provider call (<= 1.5 µs; dispatch_overhead*.json), the
@@ -85,8 +86,9 @@ def check(row: dict, targets: Targets) -> list[str]:
     return misses
 
 
-def latest_rows(folder: Path) -> tuple[list[str], dict[tuple, tuple[str, dict]]]:
-    """Header lines naming every file, and the latest row of each (gpu, issue, op, shape, dtype)."""
+def latest_rows(folder: Path) -> tuple[list[str], dict[tuple, tuple[str, dict, str]]]:
+    """Header lines naming every file, and the latest row of each (gpu, issue, op, shape, dtype),
+    with its file's name and time."""
     files = []
     for path in folder.glob("bench_*.json"):
         data = json.loads(path.read_text())
@@ -100,7 +102,8 @@ def latest_rows(folder: Path) -> tuple[list[str], dict[tuple, tuple[str, dict]]]
                       f"{len(data['rows'])} rows")
         for row in data["rows"]:
             if "ratio_to_best_peer" in row:
-                rows[(env["gpu"], targets_of(path.name).issue, row["op"], row["shape"], row["dtype"])] = (path.name, row)
+                rows[(env["gpu"], targets_of(path.name).issue, row["op"], row["shape"], row["dtype"])] = (
+                    path.name, row, env["time_utc"])
     return header, rows
 
 
@@ -226,11 +229,16 @@ def main() -> None:
              "(targets in its docstring; per GPU model, a case run twice counts once, from the later run).")
     lines = ["# Triton providers against the kernel issues' targets", "", intro, "", *header, ""]
     for gpu, issue in sorted({key[:2] for key in rows}, key=lambda k: (k[1], k[0])):
-        mine = [(name, row) for key, (name, row) in rows.items() if key[:2] == (gpu, issue)]
-        missed = [(name, row, check(row, targets_of(name))) for name, row in mine]
+        mine = [(name, row, when) for key, (name, row, when) in rows.items() if key[:2] == (gpu, issue)]
+        missed = [(name, row, check(row, targets_of(name))) for name, row, _ in mine]
         missed = [m for m in missed if m[2]]
         met = f"{len(mine) - len(missed)} of {len(mine)} rows meet every target that applies to them."
         lines += [f"## Issue {issue}, {gpu}", "", met, ""]
+        earlier = [f"{row['op']} {row['shape']} {row['dtype']} ({name})" for name, row, when in mine
+                   if not _current(row["op"], row["shape"], gpu, when)]
+        if earlier:
+            lines += ["Rows timed before their launch last changed (LAUNCH_CHANGES; counted above with the "
+                      "earlier launch's figures, not re-run since): " + ", ".join(earlier) + ".", ""]
         if missed:
             lines += ["| file | op | shape | dtype | triton µs | best peer µs | % copy | missed |",
                       "|---|---|---|---|---|---|---|---|"]
