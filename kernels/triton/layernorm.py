@@ -136,7 +136,8 @@ def _rms_norm_kernel(
         # Two passes over one row a program without a residual, whole BLOCK_N chunks: 1-D blocks
         # without masks (the launcher's `even`), the shape of Inductor's looped reduction. Pass 1
         # keeps the row in L2 (evict_last) for pass 2, its last read (evict_first). Timed at 8192
-        # columns (LOOPED_ROWS_PER_SM); rows past MAX_SINGLE_PASS in whole CHUNKs take it untimed.
+        # columns (LOOPED_ROWS_PER_SM on the H200, the plain `FUSED_CHUNK` rule on the H100); rows
+        # past MAX_SINGLE_PASS in whole CHUNKs take it untimed.
         row = tl.program_id(0).to(tl.int64)
         x_row = X + row * X_ROW_STRIDE
         acc = tl.zeros((BLOCK_N,), dtype=tl.float32)
@@ -285,14 +286,15 @@ LARGE_ROWS_NARROW_PER_SM = 124
 def norm_config(n_rows: int, n_cols: int, element_size: int, sm_count: int = 132,
                 residual: bool = False, gbs_per_sm: float | None = None) -> NormConfig:
     """Launch configuration for ``n_rows x n_cols`` (measurements above); `residual`: the fused add;
-    `gbs_per_sm`: `S.memory_gbs_per_sm` of the GPU (None: unknown), which the looped rule needs."""
+    `gbs_per_sm`: `S.memory_gbs_per_sm` of the GPU (None: unknown), which the plain norms' two-pass
+    rules need (H100-class at 264-1056 rows, H200-class from 62 rows a multiprocessor)."""
     block_n = S.next_pow2(n_cols)
     if block_n > MAX_SINGLE_PASS:
         return NormConfig(1, CHUNK, 8, False)
-    if (block_n >= FUSED_CHUNK_MIN_COLS
-            and THROUGHPUT_ROWS_PER_SM * sm_count <= n_rows <= FUSED_CHUNK_ROWS_PER_SM * sm_count
-            and (residual or (block_n == LARGE_ROWS_WIDE and n_cols % FUSED_CHUNK == 0
-                              and gbs_per_sm is not None and gbs_per_sm < S.WIDE_DRAM_GBS_PER_SM))):
+    chunk_rows = THROUGHPUT_ROWS_PER_SM * sm_count <= n_rows <= FUSED_CHUNK_ROWS_PER_SM * sm_count
+    plain_chunked = (block_n == LARGE_ROWS_WIDE and n_cols % FUSED_CHUNK == 0  # the H100's, unmasked
+                     and gbs_per_sm is not None and gbs_per_sm < S.WIDE_DRAM_GBS_PER_SM)
+    if chunk_rows and block_n >= FUSED_CHUNK_MIN_COLS and (residual or plain_chunked):
         return NormConfig(1, FUSED_CHUNK, FUSED_CHUNK_WARPS, False)
     if (not residual and block_n == LARGE_ROWS_WIDE and n_cols % LOOPED_CHUNK == 0
             and n_rows >= LOOPED_ROWS_PER_SM * sm_count
@@ -335,7 +337,7 @@ def _launch(kernel, x: Tensor, x_residual: Tensor | None, weight: Tensor | None,
     res2 = S.as_rows(residual_out) if has_residual else out2
     if config is None:
         sm_count = S.sm_count(x)
-        # The bandwidth only splits a rule for thousands of rows: decode launches skip its two calls.
+        # The bandwidth only splits rules from THROUGHPUT_ROWS_PER_SM rows: decode launches skip its two calls.
         gbs = S.memory_gbs_per_sm(x) if n_rows >= THROUGHPUT_ROWS_PER_SM * sm_count else None
         config = norm_config(n_rows, n_cols, x.element_size(), sm_count, has_residual, gbs)
     grid = (S.cdiv(n_rows, config.block_m),)
