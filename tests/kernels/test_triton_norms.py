@@ -160,15 +160,16 @@ def test_norm_config_rules():
     assert norm_config(4091, 8192, 2, 132, True) == NormConfig(1, 8192, 16, True)
     # The plain norms at 264-1056 rows of 8192 columns: two unmasked passes over 2048-column
     # chunks on a GPU of the H100's bandwidth a multiprocessor (25.4); elsewhere one row over 16 warps.
-    h100 = 25.4
-    assert norm_config(1024, 8192, 2, 132, False, h100) == NormConfig(1, 2048, 8, False)
-    assert norm_config(264, 8192, 2, 132, False, h100) == NormConfig(1, 2048, 8, False)
-    assert norm_config(1056, 8192, 2, 132, False, h100) == NormConfig(1, 2048, 8, False)
-    assert norm_config(263, 8192, 2, 132, False, h100) == NormConfig(1, 8192, 8, True)
-    assert norm_config(1057, 8192, 2, 132, False, h100) == NormConfig(1, 8192, 16, True)
-    assert norm_config(1024, 8000, 2, 132, False, h100) == NormConfig(1, 8192, 16, True)
-    assert norm_config(1024, 8192, 2, 132, False, h200) == NormConfig(1, 8192, 16, True)
-    assert norm_config(1024, 16384, 2, 132, False, h100) == NormConfig(1, 16384, 32, True)
+    h100, chunked = 25.4, NormConfig(1, 2048, 8, False)
+    for rows, cols, gbs, want in ((264, 8192, h100, chunked), (1024, 8192, h100, chunked), (1024, 6144, h100, chunked),
+                                  (1056, 8192, h100, chunked),
+                                  (263, 8192, h100, NormConfig(1, 8192, 8, True)),
+                                  (1057, 8192, h100, NormConfig(1, 8192, 16, True)),
+                                  (1024, 8000, h100, NormConfig(1, 8192, 16, True)),
+                                  (1024, 8192, h200, NormConfig(1, 8192, 16, True)),
+                                  (1024, 8192, None, NormConfig(1, 8192, 16, True)),
+                                  (1024, 16384, h100, NormConfig(1, 16384, 32, True))):
+        assert norm_config(rows, cols, 2, 132, False, gbs) == want, (rows, cols, gbs)
     assert norm_config(16384, 4096, 2, 132) == NormConfig(1, 4096, 8, True)
     assert norm_config(16367, 4096, 2, 132) == NormConfig(2, 4096, 16, True)
 
