@@ -158,7 +158,7 @@ def test_norm_config_rules():
     assert norm_config(16384, 8192, 2, 132, False, 25.4) == NormConfig(2, 8192, 32, True)
     assert norm_config(16384, 8192, 2, 132) == NormConfig(2, 8192, 32, True)
     assert norm_config(4091, 8192, 2, 132, True) == NormConfig(1, 8192, 16, True)
-    # The plain norms at 264-1056 rows of 8192 columns: two unmasked passes over 2048-column
+    # The plain norms at 264-1056 rows of 6144 or 8192 columns: two unmasked passes over 2048-column
     # chunks on a GPU of the H100's bandwidth a multiprocessor (25.4); elsewhere one row over 16 warps.
     h100, chunked = 25.4, NormConfig(1, 2048, 8, False)
     for rows, cols, gbs, want in ((264, 8192, h100, chunked), (1024, 8192, h100, chunked), (1024, 6144, h100, chunked),
