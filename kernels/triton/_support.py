@@ -177,6 +177,16 @@ WIDE_DRAM_GBS_PER_SM = 30.0
 were measured to differ between the two GPUs split (`memory_gbs_per_sm`)."""
 
 
+def narrow_dram(gbs_per_sm: float | None) -> bool:
+    """A GPU known to have the H100's DRAM bandwidth a multiprocessor or less (`WIDE_DRAM_GBS_PER_SM`)."""
+    return gbs_per_sm is not None and gbs_per_sm < WIDE_DRAM_GBS_PER_SM
+
+
+def wide_dram(gbs_per_sm: float | None) -> bool:
+    """A GPU known to have the H200's DRAM bandwidth a multiprocessor or more; unknown GPUs are neither."""
+    return gbs_per_sm is not None and gbs_per_sm >= WIDE_DRAM_GBS_PER_SM
+
+
 PROGRAMS_PER_SM = 4
 """Element-wise kernels at small sizes: enough programs for four a streaming multiprocessor."""
 

@@ -280,7 +280,7 @@ def gated_flat_config(n_outputs: int, act: str, sm_count: int = 132,
     are faster (measurements above); `gbs_per_sm`: `S.memory_gbs_per_sm` of the GPU (read for
     the large exact GELU only)."""
     if act == "gelu" and n_outputs >= EXACT_GELU_TILES_ELEMENTS:
-        if gbs_per_sm is not None and gbs_per_sm < S.WIDE_DRAM_GBS_PER_SM:
+        if S.narrow_dram(gbs_per_sm):
             return FlatConfig(2048, 8)
         return None
     if n_outputs >= THROUGHPUT_ELEMENTS:

@@ -276,8 +276,8 @@ LOOPED_WARPS = 16
 #        rms_norm 4096 x 8192: 1/16 45.71 45.80  2/32 45.98 46.17  Liger 45.99 46.03
 #                 6144 x 8192: 1/16 67.92 67.85  2/32 68.26 68.27  Liger 68.17 68.17
 #   H200 gemma    4096 x 8192: 1/16 35.53 35.14  2/32 35.73 35.50  (1/8 35.45 35.03; Inductor 35.71 35.56)
-# From there the H200 takes the two-pass loop (LOOPED_ROWS_PER_SM, the same figure) and the H100 2/32.
-PLAIN_WIDE_PER_SM = 62
+# From there the H200 takes the two-pass loop (the same threshold) and the H100 2/32.
+PLAIN_WIDE_PER_SM = LOOPED_ROWS_PER_SM
 LARGE_ROWS_NARROW = 4096
 LARGE_ROWS_NARROW_PER_SM = 124
 
@@ -292,13 +292,11 @@ def norm_config(n_rows: int, n_cols: int, element_size: int, sm_count: int = 132
     if block_n > MAX_SINGLE_PASS:
         return NormConfig(1, CHUNK, 8, False)
     chunk_rows = THROUGHPUT_ROWS_PER_SM * sm_count <= n_rows <= FUSED_CHUNK_ROWS_PER_SM * sm_count
-    plain_chunked = (block_n == LARGE_ROWS_WIDE and n_cols % FUSED_CHUNK == 0  # the H100's, unmasked
-                     and gbs_per_sm is not None and gbs_per_sm < S.WIDE_DRAM_GBS_PER_SM)
+    plain_chunked = block_n == LARGE_ROWS_WIDE and n_cols % FUSED_CHUNK == 0 and S.narrow_dram(gbs_per_sm)
     if chunk_rows and block_n >= FUSED_CHUNK_MIN_COLS and (residual or plain_chunked):
         return NormConfig(1, FUSED_CHUNK, FUSED_CHUNK_WARPS, False)
     if (not residual and block_n == LARGE_ROWS_WIDE and n_cols % LOOPED_CHUNK == 0
-            and n_rows >= LOOPED_ROWS_PER_SM * sm_count
-            and gbs_per_sm is not None and gbs_per_sm >= S.WIDE_DRAM_GBS_PER_SM):
+            and n_rows >= LOOPED_ROWS_PER_SM * sm_count and S.wide_dram(gbs_per_sm)):
         return NormConfig(1, LOOPED_CHUNK, LOOPED_WARPS, False)
     if block_n == LARGE_ROWS_WIDE and n_rows >= (LARGE_ROWS_WIDE_PER_SM if residual else PLAIN_WIDE_PER_SM) * sm_count:
         return NormConfig(1 if residual else 2, block_n, LARGE_ROWS_WIDE_WARPS, True)

@@ -624,7 +624,7 @@ def flat_static_config(n_elements: int, gbs_per_sm: float | None = None) -> Flat
     `gbs_per_sm`: `S.memory_gbs_per_sm` of the GPU (read for large tensors only)."""
     if n_elements < FLAT_STATIC_SMALL:
         return FlatConfig(1024, 4)
-    if n_elements < FLAT_STATIC_LARGE or (gbs_per_sm is not None and gbs_per_sm < S.WIDE_DRAM_GBS_PER_SM):
+    if n_elements < FLAT_STATIC_LARGE or S.narrow_dram(gbs_per_sm):
         return FlatConfig(2048, 8)
     return FlatConfig(2048, 4)
 
