@@ -129,13 +129,17 @@ class CustomOp(nn.Module):
             return _Module.__call__(self, *args, **kwargs)
         d = self.__dict__
         cls = type(self)
-        if (_autograd_profiler._is_profiler_enabled or _jit_trace._trace_module_map is not None
-                or _Module.__call__ is not _module_call or cls._call_impl is not _module_call_impl
-                or cls.forward is not _forward or "forward" in d or self._compiled_call_impl is not None
-                or d.get("_forward_pre_hooks", True) or d.get("_forward_hooks", True)
-                or d.get("_backward_pre_hooks", True) or d.get("_backward_hooks", True)
-                or _nn_module._global_forward_pre_hooks or _nn_module._global_forward_hooks
-                or _nn_module._global_backward_pre_hooks or _nn_module._global_backward_hooks):
+        try:
+            watched = (_autograd_profiler._is_profiler_enabled or _jit_trace._trace_module_map is not None
+                       or _Module.__call__ is not _module_call or cls._call_impl is not _module_call_impl
+                       or cls.forward is not _forward or "forward" in d or d.get("_compiled_call_impl") is not None
+                       or d["_forward_pre_hooks"] or d["_forward_hooks"] or d["_backward_pre_hooks"]
+                       or d["_backward_hooks"] or _nn_module._global_forward_pre_hooks
+                       or _nn_module._global_forward_hooks or _nn_module._global_backward_pre_hooks
+                       or _nn_module._global_backward_hooks)
+        except KeyError:  # no hook tables: nn.Module.__init__ has not run (torch's __call__ says so)
+            watched = True
+        if watched:
             return _Module.__call__(self, *args, **kwargs)
         # The shim's hot paths (dispatch.call is the general one, which `forward` runs):
         # `off` is one set lookup; `on` with a port runs its cached runner; sampled
@@ -154,9 +158,9 @@ class CustomOp(nn.Module):
                 return _compare_sampled(self, state, args, kwargs, self._forward_method)
         elif not kwargs:
             bound = self._forward_method
-            try:
-                run = state.on_runners.get(getattr(bound, "__func__", bound), ())[len(args)]
-            except IndexError:
+            try:  # a bound method's function (its runners' key); anything else takes the general path
+                run = state.on_runners.get(bound.__func__, ())[len(args)]
+            except (IndexError, AttributeError):
                 run = None
             if run is not None:
                 state.counter.seen += 1
