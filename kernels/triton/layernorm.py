@@ -232,6 +232,13 @@ MAX_WARPS = 32
 #     gemma     c2048/8 12.06 11.91  c4096/8 12.14 11.99  1/16 12.27 12.13 (Inductor 12.40 12.27; 11.7 in a third)
 #   On the H200 the masked form lost to 1/16 (rms_norm 9.96 against 9.76, above) and the unmasked
 #   one was not timed there: the H200 and GPUs of unknown bandwidth keep 1/16.
+#   The fused adds over 4096 columns take it on those GPUs too (EVEN: two whole chunks). H100,
+#   1024 x 4096, Inductor / ours round by round, two processes (explore_configs.py norm18,
+#   results/sweep_session18_h100.txt), µs:
+#     fused_add c2048/8 10.24 10.22 (1.012 1.011)  c1024/4 10.31 10.30  2/16 (the rule) 10.62 10.61 (0.975 0.974)
+#               1/16 10.53 10.53  1/8 11.08 11.07  (Inductor 10.35 10.35, Liger 11.19 11.18)
+#     gemma     c2048/8 10.22 10.23 (1.013 1.015)  2/16 10.58 10.59 (0.982 0.980)  (Inductor 10.40 10.38)
+#   On the H200 2/16 is 7.6-8.2% ahead of Inductor there (rematch_norms_h200): it keeps it.
 FUSED_CHUNK = 2048
 FUSED_CHUNK_WARPS = 8
 FUSED_CHUNK_MIN_COLS = 8192
@@ -286,14 +293,17 @@ LARGE_ROWS_NARROW_PER_SM = 124
 def norm_config(n_rows: int, n_cols: int, element_size: int, sm_count: int = 132,
                 residual: bool = False, gbs_per_sm: float | None = None) -> NormConfig:
     """Launch configuration for ``n_rows x n_cols`` (measurements above); `residual`: the fused add;
-    `gbs_per_sm`: `S.memory_gbs_per_sm` of the GPU (None: unknown), which the plain norms' two-pass
-    rules need (H100-class at 264-1056 rows, H200-class from 62 rows a multiprocessor)."""
+    `gbs_per_sm`: `S.memory_gbs_per_sm` of the GPU (None: unknown), which the two-pass rules need
+    (H100-class at 264-1056 rows: the plain norms over 6144 or 8192 columns, the fused adds over
+    4096; H200-class: the plain norms from 62 rows a multiprocessor)."""
     block_n = S.next_pow2(n_cols)
     if block_n > MAX_SINGLE_PASS:
         return NormConfig(1, CHUNK, 8, False)
     chunk_rows = THROUGHPUT_ROWS_PER_SM * sm_count <= n_rows <= FUSED_CHUNK_ROWS_PER_SM * sm_count
-    plain_chunked = block_n == LARGE_ROWS_WIDE and n_cols % FUSED_CHUNK == 0 and S.narrow_dram(gbs_per_sm)
-    if chunk_rows and block_n >= FUSED_CHUNK_MIN_COLS and (residual or plain_chunked):
+    even_chunks_narrow_dram = n_cols % FUSED_CHUNK == 0 and S.narrow_dram(gbs_per_sm)
+    plain_chunked = block_n == LARGE_ROWS_WIDE and even_chunks_narrow_dram
+    fused_narrow_chunked = residual and block_n == LARGE_ROWS_NARROW and even_chunks_narrow_dram
+    if chunk_rows and ((block_n >= FUSED_CHUNK_MIN_COLS and (residual or plain_chunked)) or fused_narrow_chunked):
         return NormConfig(1, FUSED_CHUNK, FUSED_CHUNK_WARPS, False)
     if (not residual and block_n == LARGE_ROWS_WIDE and n_cols % LOOPED_CHUNK == 0
             and n_rows >= LOOPED_ROWS_PER_SM * sm_count and S.wide_dram(gbs_per_sm)):

@@ -170,6 +170,15 @@ def test_norm_config_rules():
                                   (1024, 8192, None, NormConfig(1, 8192, 16, True)),
                                   (1024, 16384, h100, NormConfig(1, 16384, 32, True))):
         assert norm_config(rows, cols, 2, 132, False, gbs) == want, (rows, cols, gbs)
+    # ... and the fused adds at 264-1056 rows of 4096 columns there (not 4000: whole chunks only).
+    for rows, cols, gbs, want in ((264, 4096, h100, chunked), (1024, 4096, h100, chunked), (1056, 4096, h100, chunked),
+                                  (263, 4096, h100, NormConfig(1, 4096, 8, True)),
+                                  (1057, 4096, h100, NormConfig(2, 4096, 16, True)),
+                                  (1024, 4000, h100, NormConfig(2, 4096, 16, True)),
+                                  (1024, 4096, h200, NormConfig(2, 4096, 16, True)),
+                                  (1024, 4096, None, NormConfig(2, 4096, 16, True))):
+        assert norm_config(rows, cols, 2, 132, True, gbs) == want, (rows, cols, gbs)
+    assert norm_config(1024, 4096, 2, 132, False, h100) == NormConfig(2, 4096, 16, True)
     assert norm_config(16384, 4096, 2, 132) == NormConfig(1, 4096, 8, True)
     assert norm_config(16367, 4096, 2, 132) == NormConfig(2, 4096, 16, True)
 
