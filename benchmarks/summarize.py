@@ -137,6 +137,9 @@ LAUNCH_CHANGES: dict[tuple[str, ...], str] = {
     # session 17: two unmasked passes over 2048-column chunks at 264-1056 rows, H100-class GPUs only
     ("rms_norm", "1024x8192", "H100"): "2026-12-06 14:20:00",
     ("gemma_rms_norm", "1024x8192", "H100"): "2026-12-06 14:20:00",
+    # session 18: the fused adds the same at 264-1056 rows of 4096 columns, H100-class GPUs only
+    ("fused_add_rms_norm", "1024x4096", "H100"): "2026-12-06 15:54:00",
+    ("gemma_fused_add_rms_norm", "1024x4096", "H100"): "2026-12-06 15:54:00",
 }
 """(op, shape), or (op, shape, a part of the GPU's name) for a change on some GPUs only -> the UTC
 time from which a row's kernel or launch is the present one: runs of rematch.py from before it are
