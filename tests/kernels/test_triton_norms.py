@@ -158,27 +158,23 @@ def test_norm_config_rules():
     assert norm_config(16384, 8192, 2, 132, False, 25.4) == NormConfig(2, 8192, 32, True)
     assert norm_config(16384, 8192, 2, 132) == NormConfig(2, 8192, 32, True)
     assert norm_config(4091, 8192, 2, 132, True) == NormConfig(1, 8192, 16, True)
-    # The plain norms at 264-1056 rows of 6144 or 8192 columns: two unmasked passes over 2048-column
-    # chunks on a GPU of the H100's bandwidth a multiprocessor (25.4); elsewhere one row over 16 warps.
+    # At 264-1056 rows on a GPU of the H100's bandwidth a multiprocessor (25.4): two unmasked passes over
+    # 2048-column chunks for the plain norms over 6144 or 8192 columns and the fused adds over 4096 (whole
+    # chunks only: not 8000 or 4000); elsewhere, and on the H200 or an unknown GPU, the single pass.
     h100, chunked = 25.4, NormConfig(1, 2048, 8, False)
-    for rows, cols, gbs, want in ((264, 8192, h100, chunked), (1024, 8192, h100, chunked), (1024, 6144, h100, chunked),
-                                  (1056, 8192, h100, chunked),
-                                  (263, 8192, h100, NormConfig(1, 8192, 8, True)),
-                                  (1057, 8192, h100, NormConfig(1, 8192, 16, True)),
-                                  (1024, 8000, h100, NormConfig(1, 8192, 16, True)),
-                                  (1024, 8192, h200, NormConfig(1, 8192, 16, True)),
-                                  (1024, 8192, None, NormConfig(1, 8192, 16, True)),
-                                  (1024, 16384, h100, NormConfig(1, 16384, 32, True))):
-        assert norm_config(rows, cols, 2, 132, False, gbs) == want, (rows, cols, gbs)
-    # ... and the fused adds at 264-1056 rows of 4096 columns there (not 4000: whole chunks only).
-    for rows, cols, gbs, want in ((264, 4096, h100, chunked), (1024, 4096, h100, chunked), (1056, 4096, h100, chunked),
-                                  (263, 4096, h100, NormConfig(1, 4096, 8, True)),
-                                  (1057, 4096, h100, NormConfig(2, 4096, 16, True)),
-                                  (1024, 4000, h100, NormConfig(2, 4096, 16, True)),
-                                  (1024, 4096, h200, NormConfig(2, 4096, 16, True)),
-                                  (1024, 4096, None, NormConfig(2, 4096, 16, True))):
-        assert norm_config(rows, cols, 2, 132, True, gbs) == want, (rows, cols, gbs)
-    assert norm_config(1024, 4096, 2, 132, False, h100) == NormConfig(2, 4096, 16, True)
+    plain, fused = False, True
+    for rows, cols, residual, gbs, want in (
+            (264, 8192, plain, h100, chunked), (1024, 8192, plain, h100, chunked),
+            (1024, 6144, plain, h100, chunked), (1056, 8192, plain, h100, chunked),
+            (263, 8192, plain, h100, NormConfig(1, 8192, 8, True)), (1057, 8192, plain, h100, NormConfig(1, 8192, 16, True)),
+            (1024, 8000, plain, h100, NormConfig(1, 8192, 16, True)), (1024, 8192, plain, h200, NormConfig(1, 8192, 16, True)),
+            (1024, 8192, plain, None, NormConfig(1, 8192, 16, True)), (1024, 16384, plain, h100, NormConfig(1, 16384, 32, True)),
+            (1024, 4096, plain, h100, NormConfig(2, 4096, 16, True)),
+            (264, 4096, fused, h100, chunked), (1024, 4096, fused, h100, chunked), (1056, 4096, fused, h100, chunked),
+            (263, 4096, fused, h100, NormConfig(1, 4096, 8, True)), (1057, 4096, fused, h100, NormConfig(2, 4096, 16, True)),
+            (1024, 4000, fused, h100, NormConfig(2, 4096, 16, True)), (1024, 4096, fused, h200, NormConfig(2, 4096, 16, True)),
+            (1024, 4096, fused, None, NormConfig(2, 4096, 16, True))):
+        assert norm_config(rows, cols, 2, 132, residual, gbs) == want, (rows, cols, residual, gbs)
     assert norm_config(16384, 4096, 2, 132) == NormConfig(1, 4096, 8, True)
     assert norm_config(16367, 4096, 2, 132) == NormConfig(2, 4096, 16, True)
 
