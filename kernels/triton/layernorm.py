@@ -299,12 +299,13 @@ def norm_config(n_rows: int, n_cols: int, element_size: int, sm_count: int = 132
     block_n = S.next_pow2(n_cols)
     if block_n > MAX_SINGLE_PASS:
         return NormConfig(1, CHUNK, 8, False)
-    chunk_rows = THROUGHPUT_ROWS_PER_SM * sm_count <= n_rows <= FUSED_CHUNK_ROWS_PER_SM * sm_count
-    even_chunks_narrow_dram = n_cols % FUSED_CHUNK == 0 and S.narrow_dram(gbs_per_sm)
-    plain_chunked = block_n == LARGE_ROWS_WIDE and even_chunks_narrow_dram
-    fused_narrow_chunked = residual and block_n == LARGE_ROWS_NARROW and even_chunks_narrow_dram
-    if chunk_rows and ((block_n >= FUSED_CHUNK_MIN_COLS and (residual or plain_chunked)) or fused_narrow_chunked):
-        return NormConfig(1, FUSED_CHUNK, FUSED_CHUNK_WARPS, False)
+    if THROUGHPUT_ROWS_PER_SM * sm_count <= n_rows <= FUSED_CHUNK_ROWS_PER_SM * sm_count:
+        wide_fused = residual and block_n >= FUSED_CHUNK_MIN_COLS  # every GPU
+        # H100-class GPUs: one width down for the fused adds, and the plain norms at 8192; whole chunks only.
+        narrow_dram_chunked = (block_n == (LARGE_ROWS_NARROW if residual else LARGE_ROWS_WIDE)
+                               and n_cols % FUSED_CHUNK == 0 and S.narrow_dram(gbs_per_sm))
+        if wide_fused or narrow_dram_chunked:
+            return NormConfig(1, FUSED_CHUNK, FUSED_CHUNK_WARPS, False)
     if (not residual and block_n == LARGE_ROWS_WIDE and n_cols % LOOPED_CHUNK == 0
             and n_rows >= LOOPED_ROWS_PER_SM * sm_count and S.wide_dram(gbs_per_sm)):
         return NormConfig(1, LOOPED_CHUNK, LOOPED_WARPS, False)
