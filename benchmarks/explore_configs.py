@@ -594,10 +594,12 @@ def act3():
 def _rope_v(POS, CACHE, CACHE_ROW_STRIDE, Q, Q_T_STRIDE, Q_OUT, QO_T_STRIDE, K, K_T_STRIDE, K_OUT, KO_T_STRIDE,
             N_TOKENS, NQ: tl.constexpr, NK: tl.constexpr, HALF: tl.constexpr, BLOCK_T: tl.constexpr,
             EVEN: tl.constexpr, SCALAR: tl.constexpr, EV: tl.constexpr, EV_KEEP: tl.constexpr,
-            POS_FIRST: tl.constexpr = False):
+            POS_FIRST: tl.constexpr = False, POS_EARLY: tl.constexpr = False):
     """NeoX, full rotary, heads contiguous (head stride 2 * HALF), head counts constexpr and powers of two:
     the production kernel with its masks dropped (EVEN), a scalar token base and int32 offsets within
-    the block (SCALAR), streaming eviction hints on q / k and keep-hints on the cache (EV, EV_KEEP)."""
+    the block (SCALAR), streaming eviction hints on q / k and keep-hints on the cache (EV, EV_KEEP).
+    Load order: q / k, then position, then cache rows (production); POS_FIRST: position and cache rows
+    first; POS_EARLY: position, then q / k, then cache rows (no q / k load waits for the position)."""
     pid = tl.program_id(0)
     t_loc = tl.arange(0, BLOCK_T)
     half = tl.arange(0, HALF)
@@ -621,8 +623,9 @@ def _rope_v(POS, CACHE, CACHE_ROW_STRIDE, Q, Q_T_STRIDE, Q_OUT, QO_T_STRIDE, K, 
     mk = None if EVEN else tm[:, None, None] & (hk < NK)[None, :, None] & (half < HALF)[None, None, :]
     mc = None if EVEN else tm[:, None, None] & (half < HALF)[None, None, :]
     zero = None if EVEN else 0.0
-    if POS_FIRST:  # the position -> cache row chain issued before the q / k loads
+    if POS_FIRST or POS_EARLY:
         pos = tl.load(POS + tokens, mask=tm, other=None if EVEN else 0).to(tl.int64)
+    if POS_FIRST:  # the position -> cache row chain issued before the q / k loads
         rows = CACHE + pos[:, None, None] * CACHE_ROW_STRIDE + half[None, None, :]
         cos = tl.load(rows, mask=mc, other=zero, eviction_policy=EV_KEEP).to(tl.float32)
         sin = tl.load(rows + HALF, mask=mc, other=zero, eviction_policy=EV_KEEP).to(tl.float32)
@@ -631,7 +634,8 @@ def _rope_v(POS, CACHE, CACHE_ROW_STRIDE, Q, Q_T_STRIDE, Q_OUT, QO_T_STRIDE, K, 
     ka = tl.load(k_in, mask=mk, other=zero, eviction_policy=EV).to(tl.float32)
     kb = tl.load(k_in + HALF, mask=mk, other=zero, eviction_policy=EV).to(tl.float32)
     if not POS_FIRST:
-        pos = tl.load(POS + tokens, mask=tm, other=None if EVEN else 0).to(tl.int64)
+        if not POS_EARLY:
+            pos = tl.load(POS + tokens, mask=tm, other=None if EVEN else 0).to(tl.int64)
         rows = CACHE + pos[:, None, None] * CACHE_ROW_STRIDE + half[None, None, :]
         cos = tl.load(rows, mask=mc, other=zero, eviction_policy=EV_KEEP).to(tl.float32)
         sin = tl.load(rows + HALF, mask=mc, other=zero, eviction_policy=EV_KEEP).to(tl.float32)
@@ -1473,6 +1477,65 @@ def norm18():
     _norm_rounds("norm18", cases, variants, rounds=30)
 
 
+def rope7():
+    """RoPE at the 70B/TP8 heads (1024 tokens: 1.6% behind Liger on the H100, rematch_session18_h100) and
+    Llama-3-8B's, round by round against Liger: the production kernel's tokens and warps a program, in
+    place, and `_rope_v` (unmasked, constexpr heads) with the position load issued before q / k.
+    rematch.py's rounds (two captures x 20 rounds); ratio = Liger's time / the variant's."""
+    import statistics
+
+    import bench_rope as BR
+    import rematch as R
+    from irshim.kernels.triton import rope as TR
+
+    def config(bt, w):
+        def bind(case, args):
+            _, q, k, hs, rd, _, _ = args
+            most = max(1, TR.MAX_STEP_PAIRS // (bt * rd // 2))
+            cfg = TR.RopeConfig(bt, min(TR.S.next_pow2(q.shape[1] // hs), most),
+                                min(TR.S.next_pow2(k.shape[1] // hs), most), w)
+            return lambda: TR.rotary_embedding_into(*args, config=cfg)
+        return H.Provider(f"prod {bt}/{w}", bind, peer=False)
+
+    def variant(name, bt, w, **kw):
+        def bind(case, args):
+            pos, q, k, hs, _, cache, _ = args
+            t, nq, nk = q.shape[0], q.shape[1] // hs, k.shape[1] // hs
+            qo, ko = torch.empty_like(q), torch.empty_like(k)
+
+            def run():
+                _rope_v[(t // bt,)](pos, cache, cache.stride(0), q, q.stride(0), qo, qo.stride(0),
+                                    k, k.stride(0), ko, ko.stride(0), t, NQ=nq, NK=nk, HALF=hs // 2,
+                                    BLOCK_T=bt, EVEN=True, SCALAR=False, EV="", EV_KEEP="evict_last",
+                                    num_warps=w, **kw)
+                return qo, ko
+            return run
+        return H.Provider(f"{name} {bt}/{w}", bind, peer=False)
+
+    inplace = BR.OP.impls["triton_inplace"].impl_fn
+    variants = ([H.Provider("inplace", lambda c, a: (lambda: inplace(*a)), peer=False)]
+                + [config(bt, w) for bt, w in ((1, 2), (2, 4), (2, 8), (4, 4), (4, 8))]
+                + [variant("v", 1, 4), variant("v pos early", 1, 4, POS_EARLY=True),
+                   variant("v pos early", 2, 4, POS_EARLY=True), variant("v pos early", 1, 8, POS_EARLY=True)])
+    for spec in ("rope:llama3-70b-tp8:1024x8q1kx128:bfloat16", "rope:llama3-70b-tp8:4096x8q1kx128:bfloat16",
+                 "rope:llama3-70b-tp8:128x8q1kx128:bfloat16", "rope:llama3-8b:1024x32q8kx128:bfloat16"):
+        case, peers = R._find(spec)[0]
+        provs = [p for p in peers if p.name in ("liger", "triton")] + variants
+        args = case.make_args()
+        want = BR.OP.native(*args)
+        for p in variants:
+            a = tuple(x.clone() if isinstance(x, torch.Tensor) else x for x in args)
+            got = p.bind(case, a)()
+            got = (a[1], a[2]) if p.name == "inplace" else got
+            err = max((g.float() - e.float()).abs().max().item() for g, e in zip(got, want))
+            log(f"rope7 {spec} {p.name} max err {err:.3g}")
+        runs = [R._rounds(case, provs, 20) for _ in range(2)]
+        med = {n: statistics.median(t for r in runs for t in r[n]) for n in runs[0]}
+        for n in sorted(med, key=med.get):
+            m, ci, _ = R.ratio_stats(runs, "liger", n) if n != "liger" else (1.0, [1.0, 1.0], 0)
+            log(f"rope7 {spec} {n}: {med[n]:.2f} us, liger/this {m:.4f} [{ci[0]:.4f}, {ci[1]:.4f}]")
+
+
 @triton.jit
 def _amax_v(X, XS, AMAX, N_ROWS, N_COLS, LAST_FROM, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
             SPLIT: tl.constexpr):
@@ -1574,7 +1637,8 @@ SECTIONS_BY_NAME = {"inductor": dump_inductor, "act": act_sweep, "norm": norm_sw
                     "rope6": rope6, "quant11": quant11,
                     "quant12": quant12, "quant13": quant13,
                     "quant14": quant14, "quant15": quant15, "quant16": quant16, "quant17": quant17, "act10": act10,
-                    "norm11": norm11, "norm12": norm12, "norm13": norm13, "norm14": norm14, "norm15": norm15, "norm16": norm16, "norm17": norm17, "quant18": quant18, "norm18": norm18}
+                    "norm11": norm11, "norm12": norm12, "norm13": norm13, "norm14": norm14, "norm15": norm15, "norm16": norm16, "norm17": norm17, "quant18": quant18, "norm18": norm18,
+                    "rope7": rope7}
 
 
 def main() -> None:
