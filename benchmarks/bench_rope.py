@@ -283,7 +283,8 @@ def main() -> None:
     H.run_suite("bench_rope", args, cases(args.quick, H.int_list(args.tokens, TOKENS)), providers(),
                 check=check, notes="Liger: per-token float32 cos/sin gathered outside the timed region, in place. "
                           "vllm_c: vLLM's ops.rotary_embedding (in place), when vLLM is installed. "
-                          "triton_inplace: irshim's in-place provider (not a peer).")
+                          "triton_inplace: irshim's in-place provider (not a peer). In-place providers write into "
+                          "the rotating input sets, the others into one reused output block (benchmarks/harness.py).")
 
 
 if __name__ == "__main__":
