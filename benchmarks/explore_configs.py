@@ -1313,12 +1313,25 @@ def _norm_variants(configs, hints):
     return [config(*c) for c in configs] + [hinted(*h) for h in hints]
 
 
+def _log_rounds(tag, spec, case, provs, base, rounds):
+    """rematch.py's rounds of `provs` on `case` (two captures), logged fastest first: each one's median
+    µs, GB/s and `base`'s time / its own (median round ratio, 95% bootstrap interval)."""
+    import statistics
+
+    import rematch as R
+
+    runs = [R._rounds(case, provs, rounds) for _ in range(2)]
+    med = {n: statistics.median(t for r in runs for t in r[n]) for n in runs[0]}
+    for n in sorted(med, key=med.get):
+        m, ci, _ = R.ratio_stats(runs, base, n) if n != base else (1.0, [1.0, 1.0], 0)
+        log(f"{tag} {spec} {n}: {med[n]:.2f} us, {case.bytes / med[n] / 1e3:.0f} GB/s, "
+            f"{base}/this {m:.4f} [{ci[0]:.4f}, {ci[1]:.4f}]")
+
+
 def _norm_rounds(tag, specs, variants, rounds=40):
     """Each norms case of `specs` (a rematch.py spec, or an `H.Case`) with Inductor, Liger, the IR op and
     `variants`, checked against native, then rematch.py's rounds (two captures); ratio = Inductor's time
     / the variant's."""
-    import statistics
-
     import bench_norms as BN
     import rematch as R
 
@@ -1333,11 +1346,7 @@ def _norm_rounds(tag, specs, variants, rounds=40):
             got = p.bind(case, args)()
             got = got[0] if isinstance(got, tuple) else got  # Liger returns its saved tensors too
             log(f"{tag} {spec} {p.name} max err {(got.float() - ref).abs().max().item()}")
-        runs = [R._rounds(case, provs, rounds) for _ in range(2)]
-        med = {n: statistics.median(t for r in runs for t in r[n]) for n in runs[0]}
-        for n in sorted(med, key=med.get):
-            m, ci, _ = R.ratio_stats(runs, "inductor", n) if n != "inductor" else (1.0, [1.0, 1.0], 0)
-            log(f"{tag} {spec} {n}: {med[n]:.2f} us, inductor/this {m:.4f} [{ci[0]:.4f}, {ci[1]:.4f}]")
+        _log_rounds(tag, spec, case, provs, "inductor", rounds)
 
 
 def norm11():
@@ -1484,8 +1493,6 @@ def rope7():
     rematch.py's rounds (two captures x 20 rounds); ratio = Liger's time / the variant's. The `_rope_v`
     launches write into per-set outputs, the production ones into a reused block (benchmarks/harness.py):
     compare the `v` rows with each other only (H100: `v 1/4` 3.11 µs against production 2.39 at 1024 tokens)."""
-    import statistics
-
     import bench_rope as BR
     import rematch as R
     from irshim.kernels.triton import rope as TR
@@ -1531,11 +1538,7 @@ def rope7():
             got = (a[1], a[2]) if p.name == "inplace" else got
             err = max((g.float() - e.float()).abs().max().item() for g, e in zip(got, want))
             log(f"rope7 {spec} {p.name} max err {err:.3g}")
-        runs = [R._rounds(case, provs, 20) for _ in range(2)]
-        med = {n: statistics.median(t for r in runs for t in r[n]) for n in runs[0]}
-        for n in sorted(med, key=med.get):
-            m, ci, _ = R.ratio_stats(runs, "liger", n) if n != "liger" else (1.0, [1.0, 1.0], 0)
-            log(f"rope7 {spec} {n}: {med[n]:.2f} us, liger/this {m:.4f} [{ci[0]:.4f}, {ci[1]:.4f}]")
+        _log_rounds("rope7", spec, case, provs, "liger", 20)
 
 
 @triton.jit
@@ -1578,8 +1581,6 @@ def quant18():
     Variants: q stored streaming (.cs), x's second load evict_first, and the amax pass loading its
     last `window` x L2 bytes evict_last (earlier tiles evict_first). rematch.py's rounds (two captures x
     30 rounds); ratio = production's time / the variant's."""
-    import statistics
-
     import rematch as R
 
     l2 = torch.cuda.get_device_properties(0).L2_cache_size
@@ -1624,12 +1625,7 @@ def quant18():
             q, s = p.bind(case, args)()
             same = torch.equal(q.view(torch.uint8), q_ref.view(torch.uint8)) and torch.equal(s, s_ref)
             log(f"quant18 {spec} {p.name} {'bitwise equal to the op' if same else 'DIFFERS from the op'}")
-        runs = [R._rounds(case, provs, 30) for _ in range(2)]
-        med = {n: statistics.median(t for r in runs for t in r[n]) for n in runs[0]}
-        for n in sorted(med, key=med.get):
-            m, ci, _ = R.ratio_stats(runs, "triton", n) if n != "triton" else (1.0, [1.0, 1.0], 0)
-            log(f"quant18 {spec} {n}: {med[n]:.2f} us, {case.bytes / med[n] / 1e3:.0f} GB/s, "
-                f"triton/this {m:.4f} [{ci[0]:.4f}, {ci[1]:.4f}]")
+        _log_rounds("quant18", spec, case, provs, "triton", 30)
 
 
 SECTIONS_BY_NAME = {"inductor": dump_inductor, "act": act_sweep, "norm": norm_sweep, "quant": quant_sweep,
